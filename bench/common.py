@@ -1,0 +1,29 @@
+"""Shared by the benchmarks: where the data is, and one JSON line per figure."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL = Path(os.environ.get("HWR_REAL_DATA", ROOT.parent / "shared" / "data" / "kaggle-names"))
+CACHE = Path(os.environ.get("HWR_BENCH_DIR", ROOT / "data" / "bench"))
+
+
+def emit(bench: str, **fields) -> None:
+    print(json.dumps({"bench": bench, **fields, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                      "cpu": platform.processor() or platform.machine()}), flush=True)
+
+
+def synthetic(n: int = 20000, seed: int = 0) -> Path:
+    """The default synthetic dataset, generated once."""
+    from ocr.synth import generate
+
+    out = CACHE / f"synth-{n}-s{seed}"
+    if not (out / "written_name_train_v2.csv").exists():
+        generate(out, n, seed=seed, workers=os.cpu_count() or 1)
+    return out

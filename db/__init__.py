@@ -1,0 +1,1 @@
+"""Database models and sessions (arrive with the database issue)."""

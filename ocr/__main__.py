@@ -1,0 +1,3 @@
+from ocr.cli import main
+
+raise SystemExit(main())

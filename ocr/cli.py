@@ -1,0 +1,258 @@
+"""``python -m ocr synth|download-kaggle|import|train|evaluate|predict|export``.
+
+Heavy imports (torch) happen inside the commands so ``--help`` is instant. Every expected failure
+exits non-zero with one readable line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+class CLIError(Exception):
+    """A failure explained in one line."""
+
+
+def _print_err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def cmd_synth(args) -> int:
+    from tqdm import tqdm
+
+    from ocr.synth import generate
+
+    with tqdm(total=args.n, desc="synthesizing", unit="img", file=sys.stderr, disable=args.quiet) as bar:
+        generate(args.out, args.n, seed=args.seed, split=args.split, workers=args.workers, progress=bar.update)
+    print(f"wrote {args.n:,} images and written_name_{args.split}_v2.csv to {args.out}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from ocr.datasets import import_kaggle, summary_text
+
+    result = import_kaggle(args.source, check_images=not args.no_image_check)
+    summary = result.summary()
+    print(json.dumps(summary) if args.json else summary_text(summary))
+    return 0 if result.samples else 1
+
+
+def cmd_download(args) -> int:
+    from ocr.datasets import import_kaggle, summary_text
+    from ocr.kaggle import KaggleError, download
+
+    try:
+        folder = download(args.out, dataset=args.dataset)
+    except KaggleError as exc:
+        raise CLIError(str(exc)) from None
+    summary = import_kaggle(folder).summary()
+    print(json.dumps(summary) if args.json else summary_text(summary))
+    return 0
+
+
+def _load_samples(specs: list[str]):
+    from ocr.datasets import default_train_splits, import_kaggle, parse_data_arg
+
+    samples = []
+    for spec in specs:
+        folder, splits = parse_data_arg(spec)
+        result = import_kaggle(folder, splits)
+        if splits is None:
+            result.samples = result.split(*default_train_splits(result))
+        ex = result.summary()["excluded"]
+        _print_err(f"{folder}: {len(result.samples):,} usable samples"
+                   + (f" (excluded: {', '.join(f'{k} {v}' for k, v in ex.items() if v)})" if any(ex.values()) else ""))
+        for e in result.errors:
+            _print_err(f"  {e}")
+        samples += result.samples
+    return samples
+
+
+def cmd_train(args) -> int:
+    from ocr.datasets import holdout_split
+    from ocr.train import Callback, TrainConfig, fit
+
+    out = Path(args.out)
+    run_file = out / "run.json"
+    if args.resume and not args.data:
+        if not run_file.exists():
+            raise CLIError(f"{out}: nothing to resume (no run.json / last.pt); give --data to start a run")
+        saved = json.loads(run_file.read_text())
+        args.data, args.val = saved["data"], saved["val"]
+    if not args.data:
+        raise CLIError("give at least one --data DIR[:SPLITS]")
+    if args.resume and not (out / "last.pt").exists():
+        raise CLIError(f"{out / 'last.pt'} not found: nothing to resume")
+    cfg = TrainConfig(preset=args.preset, epochs=args.epochs, max_minutes=args.max_minutes, batch_size=args.batch_size,
+                      lr=args.lr, scheduler=args.scheduler, augment=not args.no_augment, seed=args.seed,
+                      device=args.device, workers=args.workers, diagnose=args.diagnose,
+                      val_fraction=args.val_fraction)
+    train = _load_samples(args.data)
+    if args.val:
+        val = _load_samples(args.val)
+    else:
+        train, val = holdout_split(train, cfg.val_fraction, cfg.seed)
+        _print_err(f"holding out {len(val):,} of the training samples for validation (seed {cfg.seed})")
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        run_file.write_text(json.dumps({"data": args.data, "val": args.val}, indent=1))
+
+    class Printer(Callback):
+        def on_start(self, info):
+            _print_err(f"training {info['model']} ({info['parameters']:,} parameters) on {info['device']}: "
+                       f"{info['train_samples']:,} train / {info['val_samples']:,} validation samples, "
+                       f"{info['epochs']} epoch(s)")
+
+        def on_epoch(self, m):
+            print(f"epoch {m['epoch']:3d}  train_loss {m['train_loss']:.4f}  val_loss {m['val_loss']:.4f}  "
+                  f"val_exact_match {m['val_exact_match']:.3f}  val_cer {m['val_cer']:.4f}  ({m['seconds']:.0f} s)",
+                  flush=True)
+
+        def on_message(self, text):
+            _print_err(text)
+
+    summary = fit(train, val, out, cfg, init=args.init, resume=args.resume, callback=Printer(),
+                  progress=not args.quiet and sys.stderr.isatty())
+    best = summary["best"]
+    print(f"done: {summary['epochs']} epoch(s); best val_cer {best.get('val_cer', float('nan')):.4f}, "
+          f"val_exact_match {best.get('val_exact_match', float('nan')):.3f}; checkpoints in {out}"
+          + (f" ({summary['stopped']})" if summary["stopped"] else ""))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from ocr.evaluate import evaluate
+
+    metrics = evaluate(args.checkpoint, args.data, args.split, args.out, beam=args.beam, device=args.device)
+    print(json.dumps(metrics) if args.json else
+          f"n {metrics['n']}  exact_match {metrics['exact_match']:.4f}  cer {metrics['cer']:.4f}  "
+          f"wer {metrics['wer']:.4f}  char_accuracy {metrics['char_accuracy']:.4f}  -> {args.out}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from ocr.recognize import Recognizer
+
+    rec = Recognizer(args.checkpoint, device=args.device)
+    images, failed = [], 0
+    for path in args.images:
+        try:
+            images.append((path, rec.prepare(path)))
+        except ValueError as exc:
+            _print_err(f"{path}: {exc}")
+            failed += 1
+    preds = rec.read([a for _, a in images], beam=args.beam, top_k=args.top_k) if images else []
+    for (path, _), p in zip(images, preds):
+        if args.json:
+            print(json.dumps({"file": str(path), "text": p.text, "confidence": p.confidence,
+                              "candidates": [{"text": t, "probability": q} for t, q in p.candidates]}))
+        else:
+            extra = "  |  " + "  ".join(f"{t} {q:.3f}" for t, q in p.candidates[1:]) if p.candidates[1:] else ""
+            print(f"{path}\t{p.text}\t{p.confidence:.3f}{extra}")
+    return 1 if failed else 0
+
+
+def cmd_export(args) -> int:
+    from ocr.export import export
+
+    paths = export(args.checkpoint, args.out, formats=args.format)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ocr", description="Handwritten-name recognition (CRNN + CTC).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="generate synthetic handwritten names in Kaggle layout")
+    s.add_argument("--n", type=int, default=20000, help="number of images (default 20000)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--split", default="train", choices=["train", "validation", "test"])
+    s.add_argument("--workers", type=int, default=1, help="processes (output is the same for any number)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("download-kaggle", help="download landlord/handwriting-recognition with the kaggle API, then import")
+    s.add_argument("--out", required=True, help="folder to download and extract into")
+    s.add_argument("--dataset", default="landlord/handwriting-recognition")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_download)
+
+    s = sub.add_parser("import", help="check a Kaggle-layout folder or zip and print what is usable")
+    s.add_argument("source", help="folder or .zip in Kaggle layout")
+    s.add_argument("--json", action="store_true", help="one JSON object: rows, usable, excluded, splits, ...")
+    s.add_argument("--no-image-check", action="store_true", help="skip decoding every image")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("train", help="train a CRNN; writes RUNDIR/best.pt, last.pt, metrics.jsonl")
+    s.add_argument("--data", action="append", default=[], metavar="DIR[:SPLITS]",
+                   help="Kaggle-layout folder or zip; SPLITS a comma list of train,validation,test "
+                        "(default: all present but test). Repeatable.")
+    s.add_argument("--val", action="append", default=[], metavar="DIR[:SPLITS]",
+                   help="validation data (default: a seeded share of the training rows)")
+    s.add_argument("--out", required=True, metavar="RUNDIR")
+    s.add_argument("--preset", default="small", choices=["small", "large", "textbook"])
+    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--max-minutes", type=float, help="plan the run (and its LR schedule) for this budget")
+    s.add_argument("--init", metavar="CKPT", help="fine-tune from this checkpoint")
+    s.add_argument("--resume", action="store_true", help="continue RUNDIR/last.pt exactly")
+    s.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--lr", type=float, default=2e-3)
+    s.add_argument("--scheduler", default="onecycle", choices=["onecycle", "cosine", "plateau", "constant"])
+    s.add_argument("--no-augment", action="store_true")
+    s.add_argument("--val-fraction", type=float, default=0.05)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=-1, help="DataLoader workers (default: 0 on CPU, 4 on GPU)")
+    s.add_argument("--diagnose", action="store_true", help="print batch statistics before training")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="metrics, predictions, misclassified images and a Markdown/PDF report")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--data", required=True, help="Kaggle-layout folder or zip")
+    s.add_argument("--split", default="validation")
+    s.add_argument("--out", required=True)
+    s.add_argument("--beam", type=int, default=0, help="beam width (0: greedy)")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("predict", help="read images: text and confidence (top-k with --beam)")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("images", nargs="+")
+    s.add_argument("--beam", type=int, default=10, help="beam width (0: greedy)")
+    s.add_argument("--top-k", type=int, default=5)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("export", help="write model.pt (state dict + config + alphabet), TorchScript and ONNX")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--format", action="append", choices=["pt", "torchscript", "onnx"],
+                   help="repeatable (default: all three)")
+    s.set_defaults(func=cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from ocr.train import TrainingError
+    except ImportError as exc:
+        _print_err(f"error: {exc} (install the requirements: pip install -r requirements.txt)")
+        return 2
+    try:
+        return args.func(args)
+    except (CLIError, TrainingError, ValueError, OSError) as exc:
+        _print_err(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _print_err("interrupted")
+        return 130

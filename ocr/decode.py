@@ -1,0 +1,108 @@
+"""CTC decoding: logits -> text with a confidence.
+
+Confidence is a probability of the text given the image: for greedy decoding the probability of
+the best path, for beam search the summed probability of every path that collapses to the text
+(what CTC defines as P(text | image)), as far as the beam saw them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ocr.alphabet import BLANK, Alphabet
+
+
+@dataclass(frozen=True)
+class Prediction:
+    text: str
+    confidence: float
+    candidates: tuple[tuple[str, float], ...] = ()  # top-k (text, probability), beam search only
+
+
+def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet: Alphabet) -> list[Prediction]:
+    """logits (T, N, C), lengths (N,) -> N predictions: best class per step, repeats and blanks removed."""
+    log_probs = logits.float().log_softmax(2)
+    best_lp, best = log_probs.max(2)  # T, N
+    best = best.T.cpu().numpy()
+    best_lp = best_lp.T.cpu().numpy()
+    out = []
+    for i, n in enumerate(lengths.tolist()):
+        path = best[i, :n]
+        keep = np.ones(n, dtype=bool)
+        keep[1:] = path[1:] != path[:-1]
+        keep &= path != BLANK
+        out.append(Prediction(alphabet.decode(path[keep].tolist()), float(math.exp(best_lp[i, :n].sum()))))
+    return out
+
+
+def _logsumexp(a: float, b: float) -> float:
+    if a == -math.inf:
+        return b
+    if b == -math.inf:
+        return a
+    m = max(a, b)
+    return m + math.log1p(math.exp(-abs(a - b)))
+
+
+def beam_decode_one(log_probs: np.ndarray, alphabet: Alphabet, beam: int = 10, top_k: int = 5,
+                    prune: float = -12.0) -> Prediction:
+    """CTC prefix beam search over one sequence. log_probs (T, C) -> best text + top-k candidates.
+
+    Classes below ``prune`` (log probability) at a step are not extended, which keeps it fast.
+    """
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}  # prefix -> (log p_blank, log p_nonblank)
+    for t in range(log_probs.shape[0]):
+        row = log_probs[t]
+        classes = np.nonzero(row > prune)[0]
+        nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [-math.inf, -math.inf])
+        for prefix, (pb, pnb) in beams.items():
+            total = _logsumexp(pb, pnb)
+            for c in classes.tolist():
+                p = float(row[c])
+                if c == BLANK:
+                    e = nxt[prefix]
+                    e[0] = _logsumexp(e[0], total + p)
+                    continue
+                last = prefix[-1] if prefix else None
+                ext = prefix + (c,)
+                e = nxt[ext]
+                if c == last:
+                    e[1] = _logsumexp(e[1], pb + p)  # a repeat needs a blank in between
+                    s = nxt[prefix]
+                    s[1] = _logsumexp(s[1], pnb + p)
+                else:
+                    e[1] = _logsumexp(e[1], total + p)
+        scored = sorted(nxt.items(), key=lambda kv: _logsumexp(*kv[1]), reverse=True)[:beam]
+        beams = {k: (v[0], v[1]) for k, v in scored}
+    ranked = sorted(((alphabet.decode(list(k)), math.exp(_logsumexp(*v))) for k, v in beams.items()),
+                    key=lambda x: x[1], reverse=True)
+    best_text, best_p = ranked[0]
+    return Prediction(best_text, best_p, tuple(ranked[:top_k]))
+
+
+def beam_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet: Alphabet, beam: int = 10,
+                top_k: int = 5) -> list[Prediction]:
+    """logits (T, N, C), lengths (N,) -> N predictions with top-k candidates."""
+    log_probs = logits.float().log_softmax(2).cpu().numpy()
+    return [beam_decode_one(log_probs[:n, i], alphabet, beam, top_k) for i, n in enumerate(lengths.tolist())]
+
+
+def label_log_prob(logits: torch.Tensor, lengths: torch.Tensor, labels: list[str], alphabet: Alphabet) -> torch.Tensor:
+    """log P(label | image) under the model for each given label: (N,). -inf when the label cannot fit."""
+    log_probs = logits.float().log_softmax(2)
+    encoded = [alphabet.encode(s) for s in labels]
+    targets = torch.tensor([c for e in encoded for c in e], dtype=torch.long)
+    target_lengths = torch.tensor([len(e) for e in encoded], dtype=torch.long)
+    nll = F.ctc_loss(log_probs, targets, lengths, target_lengths, blank=BLANK, reduction="none", zero_infinity=False)
+    return -nll
+
+
+def ctc_min_length(label: str) -> int:
+    """Time steps CTC needs for ``label``: one per character plus a blank between each repeated pair."""
+    return len(label) + sum(1 for a, b in zip(label, label[1:]) if a == b)

@@ -1,0 +1,91 @@
+"""The one preprocessing path from any image (file crop, synthetic, drawn) to model input.
+
+Training, evaluation, prediction and the dashboard's drawn input all go through
+``preprocess`` so the model never sees two different conventions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+Image.MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs with a clear error
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    height: int = 32
+    max_width: int = 256
+
+
+def to_gray(image: Image.Image | np.ndarray) -> np.ndarray:
+    """Any PIL image or HxW / HxWxC uint8 array to an HxW uint8 gray array (alpha composited on white)."""
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            return arr.astype(np.uint8, copy=False)
+        image = Image.fromarray(arr.astype(np.uint8, copy=False))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("L"))
+
+
+def resize_gray(gray: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Resize to ``cfg.height`` keeping the aspect ratio; squash horizontally past ``cfg.max_width``."""
+    h, w = gray.shape
+    if h == 0 or w == 0:
+        raise ValueError("empty image")
+    new_w = max(4, min(cfg.max_width, round(w * cfg.height / h)))
+    return np.asarray(Image.fromarray(gray).resize((new_w, cfg.height), Image.BILINEAR))
+
+
+def normalize(gray: np.ndarray) -> np.ndarray:
+    """uint8 gray (dark ink on light paper) -> float32 ink map in [0, 1], paper at 0.
+
+    The paper level is the median and the ink level a high percentile of the inverted image,
+    so gray scans, faint pencil and white canvases give the same range.
+    """
+    ink = 255.0 - gray.astype(np.float32)
+    paper = float(np.median(ink))
+    top = float(np.percentile(ink, 99.5))
+    scale = max(top - paper, 32.0)
+    return np.clip((ink - paper) / scale, 0.0, 1.0)
+
+
+def preprocess(image: Image.Image | np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
+    """Image -> float32 array of shape (cfg.height, W) with W <= cfg.max_width, ink = 1."""
+    return normalize(resize_gray(to_gray(image), cfg))
+
+
+def pad_batch(images: list[np.ndarray], multiple: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (H, W_i) arrays into a zero-padded (N, 1, H, W_max) tensor, plus the widths (N,)."""
+    if not images:
+        raise ValueError("empty batch")
+    height = images[0].shape[0]
+    widths = torch.tensor([im.shape[1] for im in images], dtype=torch.long)
+    width = int(-(-int(widths.max()) // multiple) * multiple)
+    batch = np.zeros((len(images), 1, height, width), dtype=np.float32)
+    for i, im in enumerate(images):
+        batch[i, 0, :, : im.shape[1]] = im
+    return torch.from_numpy(batch), widths
+
+
+def load_image(path) -> Image.Image:
+    """Open and fully decode an image file, raising ``ValueError`` with a readable reason."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.width == 0 or im.height == 0:
+                raise ValueError("image has zero size")
+            return im.copy()
+    except FileNotFoundError:
+        raise ValueError("file not found") from None
+    except Image.DecompressionBombError:
+        raise ValueError(f"image too large (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+    except (OSError, SyntaxError) as exc:  # PIL raises these for truncated / non-image files
+        raise ValueError(f"not a readable image ({exc})") from None

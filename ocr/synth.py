@@ -1,0 +1,255 @@
+"""Synthetic handwritten names that look like the Kaggle form crops: the embedded default data.
+
+Each image is a name drawn with Hershey stroke fonts as a pen would: per-glyph jitter, slant,
+rotation and scale, spaced block capitals or joined letters, baseline drift, stroke width,
+accents writers add but labels leave out, on a form crop with printed captions (``NOM :``),
+the cut-off edge of neighbouring fields, box lines, gray paper, blur, noise and JPEG artefacts.
+Image ``i`` of seed ``s`` depends only on ``(s, i)``, so any worker count gives the same files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from HersheyFonts import HersheyFonts
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from ocr.names import NamePool, build_pools, to_label
+
+WIDTHS = (284, 324, 388)
+WIDTH_P = (0.39, 0.26, 0.35)  # as in the real validation crops
+BLOCK_FONTS = ("futural", "rowmans", "futuram", "rowmand")
+CURSIVE_FONTS = ("scripts", "cursive")
+CAPTIONS = ("NOM :", "PRENOM :", "NOM :", "PRENOM :", "PRENOM", "NOM")
+NEIGHBOURS = ("DATE DE NAISSANCE", "CLASSE", "CODE RNE / UAI :", "NOM :", "PRENOM :", "DATE DE NAISSANCE   CLASSE")
+ACCENTS = {"É": "acute", "È": "grave", "Ê": "circ", "Ë": "diaer", "Ï": "diaer", "Î": "circ", "Ô": "circ",
+           "À": "grave", "Â": "circ", "Ç": "cedilla", "Ü": "diaer", "Û": "circ", "Ù": "grave"}
+
+
+@dataclass(frozen=True)
+class Glyph:
+    strokes: tuple[np.ndarray, ...]  # each (K, 2), x right, y down, cap height 1, baseline at y=0
+    advance: float
+
+
+@cache
+def glyph(font: str, char: str) -> Glyph:
+    """One character of a Hershey font, normalised to cap height 1 (cached per process)."""
+    hf = _font(font)
+    strokes = [np.array(s, dtype=np.float32) for s in hf.strokes_for_text(char) if len(s) > 1]
+    ref = np.concatenate([np.array(s, dtype=np.float32) for s in hf.strokes_for_text("H")])
+    base, cap = ref[:, 1].min(), ref[:, 1].max()
+    scale = 1.0 / (cap - base)
+    if not strokes:  # space
+        return Glyph((), 0.55)
+    pts = np.concatenate(strokes)
+    x0, x1 = pts[:, 0].min(), pts[:, 0].max()
+    out = []
+    for s in strokes:
+        s = s.copy()
+        s[:, 0] = (s[:, 0] - x0) * scale
+        s[:, 1] = -(s[:, 1] - base) * scale  # y up -> y down, baseline 0, cap at -1
+        out.append(s)
+    return Glyph(tuple(out), float((x1 - x0) * scale) + 0.22)  # + side bearing: I and 1 have zero ink width
+
+
+@cache
+def _font(name: str) -> HersheyFonts:
+    hf = HersheyFonts()
+    hf.load_default_font(name)
+    hf.normalize_rendering(100)
+    return hf
+
+
+@lru_cache(maxsize=64)
+def _ttf(size: int, bold: bool = True) -> ImageFont.FreeTypeFont:
+    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
+    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name), size)
+
+
+def _accent_strokes(kind: str, x: float, w: float, top: float, h: float) -> list[np.ndarray]:
+    """Accent marks above (or cedilla below) a glyph spanning x..x+w whose top is at y=top."""
+    cx, y = x + w / 2, top - 0.18 * h
+    a = 0.22 * h
+    if kind == "acute":
+        return [np.array([[cx - a * 0.3, y], [cx + a * 0.5, y - a]])]
+    if kind == "grave":
+        return [np.array([[cx + a * 0.3, y], [cx - a * 0.5, y - a]])]
+    if kind == "circ":
+        return [np.array([[cx - a * 0.6, y], [cx, y - a * 0.8], [cx + a * 0.6, y]])]
+    if kind == "diaer":
+        d = 0.08 * h
+        return [np.array([[cx - a * 0.5, y - d], [cx - a * 0.5 + d, y]]),
+                np.array([[cx + a * 0.5, y - d], [cx + a * 0.5 + d, y]])]
+    if kind == "cedilla":
+        b = top + h * 1.0
+        return [np.array([[cx, b], [cx + a * 0.3, b + a * 0.5], [cx - a * 0.3, b + a * 0.8]])]
+    return []
+
+
+def sample_name(pools: dict[str, NamePool], rng: np.random.Generator) -> str:
+    """A first name or surname (original spelling), sometimes compound as on real forms."""
+    kind = "first" if rng.random() < 0.5 else "last"
+    name = pools[kind].sample(rng)
+    r = rng.random()
+    if r < 0.07:
+        name = f"{name}-{pools[kind].sample(rng)}"
+    elif r < 0.10:
+        name = f"{name} {pools[kind].sample(rng)}"
+    if len(to_label(name)) > 24:
+        name = pools[kind].sample(rng)
+    return name
+
+
+def render(name: str, rng: np.random.Generator) -> Image.Image:
+    """Draw ``name`` (original spelling; the label is ``to_label(name)``) on a form crop -> gray image."""
+    label = to_label(name)
+    width = int(rng.choice(WIDTHS, p=WIDTH_P))
+    height = int(np.clip(rng.normal(36, 9), 14, 72))
+    paper = int(rng.integers(228, 256)) if rng.random() < 0.3 else 255
+    img = Image.new("L", (width, height), paper)
+    draw = ImageDraw.Draw(img)
+
+    # printed caption at the left, as on the form
+    x = float(rng.integers(2, 40))
+    cap_h = height * rng.uniform(0.28, 0.5)
+    baseline = height * rng.uniform(0.55, 0.78)
+    if rng.random() < 0.55:
+        size = int(np.clip(rng.normal(11, 1.5) * min(1.0, height / 30), 7, 16))
+        caption = CAPTIONS[int(rng.integers(len(CAPTIONS)))]
+        font = _ttf(size)
+        cx = int(rng.integers(0, 20))
+        draw.text((cx, baseline), caption, fill=int(rng.integers(0, 60)), font=font, anchor="ls")
+        x = cx + font.getlength(caption) + rng.uniform(8, 45)
+
+    # the cut-off edge of a neighbouring field, above or below
+    if rng.random() < 0.35:
+        size = int(rng.integers(9, 14))
+        text = NEIGHBOURS[int(rng.integers(len(NEIGHBOURS)))]
+        y = -rng.uniform(0.5, 0.9) * size if rng.random() < 0.5 else height - rng.uniform(0.15, 0.5) * size
+        draw.text((int(rng.integers(0, width // 2)), y), text, fill=int(rng.integers(0, 80)), font=_ttf(size, rng.random() < 0.5))
+    if rng.random() < 0.15:
+        bx = int(rng.integers(0, 4)) if rng.random() < 0.5 else width - 1 - int(rng.integers(0, 4))
+        draw.line([(bx, 0), (bx, height)], fill=int(rng.integers(0, 120)), width=1)
+    if rng.random() < 0.1:
+        by = height - 1 - int(rng.integers(0, 4))
+        draw.line([(0, by), (width, by)], fill=int(rng.integers(80, 180)), width=1)
+
+    _draw_name(draw, name, label, x, baseline, cap_h, width, rng)
+
+    if rng.random() < 0.5:
+        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8)))
+    if rng.random() < 0.6:
+        arr = np.asarray(img, dtype=np.int16) + rng.normal(0, rng.uniform(2, 10), (height, width)).astype(np.int16)
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    return img
+
+
+def _draw_name(draw: ImageDraw.ImageDraw, name: str, label: str, x: float, baseline: float, cap_h: float,
+               width: int, rng: np.random.Generator) -> None:
+    cursive = rng.random() < 0.12
+    font = CURSIVE_FONTS[int(rng.integers(2))] if cursive else BLOCK_FONTS[int(rng.integers(len(BLOCK_FONTS)))]
+    spaced = not cursive and rng.random() < 0.7
+    gap = cap_h * (rng.uniform(0.3, 1.2) if spaced else rng.uniform(0.0, 0.15))
+    lower_i = rng.random() < 0.35  # writers often use a dotted lower-case i inside capitals
+    accent_p = rng.uniform(0.4, 1.0)
+    slant = rng.normal(0.08, 0.12)
+    pen = max(1, round(cap_h / rng.uniform(7, 14)))
+    ink = int(rng.integers(0, 70))
+    chars = list(label)
+    if cursive:
+        chars = [chars[0]] + [c.lower() for c in chars[1:]]
+    elif lower_i:
+        chars = ["i" if c == "I" else c for c in chars]
+    accents = [ACCENTS.get(c) for c in name.upper()] if len(name) == len(label) else [None] * len(label)
+    advances = [glyph(font, c).advance for c in chars]
+    total = sum(a * cap_h for a in advances) + gap * (len(chars) - 1) + abs(slant) * cap_h * 1.2
+    room = width - x - 4
+    if total > room:  # squeeze to fit, as a writer would
+        f = max(0.35, room / total)
+        cap_h *= f
+        gap *= f
+        total = room
+    x = min(x, max(2.0, width - 4 - total))
+    drift = 0.0
+    for c, adv, acc in zip(chars, advances, accents):
+        g = glyph(font, c)
+        h = cap_h * rng.uniform(0.88, 1.12)
+        drift += rng.normal(0, cap_h * 0.04)
+        theta = rng.normal(0, 0.05)
+        cos, sin = math.cos(theta), math.sin(theta)
+        y0 = baseline + drift
+        for s in g.strokes:
+            p = s * h + rng.normal(0, 0.025 * h, s.shape)
+            px = p[:, 0] * cos - p[:, 1] * sin - p[:, 1] * slant + x
+            py = p[:, 0] * sin + p[:, 1] * cos + y0
+            draw.line(list(zip(px.tolist(), py.tolist())), fill=ink, width=pen, joint="curve")
+        if acc and rng.random() < accent_p:
+            for s in _accent_strokes(acc, x + h * slant, adv * h, y0 - h, h):
+                draw.line([tuple(q) for q in s.tolist()], fill=ink, width=pen)
+        x += adv * h + (gap if not cursive else cap_h * 0.05) * rng.uniform(0.7, 1.3)
+
+
+def make_sample(seed: int, index: int, pools: dict[str, NamePool]) -> tuple[str, bytes]:
+    """(label, JPEG bytes) for image ``index`` of ``seed``."""
+    rng = np.random.default_rng([seed, index])
+    name = sample_name(pools, rng)
+    img = render(name, rng)
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=int(rng.integers(35, 95)))
+    return to_label(name), buf.getvalue()
+
+
+_POOLS: dict | None = None
+
+
+def _work(args: tuple[int, int, int, str, str]) -> list[tuple[str, str]]:
+    global _POOLS
+    seed, start, stop, folder, prefix = args
+    if _POOLS is None:
+        _POOLS = build_pools()
+    rows = []
+    for i in range(start, stop):
+        label, data = make_sample(seed, i, _POOLS)
+        fname = f"{prefix}_{i + 1:05d}.jpg"
+        (Path(folder) / fname).write_bytes(data)
+        rows.append((fname, label))
+    return rows
+
+
+def generate(out: str | Path, n: int, seed: int = 0, split: str = "train", workers: int = 1, progress=None) -> Path:
+    """Write ``n`` images and ``written_name_{split}_v2.csv`` in Kaggle layout under ``out``."""
+    out = Path(out)
+    folder = out / f"{split}_v2" / split
+    folder.mkdir(parents=True, exist_ok=True)
+    chunk = 500
+    tasks = [(seed, s, min(n, s + chunk), str(folder), split.upper()) for s in range(0, n, chunk)]
+    rows: list[tuple[str, str]] = []
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for part in pool.map(_work, tasks):
+                rows += part
+                if progress:
+                    progress(len(part))
+    else:
+        for t in tasks:
+            part = _work(t)
+            rows += part
+            if progress:
+                progress(len(part))
+    table = out / f"written_name_{split}_v2.csv"
+    tmp = table.with_suffix(".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["FILENAME", "IDENTITY"])
+        w.writerows(rows)
+    tmp.replace(table)
+    return out

@@ -1,0 +1,108 @@
+import json
+import time
+
+import pytest
+import torch
+
+from ocr.datasets import import_kaggle
+from ocr.model import CRNN, preset
+from ocr.train import Callback, TrainConfig, TrainingError, fit, load_checkpoint, save_checkpoint
+
+
+def test_small_model_overfits_64_synthetic_samples(synth_dir, tmp_path):
+    """The learning check: real training of the small preset must memorise 64 samples."""
+    samples = import_kaggle(synth_dir).samples[:64]
+    cfg = TrainConfig(epochs=300, batch_size=16, lr=5e-3, augment=False, log_every=50)
+    t = time.monotonic()
+    exact = []
+
+    class StopWhenLearned(Callback):
+        def on_epoch(self, m):
+            exact.append(m["val_exact_match"])
+
+        def should_stop(self):
+            return bool(exact) and exact[-1] >= 0.97
+
+    fit(samples, samples, tmp_path, cfg, callback=StopWhenLearned(), progress=False)
+    assert max(exact) >= 0.95, f"best exact match {max(exact):.3f} after {len(exact)} epochs"
+    assert exact[0] < 0.5  # it learned them; it did not start out knowing them
+    assert time.monotonic() - t < 240
+
+
+def test_checkpoints_metrics_and_callbacks(trained):
+    run = trained.parent
+    ckpt = load_checkpoint(trained)
+    for key in ("model", "model_config", "alphabet", "preprocess", "train_config", "optimizer", "scheduler", "metrics"):
+        assert key in ckpt
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    kinds = [r["type"] for r in records]
+    assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("epoch") == 2 and "step" in kinds
+    step = next(r for r in records if r["type"] == "step")
+    assert {"train_loss", "lr", "samples_per_s"} <= set(step)
+    epoch = next(r for r in records if r["type"] == "epoch")
+    assert {"val_loss", "val_exact_match", "val_cer", "train_loss"} <= set(epoch)
+    assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(synth_dir, tmp_path):
+    samples = import_kaggle(synth_dir).samples[:96]
+    train, val = samples[:80], samples[80:]
+    cfg = TrainConfig(epochs=2, batch_size=16, seed=3)
+    fit(train, val, tmp_path / "full", cfg, progress=False)
+
+    class StopAfterOneEpoch(Callback):
+        def on_epoch(self, m):
+            self.done = True
+
+        def should_stop(self):
+            return getattr(self, "done", False)
+
+    part = fit(train, val, tmp_path / "part", cfg, callback=StopAfterOneEpoch(), progress=False)
+    assert part["epochs"] == 1
+    resumed = fit(train, val, tmp_path / "part", cfg, resume=True, progress=False)
+    assert resumed["epochs"] == 2
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "part" / "last.pt")["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_fine_tune_starts_from_the_given_weights(trained, synth_dir, tmp_path):
+    samples = import_kaggle(synth_dir).samples
+    base = load_checkpoint(trained)
+    summary = fit(samples[:40], samples[40:60], tmp_path, TrainConfig(epochs=1, lr=1e-9, scheduler="constant"),
+                  init=trained, progress=False)
+    tuned = load_checkpoint(tmp_path / "last.pt")
+    assert summary["epochs"] == 1
+    # with a vanishing learning rate the conv weights barely move from the initial checkpoint
+    w0, w1 = base["model"]["cnn.0.0.weight"], tuned["model"]["cnn.0.0.weight"]
+    assert torch.allclose(w0, w1, atol=1e-4)
+
+
+def test_labels_too_long_for_the_model_are_reported(synth_dir, tmp_path):
+    from dataclasses import replace
+
+    samples = import_kaggle(synth_dir).samples[:40]
+    long = [replace(s, label="ABCDEFGHIJKLMNOPQRSTUVWXYZ" * 3) for s in samples[:3]]
+    messages = []
+
+    class Listen(Callback):
+        def on_message(self, text):
+            messages.append(text)
+
+    fit(long + samples[3:30], samples[30:], tmp_path, TrainConfig(epochs=1), callback=Listen(), progress=False)
+    assert any("3 training label(s) longer than the model can emit" in m for m in messages)
+
+
+def test_non_finite_losses_stop_with_a_clear_error(synth_dir, tmp_path):
+    model = CRNN(preset("small", 30))
+    for p in model.parameters():
+        p.data.fill_(float("nan"))
+    ckpt = {"model": model.state_dict(), "model_config": model.cfg.to_dict(), "alphabet": " '-ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+    save_checkpoint(tmp_path / "nan.pt", ckpt)
+    samples = import_kaggle(synth_dir).samples[:80]
+    with pytest.raises(TrainingError, match="non-finite loss"):
+        fit(samples[:70], samples[70:], tmp_path / "run", TrainConfig(epochs=1, batch_size=8, max_bad_batches=3),
+            init=tmp_path / "nan.pt", progress=False)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text()
+    assert lines.count('"bad_batch"') == 3
