@@ -1,8 +1,11 @@
 """Accuracy on real data: train on the synthetic default data + the first 800 labelled real rows of
 ../shared/data/kaggle-names, validate on the other 200 rows, within a time budget.
 
-    python -m bench.accuracy [--minutes 27] [--real-repeat 5] [--device auto]
+    python -m bench.accuracy [--minutes 27] [--real-repeat 5] [--device auto] [--self-train 0.4]
 Prints JSON lines; the last one has exact_match and cer on the held-out real images.
+
+With ``--self-train F`` the last fraction F of the budget fine-tunes on the 10,500 unlabelled real images too,
+labelled by the first model where it is confident (pseudo-labels; the held-out 200 are never used for them).
 """
 
 from __future__ import annotations
@@ -12,8 +15,22 @@ import sys
 import time
 
 from bench.common import CACHE, REAL, emit, synthetic
-from ocr.datasets import csv_path, import_kaggle
+from ocr.datasets import Sample, csv_path, import_kaggle
+from ocr.recognize import Recognizer
 from ocr.train import Callback, TrainConfig, fit
+
+
+def pseudo_labels(checkpoint: str, min_confidence: float) -> list[Sample]:
+    """Unlabelled real images read by the model, kept where its greedy reading is confident."""
+    files = sorted((REAL / "unlabelled" / "train_v2" / "train").glob("*.jpg"))
+    rec = Recognizer(checkpoint)
+    out = []
+    for i in range(0, len(files), 256):
+        chunk = files[i:i + 256]
+        for f, p in zip(chunk, rec.read(chunk)):
+            if p.confidence >= min_confidence and len(p.text) >= 2:
+                out.append(Sample(f, p.text, "train"))
+    return out
 
 
 def main() -> None:
@@ -25,6 +42,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--out", default=str(CACHE / "accuracy-run"))
+    ap.add_argument("--self-train", type=float, default=0.0, help="share of the budget for pseudo-label fine-tuning")
+    ap.add_argument("--min-confidence", type=float, default=0.9)
     args = ap.parse_args()
     if not csv_path(REAL, "validation").exists():
         sys.exit(f"real data not found at {REAL} (set HWR_REAL_DATA)")
@@ -49,8 +68,20 @@ def main() -> None:
         def on_message(self, text):
             print(text, file=sys.stderr, flush=True)
 
-    cfg = TrainConfig(preset=args.preset, epochs=1000, max_minutes=args.minutes, device=args.device, lr=args.lr)
-    summary = fit(synth + real_train * args.real_repeat, real_val, args.out, cfg, callback=Log(), progress=False)
+    first = args.minutes * (1 - args.self_train)
+    cfg = TrainConfig(preset=args.preset, epochs=1000, max_minutes=first, device=args.device, lr=args.lr)
+    train = synth + real_train * args.real_repeat
+    summary = fit(train, real_val, args.out, cfg, callback=Log(), progress=False)
+    if args.self_train > 0:
+        t1 = time.monotonic()
+        pseudo = pseudo_labels(f"{args.out}/best.pt", args.min_confidence)
+        emit("accuracy.pseudo_labels", kept=len(pseudo), seconds=round(time.monotonic() - t1, 1),
+             first_exact_match=round(summary["best"]["val_exact_match"], 4), first_cer=round(summary["best"]["val_cer"], 4))
+        left = args.minutes - (time.monotonic() - t0) / 60 + 1.0  # the data preparation is not part of the budget
+        cfg = TrainConfig(preset=args.preset, epochs=1000, max_minutes=max(1.0, left), device=args.device, lr=args.lr / 2)
+        summary = fit(synth[: len(synth) // 2] + real_train * args.real_repeat + pseudo, real_val, f"{args.out}-self",
+                      cfg, init=f"{args.out}/best.pt", callback=Log(), progress=False)
+        args.out = f"{args.out}-self"
     best = summary["best"]
     emit("accuracy", exact_match=round(best["val_exact_match"], 4), cer=round(best["val_cer"], 4),
          n=best["n_val"], epochs=summary["epochs"], device=summary["device"], preset=args.preset,

@@ -21,9 +21,9 @@ def emit(bench: str, **fields) -> None:
 
 def synthetic(n: int = 20000, seed: int = 0) -> Path:
     """The default synthetic dataset, generated once."""
-    from ocr.synth import generate
+    from ocr.synth import SYNTH_VERSION, generate
 
-    out = CACHE / f"synth-{n}-s{seed}"
+    out = CACHE / f"synth-v{SYNTH_VERSION}-{n}-s{seed}"
     if not (out / "written_name_train_v2.csv").exists():
         generate(out, n, seed=seed, workers=os.cpu_count() or 1)
     return out

@@ -144,7 +144,9 @@ def cmd_predict(args) -> int:
         except ValueError as exc:
             _print_err(f"{path}: {exc}")
             failed += 1
-    preds = rec.read([a for _, a in images], beam=args.beam, top_k=args.top_k) if images else []
+    preds = []
+    for i in range(0, len(images), 64):
+        preds += rec.read_prepared([a for _, a in images[i:i + 64]], beam=args.beam, top_k=args.top_k)
     for (path, _), p in zip(images, preds):
         if args.json:
             print(json.dumps({"file": str(path), "text": p.text, "confidence": p.confidence,

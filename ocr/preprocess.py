@@ -50,11 +50,12 @@ def normalize(gray: np.ndarray) -> np.ndarray:
     The paper level is the median and the ink level a high percentile of the inverted image,
     so gray scans, faint pencil and white canvases give the same range.
     """
-    ink = 255.0 - gray.astype(np.float32)
-    paper = float(np.median(ink))
-    top = float(np.percentile(ink, 99.5))
-    scale = max(top - paper, 32.0)
-    return np.clip((ink - paper) / scale, 0.0, 1.0)
+    cdf = np.cumsum(np.bincount(gray.ravel(), minlength=256))
+    paper_gray = int(np.searchsorted(cdf, cdf[-1] * 0.5))  # median gray level
+    ink_gray = int(np.searchsorted(cdf, cdf[-1] * 0.005))  # the darkest 0.5 %
+    scale = max(paper_gray - ink_gray, 32)
+    lut = np.clip((paper_gray - np.arange(256, dtype=np.float32)) / scale, 0.0, 1.0)
+    return lut[gray]
 
 
 def preprocess(image: Image.Image | np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
@@ -79,6 +80,8 @@ def load_image(path) -> Image.Image:
     """Open and fully decode an image file, raising ``ValueError`` with a readable reason."""
     try:
         with Image.open(path) as im:
+            if im.format == "JPEG" and im.mode != "L":
+                im.draft("L", im.size)  # decode straight to gray: the only channel preprocessing keeps
             im.load()
             if im.width == 0 or im.height == 0:
                 raise ValueError("image has zero size")

@@ -35,13 +35,15 @@ class Recognizer:
         return logits.float().cpu(), self.model.output_lengths(widths)
 
     def read(self, images: list, beam: int = 0, top_k: int = 5, batch_size: int = 64) -> list[Prediction]:
-        """Greedy decoding when ``beam`` is 0, else beam search with ``top_k`` candidates."""
+        """Paths, PIL images or raw uint8 arrays -> predictions (greedy when ``beam`` is 0, else beam search)."""
         out: list[Prediction] = []
         for i in range(0, len(images), batch_size):
-            arrays = [self.prepare(im) for im in images[i:i + batch_size]]
-            logits, lengths = self.logits(arrays)
-            if beam:
-                out += beam_decode(logits, lengths, self.alphabet, beam=beam, top_k=top_k)
-            else:
-                out += greedy_decode(logits, lengths, self.alphabet)
+            out += self.read_prepared([self.prepare(im) for im in images[i:i + batch_size]], beam, top_k)
         return out
+
+    def read_prepared(self, arrays: list[np.ndarray], beam: int = 0, top_k: int = 5) -> list[Prediction]:
+        """Arrays already through ``prepare`` (one batch) -> predictions."""
+        logits, lengths = self.logits(arrays)
+        if beam:
+            return beam_decode(logits, lengths, self.alphabet, beam=beam, top_k=top_k)
+        return greedy_decode(logits, lengths, self.alphabet)

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 GRID_MAX = 40
+GRID_PAGE = 20  # images per grid: one A4 page
 
 
 def plot_curves(history: list[dict], path: Path) -> bool:
@@ -56,9 +57,18 @@ def plot_by_length(by_length: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def misclassified_grids(wrong: list[tuple], out: Path) -> list[Path]:
+    """Page-sized grids of the least confident mistakes: misclassified-1.png, -2.png ..."""
+    wrong = sorted(wrong, key=lambda w: w[3])[:GRID_MAX]
+    paths = []
+    for i in range(0, len(wrong), GRID_PAGE):
+        paths.append(out / f"misclassified-{i // GRID_PAGE + 1}.png")
+        misclassified_grid(wrong[i:i + GRID_PAGE], paths[-1])
+    return paths
+
+
 def misclassified_grid(wrong: list[tuple], path: Path, columns: int = 2, cell=(360, 70)) -> None:
-    """Each wrong image with 'label -> prediction' drawn under it."""
-    wrong = sorted(wrong, key=lambda w: w[3])[:GRID_MAX]  # least confident first
+    """Each wrong image with 'label -> prediction (confidence)' drawn under it."""
     rows = max(1, -(-len(wrong) // columns))
     sheet = Image.new("RGB", (columns * cell[0], rows * (cell[1] + 18)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -77,8 +87,9 @@ def write_report(out: Path, metrics: dict, history: list[dict], by_length: dict,
                  model: str = "") -> None:
     has_curves = plot_curves(history, out / "curves.png")
     plot_by_length(by_length, out / "by_length.png")
-    if wrong:
-        misclassified_grid(wrong, out / "misclassified.png")
+    for old in out.glob("misclassified-*.png"):
+        old.unlink()
+    grids = misclassified_grids(wrong, out) if wrong else []
     rows = [("samples", f"{metrics['n']:,}"), ("exact match", f"{metrics['exact_match']:.2%}"),
             ("character accuracy", f"{metrics['char_accuracy']:.2%}"), ("CER", f"{metrics['cer']:.2%}"),
             ("WER", f"{metrics['wer']:.2%}"), ("mean edit distance", f"{metrics['mean_edit_distance']:.3f}"),
@@ -97,8 +108,9 @@ def write_report(out: Path, metrics: dict, history: list[dict], by_length: dict,
     md += ["", "## Top character confusions", "", "| label | predicted | count |", "|---|---|---|"]
     md += [f"| `{a}` | `{b}` | {n} |" for a, b, n in conf_rows]
     if wrong:
-        md += ["", f"## Misclassified ({len(wrong)}; least confident first)", "", "![misclassified](misclassified.png)",
-               "", "All of them are in `misclassified/`, named `FILE__LABEL__as__PREDICTION`."]
+        md += ["", f"## Misclassified ({len(wrong)}; the {len(grids) * GRID_PAGE} least confident)", ""]
+        md += [f"![misclassified]({g.name})" for g in grids]
+        md += ["", "All of them are in `misclassified/`, named `FILE__LABEL__as__PREDICTION`."]
     (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
 
     pdf = FPDF()
@@ -124,10 +136,10 @@ def write_report(out: Path, metrics: dict, history: list[dict], by_length: dict,
     with pdf.table(col_widths=(30, 30, 20), width=80, align="LEFT") as table:
         for r in [("label", "predicted", "count"), *conf_rows]:
             table.row(r)
-    if wrong:
+    for i, grid in enumerate(grids):
         pdf.add_page()
-        _section(pdf, f"Misclassified ({len(wrong)}; least confident first, up to {GRID_MAX})")
-        pdf.image(str(out / "misclassified.png"), w=185)
+        _section(pdf, f"Misclassified ({len(wrong)} in all; least confident first), part {i + 1} of {len(grids)}")
+        pdf.image(str(grid), w=170)
     pdf.output(str(out / "report.pdf"))
 
 

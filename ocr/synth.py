@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ocr.names import NamePool, build_pools, to_label
 
+SYNTH_VERSION = 2  # bump when the rendering changes: cached datasets are named after it
 WIDTHS = (284, 324, 388)
 WIDTH_P = (0.39, 0.26, 0.35)  # as in the real validation crops
 BLOCK_FONTS = ("futural", "rowmans", "futuram", "rowmand")
@@ -114,7 +115,7 @@ def render(name: str, rng: np.random.Generator) -> Image.Image:
     label = to_label(name)
     width = int(rng.choice(WIDTHS, p=WIDTH_P))
     height = int(np.clip(rng.normal(36, 9), 14, 72))
-    paper = int(rng.integers(228, 256)) if rng.random() < 0.3 else 255
+    paper = int(rng.integers(236, 256)) if rng.random() < 0.15 else 255
     img = Image.new("L", (width, height), paper)
     draw = ImageDraw.Draw(img)
 
@@ -122,13 +123,20 @@ def render(name: str, rng: np.random.Generator) -> Image.Image:
     x = float(rng.integers(2, 40))
     cap_h = height * rng.uniform(0.28, 0.5)
     baseline = height * rng.uniform(0.55, 0.78)
-    if rng.random() < 0.55:
+    layout = rng.random()
+    if layout < 0.5:  # caption on the left, the name after it
         size = int(np.clip(rng.normal(11, 1.5) * min(1.0, height / 30), 7, 16))
         caption = CAPTIONS[int(rng.integers(len(CAPTIONS)))]
         font = _ttf(size)
         cx = int(rng.integers(0, 20))
         draw.text((cx, baseline), caption, fill=int(rng.integers(0, 60)), font=font, anchor="ls")
         x = cx + font.getlength(caption) + rng.uniform(8, 45)
+    elif layout < 0.6 and height >= 36:  # caption above the name, as in the two-line crops
+        size = int(rng.integers(8, 12))
+        draw.text((int(rng.integers(10, 40)), int(rng.integers(0, 4))), CAPTIONS[int(rng.integers(len(CAPTIONS)))].rstrip(" :"),
+                  fill=int(rng.integers(0, 60)), font=_ttf(size, bold=False))
+        baseline = height * rng.uniform(0.8, 0.9)
+        cap_h = min(cap_h, height * 0.45)
 
     # the cut-off edge of a neighbouring field, above or below
     if rng.random() < 0.35:
@@ -147,8 +155,8 @@ def render(name: str, rng: np.random.Generator) -> Image.Image:
 
     if rng.random() < 0.5:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8)))
-    if rng.random() < 0.6:
-        arr = np.asarray(img, dtype=np.int16) + rng.normal(0, rng.uniform(2, 10), (height, width)).astype(np.int16)
+    if rng.random() < 0.35:
+        arr = np.asarray(img, dtype=np.int16) + rng.normal(0, rng.uniform(2, 6), (height, width)).astype(np.int16)
         img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     return img
 
@@ -171,7 +179,7 @@ def _draw_name(draw: ImageDraw.ImageDraw, name: str, label: str, x: float, basel
         chars = ["i" if c == "I" else c for c in chars]
     accents = [ACCENTS.get(c) for c in name.upper()] if len(name) == len(label) else [None] * len(label)
     advances = [glyph(font, c).advance for c in chars]
-    total = sum(a * cap_h for a in advances) + gap * (len(chars) - 1) + abs(slant) * cap_h * 1.2
+    total = sum(a * cap_h * 1.12 for a in advances) + gap * 1.3 * (len(chars) - 1) + abs(slant) * cap_h * 1.2
     room = width - x - 4
     if total > room:  # squeeze to fit, as a writer would
         f = max(0.35, room / total)

@@ -414,14 +414,14 @@ def _plan_epochs(model: CRNN, loader: DataLoader, val_ds, cfg: TrainConfig, devi
         opt.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        if i > 0:
+        if i >= 3:  # the first steps pay for allocations and warm-up
             times.append(time.perf_counter() - t)
             n_seen += len(widths)
-        if i >= 6:
+        if i >= 12:
             break
     torch.set_rng_state(rng_state)
     per_sample = sum(times) / max(1, n_seen) if times else 1e-3
-    epoch_s = per_sample * len(loader.dataset) * 1.15 + per_sample / 3 * len(val_ds)  # loader + validation overhead
+    epoch_s = per_sample * len(loader.dataset) * 1.05 + per_sample / 3 * len(val_ds)  # + loader, + validation
     epochs = max(1, int(cfg.max_minutes * 60 * 0.95 / epoch_s))
     cb.on_message(f"planned {epochs} epoch(s) of ~{epoch_s:.0f} s for a {cfg.max_minutes:g}-minute budget")
     return epochs

@@ -59,11 +59,17 @@ def test_synth_train_evaluate_predict_export(tmp_path, real_data):
     assert len(list((out / "misclassified").iterdir())) == wrong
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF") and (out / "report.md").exists()
 
-    image = real_data / "validation_v2" / "validation" / "VALIDATION_0001.jpg"
-    r = run("predict", "--checkpoint", run_dir / "best.pt", image, "--json", "--top-k", 3)
+    images = [real_data / "validation_v2" / "validation" / f"VALIDATION_000{i}.jpg" for i in (1, 2, 3)]
+    r = run("predict", "--checkpoint", run_dir / "best.pt", *images, "--json", "--top-k", 3, "--beam", 0)
     assert r.returncode == 0, r.stderr
+    preds = [json.loads(line) for line in r.stdout.splitlines()]
+    by_file = {row["file"]: row for row in rows}
+    for p in preds:  # predict and evaluate read an image the same way
+        row = by_file[p["file"].rsplit("/", 1)[-1]]
+        assert p["text"] == row["prediction"] and abs(p["confidence"] - float(row["confidence"])) < 1e-3
+    r = run("predict", "--checkpoint", run_dir / "best.pt", images[0], "--json", "--top-k", 3)
     p = json.loads(r.stdout)
-    assert 0 <= p["confidence"] <= 1 and len(p["candidates"]) <= 3
+    assert 0 <= p["confidence"] <= 1 and 1 <= len(p["candidates"]) <= 3
 
     r = run("export", "--checkpoint", run_dir / "best.pt", "--out", tmp_path / "export")
     assert r.returncode == 0, r.stderr

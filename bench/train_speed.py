@@ -1,0 +1,61 @@
+"""Training speed of the presets against the textbook CRNN (~3.6 M parameters, 64x256 input, like the
+public Kaggle notebooks), side by side in one run, each given the same wall-clock budget on the same
+data (synthetic default data + the first 800 real rows), then scored on the other 200 real rows.
+
+    python -m bench.train_speed [--minutes 8] [--presets small,textbook]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from bench.common import CACHE, REAL, emit, synthetic
+from ocr.datasets import import_kaggle
+from ocr.train import Callback, TrainConfig, fit
+
+
+class Speed(Callback):
+    def __init__(self, name: str, rates: list[float]):
+        self.name, self.rates = name, rates
+
+    def on_step(self, m):
+        self.rates.append(m["samples_per_s"])
+
+    def on_message(self, text):
+        print(f"[{self.name}] {text}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=8.0, help="training budget per model")
+    ap.add_argument("--presets", default="small,textbook")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--synth", type=int, default=20000)
+    args = ap.parse_args()
+    synth = import_kaggle(synthetic(args.synth)).samples
+    real = import_kaggle(REAL, ("validation",)).samples
+    real_train = [s for s in real if s.path.name <= "VALIDATION_0800.jpg"]
+    real_val = [s for s in real if s.path.name > "VALIDATION_0800.jpg"]
+    results = {}
+    for name in args.presets.split(","):
+        rates: list[float] = []
+        torch.manual_seed(0)
+        cfg = TrainConfig(preset=name, epochs=1000, max_minutes=args.minutes, device=args.device, log_every=10)
+        summary = fit(synth + real_train * 5, real_val, CACHE / f"train-speed-{name}", cfg,
+                      callback=Speed(name, rates), progress=False)
+        steady = sorted(rates)[len(rates) // 2] if rates else float("nan")  # median: robust to the odd slow window
+        results[name] = steady
+        best = summary["best"]
+        emit("train_speed", preset=name, model=summary["model"], parameters=summary["parameters"],
+             samples_per_s=round(steady, 1), minutes=args.minutes, epochs=summary["epochs"],
+             exact_match=round(best.get("val_exact_match", 0), 4), cer=round(best.get("val_cer", 1), 4),
+             device=summary["device"])
+    if "small" in results and "textbook" in results:
+        emit("train_speed.ratio", small_over_textbook=round(results["small"] / results["textbook"], 1))
+
+
+if __name__ == "__main__":
+    main()
