@@ -19,7 +19,6 @@ import torch
 from bench.common import REAL, emit
 from ocr.alphabet import Alphabet
 from ocr.model import CRNN, preset
-from ocr.preprocess import PreprocessConfig
 from ocr.recognize import Recognizer
 from ocr.train import save_checkpoint
 
@@ -68,7 +67,7 @@ def main() -> None:
     latencies.sort()
     emit("inference", model=rec.model.cfg.describe(), preset=args.preset if not args.checkpoint else "checkpoint",
          images_per_s_batch64=round(batch_rate), single_p50_ms=round(statistics.median(latencies), 2),
-         single_p95_ms=round(latencies[int(0.95 * len(latencies)) - 1], 2), preprocess=str(PreprocessConfig()))
+         single_p95_ms=round(latencies[int(0.95 * len(latencies)) - 1], 2), preprocess=str(rec.preprocess_config))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -174,7 +175,7 @@ def import_kaggle(
         if not table.exists():
             result.errors.append(f"{table.name}: missing")
             continue
-        images = image_dir(root, split).resolve()
+        images = image_dir(root, split).absolute()
         with table.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             columns = set(reader.fieldnames or [])
@@ -191,7 +192,7 @@ def import_kaggle(
                 raw = row["IDENTITY"] or ""
                 label, reason, bad = classify_label(raw, alphabet)
                 detail = f"characters outside the alphabet {bad!r} in {label!r}" if bad else ""
-                path = (images / filename).resolve()
+                path = Path(os.path.normpath(images / filename))  # lexical: '..' cannot escape, symlinks may point anywhere
                 if not reason:
                     if not filename or not path.is_relative_to(images):
                         reason, detail = "bad_image", f"path {filename!r} is outside the image folder"
