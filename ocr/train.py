@@ -137,23 +137,32 @@ def model_from_checkpoint(ckpt: dict, device: torch.device | str = "cpu") -> tup
     return model, Alphabet(ckpt["alphabet"]), PreprocessConfig(**ckpt["preprocess"])
 
 
-def _scheduler(opt, cfg: TrainConfig, total_steps: int):
-    if cfg.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, total_steps), pct_start=0.15,
-                                                   div_factor=20, final_div_factor=200)
-    if cfg.scheduler == "cosine":
-        warm = max(1, total_steps // 20)
+def lr_factor(kind: str, step: int, total_steps: int) -> float:
+    """Multiplier of ``cfg.lr`` at ``step`` of ``total_steps``.
 
-        def f(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total_steps - warm)))) + 0.005
+    onecycle: cosine warm-up from lr/20 over the first 15 %, then cosine annealing to lr/4000 (OneCycleLR's shape).
+    cosine: linear warm-up over 5 %, then cosine to 0.5 % of lr. The total is read at every step, so a run whose
+    plan changes (``--max-minutes``) still ends its schedule on its last step.
+    """
+    total = max(1, total_steps)
+    p = min(1.0, step / total)
+    if kind == "onecycle":
+        if p < 0.15:
+            return 0.05 + 0.95 * 0.5 * (1 - math.cos(math.pi * p / 0.15))
+        return 1 / 4000 + (1 - 1 / 4000) * 0.5 * (1 + math.cos(math.pi * (p - 0.15) / 0.85))
+    if kind == "cosine":
+        if p < 0.05:
+            return (step + 1) / max(1, 0.05 * total)
+        return 0.005 + 0.995 * 0.5 * (1 + math.cos(math.pi * (p - 0.05) / 0.95))
+    return 1.0
 
-        return torch.optim.lr_scheduler.LambdaLR(opt, f)
+
+def _scheduler(opt, cfg: TrainConfig, total_steps):
+    """``total_steps`` is a callable: the schedule follows the current plan."""
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=2)
-    if cfg.scheduler == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    if cfg.scheduler in ("onecycle", "cosine", "constant"):
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(cfg.scheduler, step, total_steps()))
     raise TrainingError(f"unknown scheduler {cfg.scheduler!r}; choose from {', '.join(SCHEDULERS)}")
 
 
@@ -274,8 +283,7 @@ def fit(
         state.planned_epochs = cfg.epochs
         if cfg.max_minutes is not None:
             state.planned_epochs = min(cfg.epochs, _plan_epochs(model, train_loader, val_ds, cfg, device, cb))
-    total_steps = state.planned_epochs * steps_per_epoch
-    sched = _scheduler(opt, cfg, total_steps)
+    sched = _scheduler(opt, cfg, lambda: state.planned_epochs * steps_per_epoch)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         opt.load_state_dict(resumed["optimizer"])
@@ -306,7 +314,8 @@ def fit(
             "run_state": asdict(state), "data_fingerprint": fingerprint, "metrics": state.history[-1] if state.history else {},
         }
 
-    deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes is not None else math.inf
+    started = time.monotonic()
+    deadline = started + cfg.max_minutes * 60 if cfg.max_minutes is not None else math.inf
     bad_in_a_row = 0
     stopped = None
     try:
@@ -382,6 +391,13 @@ def fit(
             is_best = val["val_cer"] < state.best_cer
             if is_best:
                 state.best_cer = val["val_cer"]
+            if epoch == 1 and resumed is None and cfg.max_minutes is not None:
+                # re-plan from the measured first epoch, so the schedule ends when the budget does
+                per_epoch = time.monotonic() - started
+                fits = max(1, int((deadline - started) * 0.98 / per_epoch))
+                if fits != state.planned_epochs:
+                    cb.on_message(f"re-planned: {min(cfg.epochs, fits)} epoch(s) of {per_epoch:.0f} s fit the budget")
+                    state.planned_epochs = min(cfg.epochs, fits)
             snap = snapshot()
             save_checkpoint(out / "last.pt", snap)
             cb.on_checkpoint(out / "last.pt", "last", m)
