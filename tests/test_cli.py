@@ -123,3 +123,13 @@ def test_download_without_credentials_explains_how(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert "KAGGLE_USERNAME" in r.stderr and "python -m ocr import" in r.stderr
+
+
+def test_predict_reports_a_bad_file_and_reads_the_rest(trained, tmp_path, real_data):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    good = real_data / "validation_v2" / "validation" / "VALIDATION_0002.jpg"
+    r = run("predict", "--checkpoint", trained, bad, good, "--beam", 0)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"{bad}: not a readable image" in r.stderr
+    assert r.stdout.startswith(str(good)) and len(r.stdout.splitlines()) == 1
