@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from ocr.alphabet import Alphabet
-from ocr.preprocess import PreprocessConfig, load_image, normalize, resize_gray, to_gray
+from ocr.preprocess import PreprocessConfig, load_image, normalize, pad_batch, resize_gray, to_gray
 
 SPLITS = ("train", "validation", "test")
 REASONS = ("blank", "unreadable", "empty", "bad_chars", "bad_image")
@@ -259,8 +259,6 @@ class LineDataset(torch.utils.data.Dataset):
 
 def collate(items: list[tuple[np.ndarray, list[int]]]):
     """-> images (N,1,H,W), widths (N,), targets (sum L,), target_lengths (N,)."""
-    from ocr.preprocess import pad_batch
-
     images, widths = pad_batch([im for im, _ in items])
     targets = torch.tensor([c for _, t in items for c in t], dtype=torch.long)
     lengths = torch.tensor([len(t) for _, t in items], dtype=torch.long)
