@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-from bench.common import CACHE, REAL, emit, synthetic
+from bench.common import CACHE, REAL, emit, real_split, synthetic
 from ocr.datasets import Sample, csv_path, import_kaggle
 from ocr.recognize import Recognizer
 from ocr.train import Callback, TrainConfig, fit
@@ -49,13 +49,7 @@ def main() -> None:
         sys.exit(f"real data not found at {REAL} (set HWR_REAL_DATA)")
     t0 = time.monotonic()
     synth = import_kaggle(synthetic(args.synth)).samples
-    real = import_kaggle(REAL, ("validation",))
-    order = {s.path.name: i for i, s in enumerate(real.samples)}
-    rows = sorted(real.samples, key=lambda s: order[s.path.name])
-    # rows 1-800 of the CSV train, rows 801-1000 validate (unusable rows are dropped from each part)
-    cut = "VALIDATION_0800.jpg"
-    real_train = [s for s in rows if s.path.name <= cut]
-    real_val = [s for s in rows if s.path.name > cut]
+    real_train, real_val = real_split()
     emit("accuracy.data", synthetic=len(synth), real_train=len(real_train), real_val=len(real_val),
          prepare_s=round(time.monotonic() - t0, 1))
 

@@ -27,3 +27,13 @@ def synthetic(n: int = 20000, seed: int = 0) -> Path:
     if not (out / "written_name_train_v2.csv").exists():
         generate(out, n, seed=seed, workers=os.cpu_count() or 1)
     return out
+
+
+def real_split():
+    """The real sample split as the benchmarks use it: CSV rows 1-800 train, rows 801-1000 validate
+    (unusable rows dropped from each part)."""
+    from ocr.datasets import import_kaggle
+
+    real = import_kaggle(REAL, ("validation",)).samples
+    cut = "VALIDATION_0800.jpg"
+    return [s for s in real if s.path.name <= cut], [s for s in real if s.path.name > cut]

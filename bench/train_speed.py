@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from bench.common import CACHE, REAL, emit, synthetic
+from bench.common import CACHE, emit, real_split, synthetic
 from ocr.datasets import import_kaggle
 from ocr.train import Callback, TrainConfig, fit
 
@@ -36,9 +36,7 @@ def main() -> None:
     ap.add_argument("--synth", type=int, default=20000)
     args = ap.parse_args()
     synth = import_kaggle(synthetic(args.synth)).samples
-    real = import_kaggle(REAL, ("validation",)).samples
-    real_train = [s for s in real if s.path.name <= "VALIDATION_0800.jpg"]
-    real_val = [s for s in real if s.path.name > "VALIDATION_0800.jpg"]
+    real_train, real_val = real_split()
     results = {}
     for name in args.presets.split(","):
         rates: list[float] = []

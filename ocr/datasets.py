@@ -250,6 +250,12 @@ class LineDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def keep(self, indices: list[int]) -> None:
+        """Drop every item not in ``indices`` (samples, decoded images and targets together)."""
+        self.samples = [self.samples[i] for i in indices]
+        self.images = [self.images[i] for i in indices]
+        self.targets = [self.targets[i] for i in indices]
+
     def __getitem__(self, i: int) -> tuple[np.ndarray, list[int]]:
         gray = self.images[i]
         if self.augment is not None:

@@ -255,9 +255,7 @@ def fit(
                     if ctc_min_length(s.label) <= model_cfg.output_length(im.shape[1])]
             cb.on_message(f"{len(problems)} {name} label(s) longer than the model can emit, left out: "
                           + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
-            ds.samples = [ds.samples[i] for i in keep]
-            ds.images = [ds.images[i] for i in keep]
-            ds.targets = [ds.targets[i] for i in keep]
+            ds.keep(keep)
     if not len(train_ds) or not len(val_ds):
         raise TrainingError("no sample left whose label fits the model's output length")
 
