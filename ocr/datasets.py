@@ -175,7 +175,7 @@ def import_kaggle(
         if not table.exists():
             result.errors.append(f"{table.name}: missing")
             continue
-        images = image_dir(root, split).absolute()
+        images = Path(os.path.normpath(image_dir(root, split).absolute()))  # '..' in the given path too
         with table.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             columns = set(reader.fieldnames or [])

@@ -362,7 +362,8 @@ def fit(
                     bar.set_postfix(loss=f"{loss_value:.3f}")
                 if state.step % cfg.log_every == 0:
                     now = time.monotonic()
-                    m = {"type": "step", "step": state.step, "epoch": epoch, "train_loss": loss_value,
+                    m = {"type": "step", "step": state.step, "epoch": epoch, "planned_epochs": state.planned_epochs,
+                         "train_loss": loss_value,
                          "lr": opt.param_groups[0]["lr"], "samples_per_s": window_n / max(1e-9, now - window_t)}
                     window_t, window_n = now, 0
                     write(m)
@@ -381,7 +382,8 @@ def fit(
             if cfg.scheduler == "plateau":
                 sched.step(val["val_cer"])
             state.epoch = epoch
-            m = {"type": "epoch", "epoch": epoch, "step": state.step, "train_loss": loss_sum / max(1, loss_n),
+            m = {"type": "epoch", "epoch": epoch, "planned_epochs": state.planned_epochs, "step": state.step,
+                 "train_loss": loss_sum / max(1, loss_n),
                  **val, "lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0}
             state.history.append(m)
             write(m)

@@ -1,9 +1,18 @@
-"""Shared fixtures: real data location, small synthetic datasets, a trained tiny checkpoint."""
+"""Shared fixtures: real data location, small synthetic datasets, trained checkpoints, databases (SQLite files and a
+throwaway PostgreSQL server), worker processes."""
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -42,3 +51,129 @@ def trained(tmp_path_factory, synth_dir) -> Path:
     train, val = holdout_split(import_kaggle(synth_dir).samples, 0.1, 0)
     fit(train, val, out, TrainConfig(epochs=2, batch_size=32, log_every=2), progress=False)
     return out / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def learned(tmp_path_factory, synth_dir) -> tuple[Path, list[float]]:
+    """The small preset trained until it has memorised 64 synthetic samples: (best.pt, validation exact match per epoch)."""
+    from ocr.datasets import import_kaggle
+    from ocr.train import Callback, TrainConfig, fit
+
+    samples = import_kaggle(synth_dir).samples[:64]
+    exact: list[float] = []
+
+    class StopWhenLearned(Callback):
+        def on_epoch(self, m):
+            exact.append(m["val_exact_match"])
+
+        def should_stop(self):
+            return bool(exact) and exact[-1] >= 0.97
+
+    out = tmp_path_factory.mktemp("learned")
+    fit(samples, samples, out, TrainConfig(epochs=300, batch_size=16, lr=5e-3, augment=False, log_every=50),
+        callback=StopWhenLearned(), progress=False)
+    return out / "best.pt", exact
+
+
+# --- databases ---------------------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server on 127.0.0.1 for this test session (Debian's postgresql package), or a skip."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does it)")
+    bindir = Path(bins[-1]).parent
+    base = Path(tempfile.mkdtemp(prefix="hwr-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root
+        shutil.chown(base, "postgres", "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    try:
+        subprocess.run([*as_postgres, bindir / "initdb", "-D", base / "data", "-U", "postgres", "-A", "trust", "-E",
+                        "UTF8", "--no-locale"], check=True, capture_output=True, timeout=120)
+        subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", base / "data", "-l", base / "log", "-w", "-o",
+                        f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True,
+                       timeout=60)
+    except (subprocess.SubprocessError, OSError) as exc:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip(f"could not start a PostgreSQL server: {exc}")
+    yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", base / "data", "-m", "fast", "-w", "stop"],
+                   capture_output=True, timeout=60)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request, tmp_path, monkeypatch):
+    """Settings of a fresh data directory and database, on each backend; also exported to the environment so
+    processes started by the test use them."""
+    from db.settings import Settings
+
+    data_dir = tmp_path / "data"
+    if request.param == "sqlite":
+        url = f"sqlite:///{data_dir / 'hwr.db'}"
+    else:
+        server = request.getfixturevalue("postgres_server")
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        import psycopg
+
+        with psycopg.connect(server.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {name}")
+        url = f"{server}/{name}"
+    monkeypatch.setenv("HWR_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("HWR_DATABASE_URL", url)
+    yield Settings(data_dir=data_dir, database_url=url)
+    from db.engine import dispose_engines
+
+    dispose_engines()
+
+
+def process_state(pid: int) -> str | None:
+    """The process's state letter from /proc (None when it is gone; a zombie counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return None if state in ("Z", "X") else state
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def workers():
+    """Start ``python -m jobs.worker`` processes; each is ended by its own pid at the end of the test."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        log = tempfile.NamedTemporaryFile(prefix="hwr-worker-", suffix=".log", delete=False)
+        proc = subprocess.Popen([PY, "-m", "jobs.worker", "--poll", "0.2", *args], cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT)
+        proc.log_path = log.name
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)

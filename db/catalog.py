@@ -1,0 +1,260 @@
+"""Datasets and samples in the database: idempotent import, the training data of a job, Kaggle CSV export.
+
+An image is identified by the SHA-256 of its bytes, so importing the same folder twice adds nothing. Rows the
+Kaggle importer excludes are kept (blank -> unlabelled, UNREADABLE, EMPTY, characters outside the alphabet ->
+excluded with the reason) so they can be reviewed and labelled later; only rows without a readable image are left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import re
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import delete, func, insert, select
+
+from db.engine import session
+from db.models import SOURCES, Dataset, Sample
+from db.settings import Settings
+from ocr.alphabet import Alphabet
+from ocr.datasets import SPLITS, check_image, csv_path, image_dir, import_kaggle, open_source
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+UNLABELLED_SPLIT = "unlabelled"
+CHUNK = 2000
+STATUS_OF_REASON = {"blank": "unlabelled", "unreadable": "unreadable", "empty": "empty", "bad_chars": "excluded"}
+KAGGLE_TEXT = {"unreadable": "UNREADABLE", "empty": "EMPTY"}
+
+
+class CatalogError(ValueError):
+    """Bad input to the catalog, with a message meant for the user."""
+
+
+@dataclass(frozen=True)
+class TrainingItem:
+    sample_id: int
+    path: Path
+    label: str
+    split: str
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "dataset"
+
+
+def _is_kaggle_layout(path: Path) -> bool:
+    try:
+        open_source(path)
+        return True
+    except ValueError:
+        return False
+
+
+def _rows(path: Path, alphabet: Alphabet) -> tuple[Path, list[dict], dict]:
+    """Everything to insert from a Kaggle-layout folder/zip or a plain folder of images (an unlabelled pool)."""
+    if _is_kaggle_layout(path):
+        result = import_kaggle(path, alphabet=alphabet, check_images=False)
+        root = result.root
+        rows = [{"file": s.path, "split": s.split, "label": s.label, "original": s.label, "status": "ok", "note": None}
+                for s in result.samples]
+        for e in result.excluded:
+            folder = Path(os.path.normpath(image_dir(root, e.split).absolute()))
+            file = Path(os.path.normpath(folder / e.filename))
+            if e.reason == "bad_image" or not file.is_relative_to(folder):
+                continue  # no image, or a path outside the image folder: never read it
+            label = e.raw_label.strip().upper() if e.reason == "bad_chars" else None
+            rows.append({"file": file, "split": e.split, "label": label, "original": e.raw_label.strip() or None,
+                         "status": STATUS_OF_REASON[e.reason], "note": e.detail or None})
+        return root, rows, result.summary()
+    if not path.is_dir():
+        raise CatalogError(f"{path}: not a Kaggle-layout folder or zip, nor a folder of images")
+    root = path
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise CatalogError(f"{path}: no Kaggle CSV and no images (.jpg, .png, ...) found")
+    rows = [{"file": f.absolute(), "split": UNLABELLED_SPLIT, "label": None, "original": None, "status": "unlabelled",
+             "note": None} for f in files]
+    return root, rows, {"root": str(root), "rows": len(rows), "usable": 0, "unlabelled": len(rows)}
+
+
+def import_dataset(
+    settings: Settings,
+    path: str | Path,
+    name: str,
+    source: str = "kaggle",
+    alphabet: Alphabet = Alphabet(),
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict:
+    """Load a folder/zip into dataset ``name`` (created if new). Images outside the data directory are copied
+    into it, so every stored path is relative to the data directory. Returns counts."""
+    if source not in SOURCES:
+        raise CatalogError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
+    if not name.strip():
+        raise CatalogError("a dataset needs a name")
+    path = Path(os.path.normpath(Path(path).absolute()))
+    if not path.exists():
+        raise CatalogError(f"{path}: no such file or folder")
+    root, rows, summary = _rows(path, alphabet)
+    inside = root.is_relative_to(settings.data_dir)
+    dest_root = root if inside else settings.data_dir / "datasets" / slug(name)
+
+    with session(settings, write=True) as s:
+        ds = s.scalar(select(Dataset).where(Dataset.name == name))
+        created = ds is None
+        if created:
+            ds = Dataset(name=name, source=source, root=settings.relative(dest_root), import_summary=summary)
+            s.add(ds)
+            s.flush()
+        dataset_id = ds.id
+    known = set(_all_hashes(settings))
+    counts: Counter[str] = Counter()
+    pending: list[dict] = []
+
+    def flush() -> None:
+        if pending:
+            with session(settings, write=True) as s:
+                s.execute(insert(Sample), pending)
+            pending.clear()
+
+    for i, row in enumerate(rows):
+        if should_stop is not None and i % 200 == 0 and should_stop():
+            counts["stopped_at"] = i
+            break
+        file: Path = row["file"]
+        problem = check_image(file)
+        if problem:
+            counts["bad_image"] += 1
+            continue
+        digest = file_hash(file)
+        if digest in known:
+            counts["already_present"] += 1
+        else:
+            known.add(digest)
+            target = file if inside else dest_root / file.relative_to(root)
+            if not inside and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(file, target)
+                except OSError:
+                    shutil.copy2(file, target)
+            pending.append({"dataset_id": dataset_id, "path": settings.relative(target), "image_hash": digest,
+                            "split": row["split"], "label": row["label"], "original_label": row["original"],
+                            "status": row["status"], "note": row["note"]})
+            counts["added"] += 1
+            counts[f"added_{row['status']}"] += 1
+            if len(pending) >= CHUNK:
+                flush()
+        if progress is not None and (i + 1) % 100 == 0:
+            progress(i + 1, len(rows))
+    flush()
+    if progress is not None:
+        progress(len(rows), len(rows))
+    if created and not counts["added"] and counts["already_present"]:
+        # the same images under another name: keep the dataset that has them, not an empty twin
+        with session(settings, write=True) as s:
+            s.execute(delete(Dataset).where(Dataset.id == dataset_id))
+            first = next(r for r in rows if not check_image(r["file"]))
+            dataset_id, name = s.execute(select(Dataset.id, Dataset.name).join(Sample)
+                                         .where(Sample.image_hash == file_hash(first["file"]))).one()
+    return {"dataset_id": dataset_id, "dataset": name, "rows": len(rows), "added": counts["added"],
+            "already_present": counts["already_present"], "bad_image": counts["bad_image"],
+            "added_by_status": {k.removeprefix("added_"): v for k, v in counts.items() if k.startswith("added_")},
+            "stopped_at": counts.get("stopped_at"), "import": summary}
+
+
+def _all_hashes(settings: Settings) -> list[str]:
+    with session(settings) as s:
+        return list(s.scalars(select(Sample.image_hash)))
+
+
+def dataset_id(settings: Settings, name: str) -> int:
+    with session(settings) as s:
+        found = s.scalar(select(Dataset.id).where(Dataset.name == name))
+    if found is None:
+        raise CatalogError(f"no dataset named {name!r}")
+    return found
+
+
+def dataset_counts(settings: Settings) -> list[dict]:
+    """Per dataset: samples per status and per split, and how many labels were corrected."""
+    from db.models import LabelEdit
+
+    with session(settings) as s:
+        datasets = s.scalars(select(Dataset).order_by(Dataset.id)).all()
+        by_status = s.execute(select(Sample.dataset_id, Sample.status, func.count()).group_by(Sample.dataset_id, Sample.status))
+        by_split = s.execute(select(Sample.dataset_id, Sample.split, func.count()).where(Sample.status == "ok")
+                             .group_by(Sample.dataset_id, Sample.split))
+        corrected = s.execute(select(Sample.dataset_id, func.count(func.distinct(LabelEdit.sample_id)))
+                              .join(LabelEdit, LabelEdit.sample_id == Sample.id).group_by(Sample.dataset_id))
+        status = {}
+        for d, st, n in by_status:
+            status.setdefault(d, {})[st] = n
+        splits = {}
+        for d, sp, n in by_split:
+            splits.setdefault(d, {})[sp] = n
+        edited = dict(corrected.all())
+    return [{"id": d.id, "name": d.name, "source": d.source, "root": d.root, "created_at": d.created_at,
+             "status": status.get(d.id, {}), "usable_by_split": splits.get(d.id, {}),
+             "usable": status.get(d.id, {}).get("ok", 0), "corrected": edited.get(d.id, 0)} for d in datasets]
+
+
+def training_items(settings: Settings, datasets: list[str], splits: list[str] | None = None) -> list[TrainingItem]:
+    """The current labels of usable samples (status ok) in these datasets and splits, by sample id.
+    ``splits`` None means every split except test."""
+    ids = [dataset_id(settings, n) for n in datasets]
+    stmt = select(Sample.id, Sample.path, Sample.label, Sample.split).where(
+        Sample.dataset_id.in_(ids), Sample.status == "ok", Sample.label.is_not(None))
+    stmt = stmt.where(Sample.split.in_(splits)) if splits else stmt.where(Sample.split.not_in(("test", UNLABELLED_SPLIT)))
+    with session(settings) as s:
+        rows = s.execute(stmt.order_by(Sample.id)).all()
+    return [TrainingItem(i, settings.resolve(p), label, split) for i, p, label, split in rows]
+
+
+def data_hash(items: list[TrainingItem]) -> str:
+    """SHA-256 of the (sample id, label) pairs: what a job trained on, exactly."""
+    h = hashlib.sha256()
+    for it in sorted(items, key=lambda t: t.sample_id):
+        h.update(f"{it.sample_id}\t{it.label}\n".encode())
+    return h.hexdigest()
+
+
+def kaggle_csv(settings: Settings, dataset: str, split: str) -> str:
+    """The current labels of one split as a Kaggle CSV (FILENAME,IDENTITY): unreadable and empty samples as
+    ``UNREADABLE``/``EMPTY``, unlabelled ones blank."""
+    ds = dataset_id(settings, dataset)
+    with session(settings) as s:
+        rows = s.execute(select(Sample.path, Sample.label, Sample.status)
+                         .where(Sample.dataset_id == ds, Sample.split == split).order_by(Sample.id)).all()
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["FILENAME", "IDENTITY"])
+    for path, label, status in rows:
+        w.writerow([Path(path).name, KAGGLE_TEXT.get(status, label or "")])
+    return buf.getvalue()
+
+
+def export_kaggle(settings: Settings, dataset: str, out_dir: str | Path) -> list[Path]:
+    """Write ``written_name_{split}_v2.csv`` for every split of the dataset into ``out_dir``."""
+    ds = dataset_id(settings, dataset)
+    with session(settings) as s:
+        splits = list(s.scalars(select(Sample.split).where(Sample.dataset_id == ds).distinct()))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for split in sorted(sp for sp in splits if sp in SPLITS):
+        target = csv_path(out, split)
+        target.write_text(kaggle_csv(settings, dataset, split), encoding="utf-8")
+        written.append(target)
+    return written

@@ -1,0 +1,71 @@
+"""Checkpoints as model rows: registered by training jobs, chosen as the default, looked up by id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from db.engine import session
+from db.models import Model
+from db.settings import Settings
+
+
+class RegistryError(ValueError):
+    """An unknown model, with a message meant for the user."""
+
+
+def register_checkpoint(settings: Settings, path: str | Path, kind: str, job_id: int | None = None,
+                        epoch: int | None = None, metrics: dict | None = None, name: str | None = None,
+                        description: str | None = None) -> int:
+    """Insert or update the row of the checkpoint at ``path`` (a job rewrites best.pt/last.pt as it trains)."""
+    rel = settings.relative(path)
+    with session(settings, write=True) as s:
+        model = s.scalar(select(Model).where(Model.path == rel))
+        if model is None:
+            model = Model(path=rel, kind=kind, job_id=job_id, name=name or (f"job {job_id} {kind}" if job_id else rel))
+            s.add(model)
+        model.is_best = kind == "best"
+        model.epoch, model.metrics = epoch, metrics
+        if description:
+            model.description = description
+        s.flush()
+        return model.id
+
+
+def get_model(settings: Settings, model_id: int) -> Model:
+    with session(settings) as s:
+        model = s.get(Model, model_id)
+    if model is None:
+        raise RegistryError(f"no model with id {model_id}")
+    return model
+
+
+def model_file(settings: Settings, model_id: int) -> Path:
+    model = get_model(settings, model_id)
+    path = settings.resolve(model.path)
+    if not path.exists():
+        raise RegistryError(f"model {model_id}: its checkpoint {path} is missing")
+    return path
+
+
+def list_models(settings: Settings) -> list[Model]:
+    with session(settings) as s:
+        return list(s.scalars(select(Model).order_by(Model.id.desc())))
+
+
+def set_default(settings: Settings, model_id: int) -> None:
+    get_model(settings, model_id)
+    with session(settings, write=True) as s:
+        s.execute(update(Model).where(Model.is_default.is_(True)).values(is_default=False))
+        s.execute(update(Model).where(Model.id == model_id).values(is_default=True))
+
+
+def default_model(settings: Settings) -> Model | None:
+    """The model chosen as default, else the best checkpoint with the lowest validation CER."""
+    with session(settings) as s:
+        chosen = s.scalar(select(Model).where(Model.is_default.is_(True)))
+        if chosen is not None:
+            return chosen
+        best = [m for m in s.scalars(select(Model).where(Model.is_best.is_(True))) if m.metrics]
+    return min(best, key=lambda m: m.metrics.get("val_cer", 1e9), default=None)

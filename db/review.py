@@ -1,0 +1,98 @@
+"""The review queries: a model's stored predictions, filtered, sorted and paginated in SQL (indexed, so a page
+of 100k rows comes back in milliseconds), and the suggested label errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, or_, select
+
+from db.engine import session
+from db.models import Prediction, Sample
+from db.settings import Settings
+
+SORTS = ("lowest_confidence", "highest_edit_distance", "label_error", "sample")
+
+
+@dataclass(frozen=True)
+class ReviewQuery:
+    model_id: int
+    split: str | None = None
+    dataset_id: int | None = None
+    only_wrong: bool = True  # False: every prediction; unlabelled: the samples without a label
+    unlabelled: bool = False
+    text: str = ""  # in the label or the prediction
+    min_length: int | None = None  # of the label (of the prediction for unlabelled samples)
+    max_length: int | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    min_edit_distance: int | None = None
+    max_edit_distance: int | None = None
+    sort: str = "lowest_confidence"
+
+
+def _where(q: ReviewQuery) -> list:
+    cond = [Prediction.model_id == q.model_id]
+    if q.split:
+        cond.append(Prediction.split == q.split)
+    if q.dataset_id is not None:
+        cond.append(Sample.dataset_id == q.dataset_id)
+    if q.unlabelled:
+        cond.append(Sample.status == "unlabelled")
+    elif q.only_wrong:
+        cond.append(Prediction.correct.is_(False))
+    if q.text:
+        pattern = f"%{q.text.strip().upper()}%"
+        cond.append(or_(Prediction.label.like(pattern), Prediction.text.like(pattern)))
+    length = Prediction.text_length if q.unlabelled else func.length(Prediction.label)
+    if q.min_length is not None:
+        cond.append(length >= q.min_length)
+    if q.max_length is not None:
+        cond.append(length <= q.max_length)
+    if q.min_confidence is not None:
+        cond.append(Prediction.confidence >= q.min_confidence)
+    if q.max_confidence is not None:
+        cond.append(Prediction.confidence <= q.max_confidence)
+    if q.min_edit_distance is not None:
+        cond.append(Prediction.edit_distance >= q.min_edit_distance)
+    if q.max_edit_distance is not None:
+        cond.append(Prediction.edit_distance <= q.max_edit_distance)
+    return cond
+
+
+def _order(sort: str) -> list:
+    if sort == "lowest_confidence":
+        return [Prediction.confidence.asc(), Prediction.id]
+    if sort == "highest_edit_distance":
+        return [Prediction.edit_distance.desc(), Prediction.confidence.desc(), Prediction.id]
+    if sort == "label_error":
+        return [Prediction.label_error_score.desc().nulls_last(), Prediction.id]
+    if sort == "sample":
+        return [Prediction.sample_id]
+    raise ValueError(f"unknown sort {sort!r}; choose from {', '.join(SORTS)}")
+
+
+def review_page(settings: Settings, q: ReviewQuery, page: int = 0, page_size: int = 50) -> tuple[list[dict], int]:
+    """(rows of one page, total matching rows)."""
+    cond = and_(*_where(q))
+    order = _order(q.sort)
+    base = select(Prediction.id).join(Sample, Sample.id == Prediction.sample_id).where(cond)
+    stmt = (select(Prediction.id, Prediction.sample_id, Prediction.text, Prediction.confidence, Prediction.label,
+                   Prediction.edit_distance, Prediction.correct, Prediction.label_error_score, Prediction.split,
+                   Sample.path, Sample.status, Sample.label.label("current_label"), Sample.original_label,
+                   Sample.dataset_id)
+            .join(Sample, Sample.id == Prediction.sample_id).where(cond).order_by(*order)
+            .limit(page_size).offset(page * page_size))
+    with session(settings) as s:
+        total = s.scalar(select(func.count()).select_from(base.subquery()))
+        rows = [dict(r._mapping) for r in s.execute(stmt)]
+    return rows, total or 0
+
+
+def label_errors(settings: Settings, model_id: int, split: str | None = None, min_confidence: float = 0.0,
+                 limit: int = 50) -> list[dict]:
+    """Samples where the model disagrees with the label, most likely label errors first: ranked by
+    log P(model's reading) - log P(given label) under the model (confident-learning style), not by edit distance."""
+    rows, _ = review_page(settings, ReviewQuery(model_id=model_id, split=split, min_confidence=min_confidence or None,
+                                                sort="label_error"), page_size=limit)
+    return rows

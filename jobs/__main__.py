@@ -1,0 +1,212 @@
+"""``python -m jobs submit|status|cancel|resume|log|workers|datasets|models|export-labels``.
+
+Settings come from ``HWR_DATA_DIR`` and ``HWR_DATABASE_URL``. ``submit`` prints the new job id as its last line.
+Errors exit non-zero with one readable line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _submit(args, settings) -> int:
+    from jobs.queue import submit
+
+    if args.kind == "import":
+        values = {"path": args.path, "name": args.name, "source": args.source}
+    elif args.kind == "synth":
+        values = {"n": args.n, "name": args.name, "seed": args.seed, "validation": args.validation}
+    elif args.kind == "train":
+        config = {"preset": args.preset, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                  "scheduler": args.scheduler, "augment": not args.no_augment, "seed": args.seed,
+                  "device": args.device, "val_fraction": args.val_fraction}
+        if args.max_minutes is not None:
+            config["max_minutes"] = args.max_minutes
+        values = {"datasets": args.dataset, "splits": args.split, "val_datasets": args.val_dataset,
+                  "val_splits": args.val_split, "init_model": args.init, "config": config}
+    elif args.kind == "evaluate":
+        values = {"model": args.model, "dataset": args.dataset, "split": args.split, "beam": args.beam,
+                  "report": not args.no_report}
+    else:
+        values = {"model": args.model, "dataset": args.dataset, "split": args.split}
+    job_id = submit(settings, args.kind, values)
+    print(f"queued {args.kind} job")
+    print(job_id)
+    return 0
+
+
+def _status(args, settings) -> int:
+    from jobs.queue import job_status, list_jobs
+
+    if args.id is not None:
+        st = job_status(settings, args.id)
+        if args.json:
+            print(json.dumps(st, default=str))
+        else:
+            print(f"job {st['id']} {st['kind']}: {st['status']} {st['progress']:.0%}  {st['message'] or ''}")
+            for k, v in st["metrics"].items():
+                print(f"  {k}: {v:.4g}")
+            for c in st["checkpoints"]:
+                print(f"  model {c['model_id']} ({c['kind']}, epoch {c['epoch']}): {c['path']}")
+            if st["error"]:
+                print(f"  error: {st['error']}")
+        return 0
+    jobs = list_jobs(settings, limit=args.limit)
+    if args.json:
+        print(json.dumps(jobs, default=str))
+    else:
+        for j in jobs:
+            print(f"{j['id']:>5}  {j['kind']:<9} {j['status']:<11} {j['progress']:>4.0%}  {j['message'] or j['error'] or ''}")
+    return 0
+
+
+def _workers(args, settings) -> int:
+    from jobs.queue import alive_workers, as_utc
+
+    workers = alive_workers(settings)
+    rows = [{"id": w.id, "host": w.host, "pid": w.pid, "device": w.device, "job": w.job_id,
+             "heartbeat_at": as_utc(w.heartbeat_at).isoformat()} for w in workers]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print("\n".join(f"{r['id']}  {r['device']}  job {r['job'] or '-'}" for r in rows) or "no worker alive")
+    return 0
+
+
+def _datasets(args, settings) -> int:
+    from db.catalog import dataset_counts
+
+    rows = dataset_counts(settings)
+    if args.json:
+        print(json.dumps(rows, default=str))
+    else:
+        for r in rows:
+            print(f"{r['id']:>3}  {r['name']:<24} {r['source']:<10} usable {r['usable']:,}  {r['status']}  "
+                  f"corrected {r['corrected']:,}")
+    return 0
+
+
+def _models(args, settings) -> int:
+    from db.registry import list_models
+
+    rows = [{"id": m.id, "name": m.name, "kind": m.kind, "epoch": m.epoch, "path": m.path, "default": m.is_default,
+             "val_cer": (m.metrics or {}).get("val_cer"), "val_exact_match": (m.metrics or {}).get("val_exact_match")}
+            for m in list_models(settings)]
+    print(json.dumps(rows) if args.json else "\n".join(
+        f"{r['id']:>3}  {r['name']:<20} epoch {r['epoch']}  val CER {r['val_cer']}  {r['path']}" for r in rows))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    submit = sub.add_parser("submit", help="queue a job; prints its id last")
+    kinds = submit.add_subparsers(dest="kind", required=True)
+    k = kinds.add_parser("import", help="import a Kaggle-layout folder/zip or a folder of unlabelled images")
+    k.add_argument("--path", required=True)
+    k.add_argument("--name", required=True, help="dataset name")
+    k.add_argument("--source", default="kaggle", choices=["kaggle", "synthetic", "drawn", "upload"])
+    k = kinds.add_parser("synth", help="generate synthetic handwritten names and import them")
+    k.add_argument("--n", type=int, required=True)
+    k.add_argument("--name", required=True)
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--validation", type=int, default=-1, help="validation images (default 5 %% of N)")
+    k = kinds.add_parser("train", help="train (or fine-tune with --init) on the current labels of datasets")
+    k.add_argument("--dataset", action="append", required=True, metavar="NAME")
+    k.add_argument("--split", action="append", help="splits to train on (default: all but test)")
+    k.add_argument("--val-dataset", action="append", default=[], metavar="NAME",
+                   help="validate on this dataset's validation split (default: a seeded 5 %% holdout)")
+    k.add_argument("--val-split", action="append")
+    k.add_argument("--preset", default="small", choices=["small", "large", "textbook"])
+    k.add_argument("--epochs", type=int, default=30)
+    k.add_argument("--max-minutes", type=float)
+    k.add_argument("--batch-size", type=int, default=64)
+    k.add_argument("--lr", type=float, default=2e-3)
+    k.add_argument("--scheduler", default="onecycle", choices=["onecycle", "cosine", "plateau", "constant"])
+    k.add_argument("--no-augment", action="store_true")
+    k.add_argument("--val-fraction", type=float, default=0.05)
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--device", default="auto", help="auto (the worker's device), cpu, cuda, cuda:N")
+    k.add_argument("--init", type=int, metavar="MODEL_ID", help="fine-tune from this model")
+    for name, help_ in (("evaluate", "read a split with a model and store one prediction per sample"),
+                        ("predict", "read the unlabelled samples of a dataset (or a split) with a model")):
+        k = kinds.add_parser(name, help=help_)
+        k.add_argument("--model", type=int, required=True, metavar="MODEL_ID")
+        k.add_argument("--dataset", required=True, metavar="NAME")
+        k.add_argument("--split", default="validation" if name == "evaluate" else None)
+        if name == "evaluate":
+            k.add_argument("--beam", type=int, default=0)
+            k.add_argument("--no-report", action="store_true", help="skip report.md/report.pdf")
+
+    s = sub.add_parser("status", help="one job (--json: id, kind, status, progress, metrics, checkpoints, error) or the list")
+    s.add_argument("id", type=int, nargs="?")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--limit", type=int, default=30)
+    for name in ("cancel", "resume"):
+        s = sub.add_parser(name, help=f"{name} a job")
+        s.add_argument("id", type=int)
+    s = sub.add_parser("log", help="the tail of a job's log")
+    s.add_argument("id", type=int)
+    s.add_argument("--lines", type=int, default=50, help="0: the whole log (last 256 KB)")
+    for name in ("workers", "datasets", "models"):
+        s = sub.add_parser(name, help=f"list {name}")
+        s.add_argument("--json", action="store_true")
+    s = sub.add_parser("export-labels", help="write a dataset's current labels as Kaggle CSVs")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--out", required=True)
+
+    args = parser.parse_args(argv)
+    from db.catalog import CatalogError
+    from db.registry import RegistryError
+    from db.settings import Settings
+    from jobs.params import ParamsError
+    from jobs.queue import JobError
+
+    settings = Settings.from_env()
+    try:
+        if args.command == "submit":
+            return _submit(args, settings)
+        if args.command == "status":
+            return _status(args, settings)
+        if args.command == "cancel":
+            from jobs.queue import request_cancel
+
+            status = request_cancel(settings, args.id)
+            print(f"job {args.id}: {'stop requested' if status == 'running' else status}")
+            return 0
+        if args.command == "resume":
+            from jobs.queue import resume
+
+            print(f"job {resume(settings, args.id)} queued again")
+            return 0
+        if args.command == "log":
+            from jobs.queue import log_tail
+
+            print(log_tail(settings, args.id, args.lines))
+            return 0
+        if args.command == "workers":
+            return _workers(args, settings)
+        if args.command == "datasets":
+            return _datasets(args, settings)
+        if args.command == "models":
+            return _models(args, settings)
+        if args.command == "export-labels":
+            from db.catalog import export_kaggle
+
+            for path in export_kaggle(settings, args.dataset, args.out):
+                print(path)
+            return 0
+    except (JobError, ParamsError, CatalogError, RegistryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - e.g. the database cannot be reached: one line, not a traceback
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

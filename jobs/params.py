@@ -1,0 +1,132 @@
+"""Job parameters: one dataclass per kind, checked when the job is submitted so a bad job is refused before
+anything is written. Training options are ``ocr.train.TrainConfig`` fields (one source of truth)."""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+
+from ocr.datasets import SPLITS
+from ocr.model import PRESETS
+from ocr.train import SCHEDULERS, TrainConfig
+
+
+class ParamsError(ValueError):
+    """Invalid job parameters, with a message meant for the user."""
+
+
+@dataclass(frozen=True)
+class ImportParams:
+    path: str
+    name: str
+    source: str = "kaggle"
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    n: int
+    name: str
+    seed: int = 0
+    validation: int = -1  # validation images beside the training ones; -1: 5 % of n
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    datasets: list[str]
+    splits: list[str] | None = None  # None: every split except test
+    val_datasets: list[str] = field(default_factory=list)  # empty: a seeded holdout of the training data
+    val_splits: list[str] | None = None
+    init_model: int | None = None  # fine-tune from this model id
+    resume: bool = False
+    config: dict = field(default_factory=dict)  # TrainConfig fields to override
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    model: int
+    dataset: str
+    split: str = "validation"
+    beam: int = 0
+    report: bool = True
+
+
+@dataclass(frozen=True)
+class PredictParams:
+    model: int
+    dataset: str
+    split: str | None = None  # None: the samples without a label
+
+
+PARAMS = {"import": ImportParams, "synth": SynthParams, "train": TrainParams, "evaluate": EvaluateParams,
+          "predict": PredictParams}
+
+
+def _type_ok(value, annotation) -> bool:
+    hint = eval(annotation, vars(typing) | vars(types)) if isinstance(annotation, str) else annotation
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin or hint)
+
+
+def _build(cls, values: dict, what: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ParamsError(f"{what}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    for name, f in known.items():
+        if name not in values:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise ParamsError(f"{what}: missing parameter {name!r}")
+            continue
+        if not _type_ok(values[name], f.type):
+            raise ParamsError(f"{what}: {name}={values[name]!r} is not a valid {f.type}")
+    return cls(**values)
+
+
+def parse(kind: str, values: dict):
+    """Validated parameters of a job of ``kind`` (a ``ParamsError`` says what is wrong)."""
+    if kind not in PARAMS:
+        raise ParamsError(f"unknown job kind {kind!r}; choose from {', '.join(PARAMS)}")
+    p = _build(PARAMS[kind], values, f"{kind} job")
+    if kind == "synth" and not 1 <= p.n <= 2_000_000:
+        raise ParamsError(f"synth job: n={p.n} must be between 1 and 2,000,000")
+    if kind in ("import", "synth") and not p.name.strip():
+        raise ParamsError(f"{kind} job: the dataset needs a name")
+    if kind == "train":
+        if not p.datasets:
+            raise ParamsError("train job: give at least one dataset")
+        for splits in (p.splits, p.val_splits):
+            bad = [s for s in splits or [] if s not in SPLITS]
+            if bad:
+                raise ParamsError(f"train job: unknown split(s) {', '.join(bad)}; choose from {', '.join(SPLITS)}")
+        cfg = train_config(p)
+        if cfg.preset not in PRESETS:
+            raise ParamsError(f"train job: unknown preset {cfg.preset!r}; choose from {', '.join(PRESETS)}")
+        if cfg.scheduler not in SCHEDULERS:
+            raise ParamsError(f"train job: unknown scheduler {cfg.scheduler!r}; choose from {', '.join(SCHEDULERS)}")
+        if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or (cfg.max_minutes is not None and cfg.max_minutes <= 0):
+            raise ParamsError("train job: epochs, batch_size, lr and max_minutes must be positive")
+        if not 0 < cfg.val_fraction < 1:
+            raise ParamsError("train job: val_fraction must be between 0 and 1")
+    if kind == "evaluate" and p.split not in SPLITS:
+        raise ParamsError(f"evaluate job: unknown split {p.split!r}; choose from {', '.join(SPLITS)}")
+    return p
+
+
+def train_config(p: TrainParams) -> TrainConfig:
+    return _build(TrainConfig, p.config, "train job config")
+
+
+def to_dict(p) -> dict:
+    return asdict(p)

@@ -1,0 +1,290 @@
+"""The database is the queue: submit, claim (atomically), heartbeat, progress, cancel, resume, recover, status."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import delete, func, insert, select, update
+
+from db.catalog import dataset_id
+from db.engine import session
+from db.models import FINISHED, Job, JobMetric, Model, Worker, utcnow
+from db.registry import get_model
+from db.settings import Settings
+from jobs import params as P
+
+STALE_AFTER_S = 30.0
+WORKER_ALIVE_S = 15.0
+
+
+class JobError(ValueError):
+    """A request about a job that cannot be done, with a message meant for the user."""
+
+
+def as_utc(dt: datetime | None) -> datetime | None:
+    """SQLite gives datetimes back without their zone; they are stored in UTC."""
+    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
+
+
+def submit(settings: Settings, kind: str, values: dict) -> int:
+    """Validate and queue a job; returns its id. Nothing is written when the parameters are wrong."""
+    p = P.parse(kind, values)
+    device = "auto"
+    if kind == "train":
+        for name in [*p.datasets, *p.val_datasets]:
+            _dataset_exists_or_coming(settings, name)
+        if p.init_model is not None:
+            get_model(settings, p.init_model)
+        device = P.train_config(p).device
+    elif kind in ("evaluate", "predict"):
+        get_model(settings, p.model)
+        _dataset_exists_or_coming(settings, p.dataset)
+    elif kind == "import":
+        if not Path(p.path).exists():
+            raise JobError(f"import job: {p.path}: no such file or folder")
+        p = replace(p, path=os.path.normpath(Path(p.path).absolute()))  # the worker may run elsewhere
+    with session(settings, write=True) as s:
+        job = Job(kind=kind, params=P.to_dict(p), requested_device=device)
+        s.add(job)
+        s.flush()
+        job.log_path = settings.relative(settings.data_dir / "logs" / f"job-{job.id}.log")
+        return job.id
+
+
+def _dataset_exists_or_coming(settings: Settings, name: str) -> None:
+    """A job may name a dataset that an import or synth job queued before it will create."""
+    try:
+        dataset_id(settings, name)
+    except ValueError:
+        with session(settings) as s:
+            pending = s.scalars(select(Job.params).where(Job.kind.in_(("import", "synth")),
+                                                         Job.status.in_(("queued", "running")))).all()
+        if not any(p.get("name") == name for p in pending):
+            raise
+
+
+def claim(settings: Settings, worker_id: str, device: str) -> Job | None:
+    """Take the oldest queued job this worker can run. ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the
+    write transaction (BEGIN IMMEDIATE) serializes claimers. The status check in the UPDATE makes it exact on both."""
+    devices = ["auto", device, device.split(":")[0]]
+    with session(settings, write=True) as s:
+        job = s.scalar(select(Job).where(Job.status == "queued", Job.requested_device.in_(devices))
+                       .order_by(Job.id).limit(1).with_for_update(skip_locked=True))
+        if job is None:
+            return None
+        now = utcnow()
+        done = s.execute(update(Job).where(Job.id == job.id, Job.status == "queued")
+                         .values(status="running", worker_id=worker_id, device=device, started_at=now, heartbeat_at=now,
+                                 finished_at=None, error=None, attempts=Job.attempts + 1)
+                         .execution_options(synchronize_session=False))
+        if done.rowcount != 1:
+            return None
+        s.refresh(job)
+        return job
+
+
+def heartbeat(settings: Settings, job_id: int, pid: int | None = None) -> bool:
+    """Record that the job is alive; returns whether a cancel was requested."""
+    with session(settings, write=True) as s:
+        values = {"heartbeat_at": utcnow()} | ({"pid": pid} if pid is not None else {})
+        s.execute(update(Job).where(Job.id == job_id).values(**values))
+        return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def cancel_requested(settings: Settings, job_id: int) -> bool:
+    with session(settings) as s:
+        return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def set_progress(settings: Settings, job_id: int, progress: float | None = None, message: str | None = None) -> None:
+    values = {}
+    if progress is not None:
+        values["progress"] = max(0.0, min(1.0, progress))
+    if message is not None:
+        values["message"] = message[:2000]
+    if values:
+        with session(settings, write=True) as s:
+            s.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def set_data(settings: Settings, job_id: int, count: int, digest: str) -> None:
+    with session(settings, write=True) as s:
+        s.execute(update(Job).where(Job.id == job_id).values(data_count=count, data_hash=digest, data_read_at=utcnow()))
+
+
+def add_metrics(settings: Settings, job_id: int, rows: list[dict]) -> None:
+    """rows: {kind, step, epoch, name, value}."""
+    if rows:
+        with session(settings, write=True) as s:
+            s.execute(insert(JobMetric), [{"job_id": job_id, **r} for r in rows])
+
+
+def finish(settings: Settings, job_id: int, status: str, error: str | None = None, result: dict | None = None,
+           only_if_running: bool = True) -> bool:
+    """Set a final status (only on a running job unless told otherwise); returns whether it changed."""
+    with session(settings, write=True) as s:
+        stmt = update(Job).where(Job.id == job_id)
+        if only_if_running:
+            stmt = stmt.where(Job.status == "running")
+        values = {"status": status, "finished_at": utcnow(), "error": error}
+        if result is not None:
+            values["result"] = result
+        if status == "succeeded":
+            values["progress"] = 1.0
+        return s.execute(stmt.values(**values)).rowcount == 1
+
+
+def request_cancel(settings: Settings, job_id: int) -> str:
+    """A queued job is cancelled at once; a running one is asked to stop (its worker enforces it). Returns the status."""
+    with session(settings, write=True) as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+        if job.status == "queued":
+            job.status, job.finished_at = "cancelled", utcnow()
+        elif job.status == "running":
+            job.cancel_requested = True
+        return job.status
+
+
+def resume(settings: Settings, job_id: int) -> int:
+    """Queue an interrupted, cancelled or failed job again; a training job continues from its ``last.pt``."""
+    with session(settings, write=True) as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+        if job.status not in ("interrupted", "cancelled", "failed"):
+            raise JobError(f"job {job_id} is {job.status}; only interrupted, cancelled or failed jobs can be resumed")
+        params = dict(job.params)
+        if job.kind == "train":
+            params["resume"] = run_dir(settings, job_id).joinpath("last.pt").exists()
+        job.params = params
+        job.status, job.cancel_requested, job.error, job.finished_at = "queued", False, None, None
+        return job.id
+
+
+def run_dir(settings: Settings, job_id: int) -> Path:
+    return settings.data_dir / "runs" / f"job-{job_id}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(settings: Settings, stale_after: float = STALE_AFTER_S) -> list[int]:
+    """Running jobs whose worker is gone become interrupted: at once when the worker was on this host and its
+    process is dead, else when the job's heartbeat is older than ``stale_after`` seconds."""
+    host = socket.gethostname()
+    cutoff = utcnow() - timedelta(seconds=stale_after)
+    interrupted = []
+    with session(settings, write=True) as s:
+        workers = {w.id: w for w in s.scalars(select(Worker))}
+        for job in s.scalars(select(Job).where(Job.status == "running")):
+            w = workers.get(job.worker_id or "")
+            dead_here = w is not None and w.host == host and not pid_alive(w.pid)
+            stale = job.heartbeat_at is None or as_utc(job.heartbeat_at) < cutoff
+            if dead_here or stale:
+                seen = as_utc(job.heartbeat_at)
+                why = "its worker process is gone" if dead_here else f"no heartbeat for over {stale_after:.0f} s"
+                job.status, job.finished_at = "interrupted", utcnow()
+                job.error = (f"interrupted: {why} (last heartbeat {seen:%Y-%m-%d %H:%M:%S} UTC); "
+                             f"resume it with `python -m jobs resume {job.id}`" if seen else f"interrupted: {why}")
+                interrupted.append(job.id)
+        for w in workers.values():
+            if w.stopped_at is None and (as_utc(w.heartbeat_at) < cutoff or (w.host == host and not pid_alive(w.pid))):
+                w.stopped_at = utcnow()
+    return interrupted
+
+
+def alive_workers(settings: Settings, within: float = WORKER_ALIVE_S) -> list[Worker]:
+    cutoff = utcnow() - timedelta(seconds=within)
+    with session(settings) as s:
+        return list(s.scalars(select(Worker).where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff)))
+
+
+def latest_metrics(settings: Settings, job_id: int) -> dict:
+    """The newest value of each metric name (step and epoch metrics apart: ``train_loss`` vs ``epoch_train_loss``)."""
+    with session(settings) as s:
+        newest = (select(JobMetric.kind, JobMetric.name, func.max(JobMetric.id).label("id"))
+                  .where(JobMetric.job_id == job_id).group_by(JobMetric.kind, JobMetric.name).subquery())
+        rows = s.execute(select(JobMetric.kind, JobMetric.name, JobMetric.value, JobMetric.step, JobMetric.epoch)
+                         .join(newest, JobMetric.id == newest.c.id)).all()
+    out: dict = {}
+    for kind, name, value, step, epoch in rows:
+        key = f"epoch_{name}" if kind == "epoch" and name == "train_loss" else name
+        out[key] = value
+        out["step" if kind == "step" else "epoch"] = max(out.get("step" if kind == "step" else "epoch", 0),
+                                                          step if kind == "step" else epoch)
+    return out
+
+
+def metric_rows(settings: Settings, job_ids: list[int], after_id: int = 0) -> list[dict]:
+    """Every metric row of these jobs (for curves); ``after_id`` fetches only the new ones."""
+    with session(settings) as s:
+        rows = s.execute(select(JobMetric.id, JobMetric.job_id, JobMetric.kind, JobMetric.step, JobMetric.epoch,
+                                JobMetric.name, JobMetric.value)
+                         .where(JobMetric.job_id.in_(job_ids), JobMetric.id > after_id).order_by(JobMetric.id)).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def clear_metrics_after(settings: Settings, job_id: int, epoch: int) -> None:
+    """A resumed run replays from its last complete epoch: drop the rows it will write again."""
+    with session(settings, write=True) as s:
+        s.execute(delete(JobMetric).where(JobMetric.job_id == job_id, JobMetric.epoch > epoch))
+
+
+def job_status(settings: Settings, job_id: int) -> dict:
+    with session(settings) as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+        models = s.execute(select(Model.id, Model.kind, Model.path, Model.epoch).where(Model.job_id == job_id)
+                           .order_by(Model.id)).all()
+    return {**job_summary(job), "metrics": latest_metrics(settings, job_id),
+            "checkpoints": [{"model_id": m.id, "kind": m.kind, "path": m.path, "epoch": m.epoch} for m in models]}
+
+
+def job_summary(job: Job) -> dict:
+    def iso(dt):
+        return as_utc(dt).isoformat() if dt is not None else None
+
+    return {"id": job.id, "kind": job.kind, "status": job.status, "progress": job.progress, "message": job.message,
+            "params": job.params, "device": job.device or job.requested_device, "worker": job.worker_id,
+            "created_at": iso(job.created_at), "started_at": iso(job.started_at), "finished_at": iso(job.finished_at),
+            "heartbeat_at": iso(job.heartbeat_at), "cancel_requested": job.cancel_requested, "error": job.error,
+            "result": job.result, "log": job.log_path, "data_count": job.data_count, "data_hash": job.data_hash,
+            "finished": job.status in FINISHED}
+
+
+def list_jobs(settings: Settings, limit: int = 50, statuses: tuple[str, ...] | None = None) -> list[dict]:
+    stmt = select(Job).order_by(Job.id.desc()).limit(limit)
+    if statuses:
+        stmt = stmt.where(Job.status.in_(statuses))
+    with session(settings) as s:
+        return [job_summary(j) for j in s.scalars(stmt)]
+
+
+def log_tail(settings: Settings, job_id: int, lines: int = 50) -> str:
+    with session(settings) as s:
+        job = s.get(Job, job_id)
+    if job is None:
+        raise JobError(f"no job with id {job_id}")
+    path = settings.resolve(job.log_path) if job.log_path else None
+    if path is None or not path.exists():
+        return ""
+    with path.open("rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 256 * 1024))
+        text = f.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:]) if lines else text

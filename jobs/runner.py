@@ -1,0 +1,108 @@
+"""``python -m jobs.runner JOB_ID --parent PID``: one job in its own process, started by a worker.
+
+A crash, a CUDA error or a kill here cannot take the worker down, and the GPU memory is freed when the process
+ends. The process never outlives its worker: on Linux the kernel sends it SIGTERM when the worker dies
+(``PR_SET_PDEATHSIG``), and everywhere a watcher thread checks the parent every second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+
+from db.settings import Settings
+from jobs import queue
+
+PARENT_GONE_EXIT = 75
+
+
+def _parent_gone(settings: Settings, job_id: int) -> None:
+    try:
+        queue.finish(settings, job_id, "interrupted",
+                     error=f"interrupted: its worker process died; resume it with `python -m jobs resume {job_id}`")
+    finally:
+        os._exit(PARENT_GONE_EXIT)
+
+
+def watch_parent(parent: int, settings: Settings, job_id: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+    def on_term(signum, frame):
+        if os.getppid() != parent:
+            _parent_gone(settings, job_id)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    if os.getppid() != parent:
+        _parent_gone(settings, job_id)
+
+    def loop():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                _parent_gone(settings, job_id)
+
+    threading.Thread(target=loop, name="parent-watch", daemon=True).start()
+
+
+def run(job_id: int, device: str, settings: Settings) -> int:
+    from db.engine import session
+    from db.models import Job
+    from jobs.params import ParamsError
+    from jobs.tasks import TASKS, JobContext
+
+    with session(settings) as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            print(f"no job with id {job_id}", file=sys.stderr)
+            return 2
+        kind, params = job.kind, dict(job.params)
+    print(f"job {job_id}: {kind} on {device}, pid {os.getpid()}, params {params}", flush=True)
+    ctx = JobContext(settings, job_id, params, device=device)
+    try:
+        result = TASKS[kind](ctx)
+    except (ValueError, ParamsError, RuntimeError, OSError) as exc:  # includes TrainingError, CatalogError, ...
+        traceback.print_exc()
+        queue.finish(settings, job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        return 1
+    except BaseException as exc:  # noqa: BLE001 - a job must end with a status whatever happened
+        traceback.print_exc()
+        if isinstance(exc, SystemExit) and ctx.cancelled:
+            queue.finish(settings, job_id, "cancelled", error="cancelled")
+            return 0
+        queue.finish(settings, job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        return 1
+    if ctx.cancelled:
+        queue.finish(settings, job_id, "cancelled", error="cancelled by request", result=result)
+        print(f"job {job_id}: cancelled", flush=True)
+    else:
+        queue.finish(settings, job_id, "succeeded", result=result)
+        queue.set_progress(settings, job_id, 1.0, "done")
+        print(f"job {job_id}: succeeded", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.runner", description=__doc__.splitlines()[0])
+    parser.add_argument("job_id", type=int)
+    parser.add_argument("--parent", type=int, required=True, help="the worker's pid; this process stops when it dies")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    watch_parent(args.parent, settings, args.job_id)
+    return run(args.job_id, args.device, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""What each kind of job does, run inside the job's child process. Each task takes a ``JobContext`` (progress,
+stop requests, log) and returns a JSON-safe result; the training loop only sees an ``ocr.train.Callback``."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select
+
+from db import catalog
+from db.engine import session
+from db.models import Prediction, Sample
+from db.registry import get_model, model_file, register_checkpoint
+from db.settings import Settings
+from jobs import params as P
+from jobs import queue
+
+METRIC_FLUSH_S = 2.0
+
+
+@dataclass
+class JobContext:
+    settings: Settings
+    job_id: int
+    params: dict
+    device: str = "cpu"
+    cancelled: bool = False
+    _last_check: float = 0.0
+    _last_progress: float = field(default=0.0)
+
+    def log(self, text: str) -> None:
+        print(text, flush=True)
+
+    def progress(self, fraction: float, message: str | None = None, force: bool = False) -> None:
+        """Stored at most every half second, so a fast loop does not hammer the database."""
+        now = time.monotonic()
+        if force or now - self._last_progress > 0.5:
+            self._last_progress = now
+            queue.set_progress(self.settings, self.job_id, fraction, message)
+
+    def should_stop(self) -> bool:
+        """Polls the cancel flag at most once a second."""
+        now = time.monotonic()
+        if not self.cancelled and now - self._last_check > 1.0:
+            self._last_check = now
+            self.cancelled = queue.cancel_requested(self.settings, self.job_id)
+        return self.cancelled
+
+
+def run_import(ctx: JobContext) -> dict:
+    p: P.ImportParams = P.parse("import", ctx.params)
+
+    def progress(done: int, total: int) -> None:
+        ctx.progress(done / max(1, total), f"imported {done:,} of {total:,} rows")
+
+    result = catalog.import_dataset(ctx.settings, p.path, p.name, p.source, progress=progress, should_stop=ctx.should_stop)
+    ctx.log(json.dumps({k: v for k, v in result.items() if k != "import"}))
+    return result
+
+
+def run_synth(ctx: JobContext) -> dict:
+    from ocr.synth import generate
+
+    p: P.SynthParams = P.parse("synth", ctx.params)
+    out = ctx.settings.data_dir / "datasets" / catalog.slug(p.name)
+    n_val = p.validation if p.validation >= 0 else max(1, p.n // 20)
+    total = p.n + n_val + (p.n + n_val)  # generate, then import every image
+    done = 0
+
+    def step(k: int = 1) -> None:
+        nonlocal done
+        done += k
+        ctx.progress(done / total, f"synthesized {min(done, p.n + n_val):,} of {p.n + n_val:,} images")
+        if ctx.should_stop():
+            raise StopRequested
+
+    try:
+        ctx.log(f"writing {p.n:,} training and {n_val:,} validation images to {out}")
+        generate(out, p.n, seed=p.seed, split="train", progress=step)
+        if n_val:
+            generate(out, n_val, seed=p.seed + 1_000_003, split="validation", progress=step)
+    except StopRequested:
+        ctx.cancelled = True
+        return {"stopped": "stop requested"}
+
+    def progress(i: int, n: int) -> None:
+        ctx.progress((p.n + n_val + i) / total, f"imported {i:,} of {n:,} images")
+
+    result = catalog.import_dataset(ctx.settings, out, p.name, "synthetic", progress=progress, should_stop=ctx.should_stop)
+    return result
+
+
+class StopRequested(Exception):
+    pass
+
+
+class DbCallback:
+    """``ocr.train.Callback`` that stores metrics, progress and checkpoints in the database. Step metrics are
+    buffered and written every ~2 s, so storing them costs well under 1 % of a training step."""
+
+    STEP_METRICS = ("train_loss", "lr", "samples_per_s")
+
+    def __init__(self, ctx: JobContext):
+        self.ctx = ctx
+        self.buffer: list[dict] = []
+        self.last_flush = time.monotonic()
+        self.steps_per_epoch = 1
+        self.planned_epochs = 1
+        self.started = time.monotonic()
+
+    def flush(self) -> None:
+        rows, self.buffer = self.buffer, []
+        queue.add_metrics(self.ctx.settings, self.ctx.job_id, rows)
+        self.last_flush = time.monotonic()
+
+    def on_start(self, info: dict) -> None:
+        self.steps_per_epoch, self.planned_epochs = max(1, info["steps_per_epoch"]), max(1, info["epochs"])
+        self.ctx.log(f"training: {json.dumps(info)}")
+
+    def on_step(self, m: dict) -> None:
+        self.planned_epochs = m.get("planned_epochs", self.planned_epochs)
+        for name in self.STEP_METRICS:
+            if math.isfinite(m[name]):
+                self.buffer.append({"kind": "step", "step": m["step"], "epoch": m["epoch"], "name": name, "value": m[name]})
+        total = self.planned_epochs * self.steps_per_epoch
+        done = m["step"] / total
+        if time.monotonic() - self.last_flush > METRIC_FLUSH_S:
+            self.flush()
+            elapsed = time.monotonic() - self.started
+            eta = f", about {elapsed / max(done, 1e-9) * (1 - done) / 60:.1f} min left" if done > 0.02 else ""
+            self.ctx.progress(done, f"epoch {m['epoch']}/{self.planned_epochs}, step {m['step']}, "
+                                    f"loss {m['train_loss']:.3f}{eta}")
+
+    def on_epoch(self, m: dict) -> None:
+        self.planned_epochs = m.get("planned_epochs", self.planned_epochs)
+        for name, value in m.items():
+            if name in ("type", "epoch", "step", "planned_epochs") or not isinstance(value, (int, float)):
+                continue
+            if math.isfinite(value):
+                self.buffer.append({"kind": "epoch", "step": m["step"], "epoch": m["epoch"], "name": name, "value": value})
+        self.flush()
+        self.ctx.progress(m["epoch"] / self.planned_epochs,
+                          f"epoch {m['epoch']}/{self.planned_epochs}: val exact {m.get('val_exact_match', 0):.3f}, "
+                          f"val CER {m.get('val_cer', 1):.3f}", force=True)
+        self.ctx.log(f"epoch {m['epoch']}: {json.dumps({k: v for k, v in m.items() if k != 'type'})}")
+
+    def on_checkpoint(self, path: Path, kind: str, metrics: dict) -> None:
+        clean = {k: v for k, v in metrics.items() if k != "type"}
+        register_checkpoint(self.ctx.settings, path, kind, job_id=self.ctx.job_id, epoch=metrics.get("epoch"),
+                            metrics=clean)
+
+    def on_message(self, text: str) -> None:
+        self.ctx.log(text)
+        queue.set_progress(self.ctx.settings, self.ctx.job_id, message=text)
+
+    def should_stop(self) -> bool:
+        return self.ctx.should_stop()
+
+
+def run_train(ctx: JobContext) -> dict:
+    from ocr.datasets import Sample as OcrSample
+    from ocr.datasets import holdout_split
+    from ocr.train import fit
+
+    p: P.TrainParams = P.parse("train", ctx.params)
+    cfg = P.train_config(p)
+    if cfg.device == "auto":
+        cfg = replace(cfg, device=ctx.device)
+    val_datasets, splits = p.val_datasets, p.splits
+    if not val_datasets and splits is None:
+        # the datasets' own validation split when they have one (Kaggle, synth), else a seeded holdout
+        own = catalog.training_items(ctx.settings, p.datasets, ["validation"])
+        if own and catalog.training_items(ctx.settings, p.datasets, ["train"]):
+            val_datasets, splits = p.datasets, ["train"]
+    items = catalog.training_items(ctx.settings, p.datasets, splits)
+    val_items = catalog.training_items(ctx.settings, val_datasets, p.val_splits or ["validation"]) if val_datasets else []
+    if val_datasets:
+        val_ids = {v.sample_id for v in val_items}
+        items = [it for it in items if it.sample_id not in val_ids]
+    queue.set_data(ctx.settings, ctx.job_id, len(items) + len(val_items), catalog.data_hash(items + val_items))
+    ctx.log(f"training data: {len(items):,} samples from {', '.join(p.datasets)}"
+            + (f", validation: {len(val_items):,} from {', '.join(val_datasets)}" if val_items else ", 5 % held out"))
+    train = [OcrSample(it.path, it.label, it.split) for it in items]
+    val = [OcrSample(it.path, it.label, it.split) for it in val_items]
+    if not val:
+        train, val = holdout_split(train, cfg.val_fraction, cfg.seed)
+    out = queue.run_dir(ctx.settings, ctx.job_id)
+    resume = p.resume and (out / "last.pt").exists()
+    init = model_file(ctx.settings, p.init_model) if p.init_model is not None and not resume else None
+    if resume:
+        from ocr.train import load_checkpoint
+
+        done_epochs = load_checkpoint(out / "last.pt")["run_state"]["epoch"]
+        queue.clear_metrics_after(ctx.settings, ctx.job_id, done_epochs)
+        ctx.log(f"resuming from {out / 'last.pt'} after epoch {done_epochs}")
+    cb = DbCallback(ctx)
+    try:
+        summary = fit(train, val, out, cfg, init=init, resume=resume, callback=cb, progress=False)
+    finally:
+        cb.flush()
+    if summary.get("stopped") == "stop requested":
+        ctx.cancelled = True
+    return json.loads(json.dumps(summary, default=str))
+
+
+def _score(rec, paths: list[Path], labels: list[str | None]) -> list[dict]:
+    """Greedy reading, P(reading), log P(label) for one batch."""
+    from ocr.decode import greedy_decode, label_log_prob
+    from ocr.preprocess import load_image
+
+    arrays = []
+    for path in paths:
+        arrays.append(rec.prepare(load_image(path)))
+    logits, lengths = rec.logits(arrays)
+    preds = greedy_decode(logits, lengths, rec.alphabet)
+    texts = [pr.text for pr in preds]
+    text_lp = label_log_prob(logits, lengths, texts, rec.alphabet).tolist()
+    known = [i for i, lab in enumerate(labels) if lab is not None]
+    label_lp: dict[int, float] = {}
+    if known:
+        lp = label_log_prob(logits[:, known], lengths[known], [labels[i] for i in known], rec.alphabet).tolist()
+        label_lp = dict(zip(known, lp))
+    out = []
+    for i, text in enumerate(texts):
+        plp = max(text_lp[i], -1e4) if math.isfinite(text_lp[i]) else -1e4
+        llp = label_lp.get(i)
+        if llp is not None and not math.isfinite(llp):
+            llp = -1e4
+        out.append({"text": text, "pred_log_prob": plp, "label_log_prob": llp})
+    return out
+
+
+def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, split_name: Callable[[str], str]) -> dict:
+    import editdistance
+
+    from ocr.recognize import Recognizer
+
+    rec = Recognizer(model_file(ctx.settings, model_id), device=ctx.device)
+    records = []
+    batch = 64
+    for start in range(0, len(rows), batch):
+        chunk = rows[start:start + batch]
+        paths = [ctx.settings.resolve(r.path) for r in chunk]
+        labels = [r.label if labelled else None for r in chunk]
+        for r, scored in zip(chunk, _score(rec, paths, labels)):
+            label = r.label if labelled else None
+            wrong = label is not None and scored["text"] != label
+            records.append({
+                "model_id": model_id, "sample_id": r.id, "job_id": ctx.job_id, "split": split_name(r.split),
+                "text": scored["text"], "text_length": len(scored["text"]),
+                "confidence": float(np.exp(scored["pred_log_prob"])), "label": label,
+                "edit_distance": editdistance.eval(scored["text"], label) if label is not None else None,
+                "correct": (not wrong) if label is not None else None,
+                "label_log_prob": scored["label_log_prob"],
+                "label_error_score": scored["pred_log_prob"] - scored["label_log_prob"] if wrong else None,
+            })
+        ctx.progress(min(len(rows), start + batch) / len(rows) * 0.95, f"read {min(len(rows), start + batch):,} of {len(rows):,}")
+        if ctx.should_stop():
+            return {"stopped": "stop requested", "read": len(records)}
+    ids = [r["sample_id"] for r in records]
+    with session(ctx.settings, write=True) as s:
+        for i in range(0, len(ids), 5000):
+            s.execute(delete(Prediction).where(Prediction.model_id == model_id, Prediction.sample_id.in_(ids[i:i + 5000])))
+        for i in range(0, len(records), 5000):
+            s.execute(insert(Prediction), records[i:i + 5000])
+    return {"n": len(records), "records": records}
+
+
+def _samples(ctx: JobContext, dataset: str, where) -> list:
+    ds = catalog.dataset_id(ctx.settings, dataset)
+    with session(ctx.settings) as s:
+        return s.execute(select(Sample.id, Sample.path, Sample.label, Sample.split)
+                         .where(Sample.dataset_id == ds, *where).order_by(Sample.id)).all()
+
+
+def run_evaluate(ctx: JobContext) -> dict:
+    """Reads every usable sample of the split, replaces this model's predictions on them, writes metrics and report."""
+    from ocr.metrics import accuracy_by_length, confusions, summarize
+
+    p: P.EvaluateParams = P.parse("evaluate", ctx.params)
+    rows = _samples(ctx, p.dataset, [Sample.split == p.split, Sample.status == "ok", Sample.label.is_not(None)])
+    if not rows:
+        raise ValueError(f"dataset {p.dataset!r} has no usable sample in split {p.split!r}")
+    ctx.log(f"evaluating model {p.model} on {len(rows):,} samples of {p.dataset}:{p.split}")
+    done = _predict(ctx, p.model, rows, True, lambda s: s)
+    if "stopped" in done:
+        ctx.cancelled = True
+        return done
+    labels = [r["label"] for r in done["records"]]
+    texts = [r["text"] for r in done["records"]]
+    metrics = summarize(labels, texts)
+    with session(ctx.settings) as s:
+        metrics["excluded"] = dict(s.execute(
+            select(Sample.status, func.count()).where(Sample.dataset_id == catalog.dataset_id(ctx.settings, p.dataset),
+                                                      Sample.split == p.split, Sample.status != "ok")
+            .group_by(Sample.status)).all())
+    result = {"model": p.model, "dataset": p.dataset, "split": p.split, **metrics,
+              "label_errors_suggested": sum(1 for r in done["records"] if r["label_error_score"] is not None
+                                            and r["label_error_score"] > 0)}
+    if p.report:
+        result["report"] = _report(ctx, p, done["records"], rows, metrics, accuracy_by_length(labels, texts),
+                                   confusions(labels, texts))
+    ctx.log(json.dumps(result))
+    return result
+
+
+def _report(ctx: JobContext, p, records: list[dict], rows: list, metrics: dict, by_length, top_confusions) -> str:
+    from ocr.evaluate import read_history
+    from ocr.report import write_report
+    from ocr.train import load_checkpoint
+
+    out = ctx.settings.data_dir / "evals" / f"job-{ctx.job_id}"
+    out.mkdir(parents=True, exist_ok=True)
+    path = model_file(ctx.settings, p.model)
+    ckpt = load_checkpoint(path)
+    paths = {r.id: ctx.settings.resolve(r.path) for r in rows}
+    wrong = [(paths[r["sample_id"]], r["label"], r["text"], r["confidence"]) for r in records if not r["correct"]]
+    model = get_model(ctx.settings, p.model)
+    write_report(out, {**metrics, "split": p.split, "data": p.dataset, "checkpoint": f"model {p.model} ({model.name})",
+                       "decoder": "greedy"}, read_history(path, ckpt), by_length, top_confusions, wrong,
+                 model=model.description or model.name)
+    return ctx.settings.relative(out)
+
+
+def run_predict(ctx: JobContext) -> dict:
+    """Reads an unlabelled pool (or a split) so a person can label it, lowest confidence first."""
+    p: P.PredictParams = P.parse("predict", ctx.params)
+    where = [Sample.split == p.split] if p.split else [Sample.status == "unlabelled"]
+    rows = _samples(ctx, p.dataset, where)
+    if not rows:
+        raise ValueError(f"dataset {p.dataset!r} has no sample to predict" + (f" in split {p.split!r}" if p.split else
+                                                                             " without a label"))
+    labelled = p.split is not None
+    done = _predict(ctx, p.model, rows, labelled, lambda s: s)
+    if "stopped" in done:
+        ctx.cancelled = True
+        return done
+    conf = [r["confidence"] for r in done["records"]]
+    return {"model": p.model, "dataset": p.dataset, "n": done["n"], "mean_confidence": float(np.mean(conf)),
+            "below_0.5": sum(1 for c in conf if c < 0.5)}
+
+
+TASKS = {"import": run_import, "synth": run_synth, "train": run_train, "evaluate": run_evaluate, "predict": run_predict}
+
