@@ -22,6 +22,10 @@ from jobs import queue
 PARENT_GONE_EXIT = 75
 
 
+class Terminated(SystemExit):
+    """SIGTERM from the worker."""
+
+
 def _parent_gone(settings: Settings, job_id: int) -> None:
     try:
         queue.finish(settings, job_id, "interrupted",
@@ -39,9 +43,13 @@ def watch_parent(parent: int, settings: Settings, job_id: int) -> None:
             pass
 
     def on_term(signum, frame):
-        if os.getppid() != parent:
-            _parent_gone(settings, job_id)
-        raise SystemExit(128 + signum)
+        # the kernel's parent-death signal can arrive before this process is re-parented: give it a moment
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            if os.getppid() != parent:
+                _parent_gone(settings, job_id)
+            time.sleep(0.05)
+        raise Terminated(128 + signum)  # from the worker (cancel or stop): the worker records the status
 
     signal.signal(signal.SIGTERM, on_term)
     if os.getppid() != parent:
@@ -76,11 +84,11 @@ def run(job_id: int, device: str, settings: Settings) -> int:
         traceback.print_exc()
         queue.finish(settings, job_id, "failed", error=f"{type(exc).__name__}: {exc}")
         return 1
+    except Terminated:
+        print(f"job {job_id}: terminated by its worker", flush=True)
+        raise
     except BaseException as exc:  # noqa: BLE001 - a job must end with a status whatever happened
         traceback.print_exc()
-        if isinstance(exc, SystemExit) and ctx.cancelled:
-            queue.finish(settings, job_id, "cancelled", error="cancelled")
-            return 0
         queue.finish(settings, job_id, "failed", error=f"{type(exc).__name__}: {exc}")
         return 1
     if ctx.cancelled:

@@ -1,0 +1,221 @@
+"""Jobs with real worker processes and real databases (SQLite file and PostgreSQL): train, evaluate, cancel,
+kill -9, two workers, corrections while training, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import func, select
+
+from db import catalog
+from db.engine import session
+from db.models import Job, JobMetric, LabelEdit, Model, Prediction
+from jobs import queue
+from jobs.params import ParamsError
+from tests.conftest import PY, ROOT, process_state, wait_for
+
+TRAIN = {"batch_size": 16, "log_every": 2, "augment": False}
+
+
+def _job(settings, job_id) -> Job:
+    with session(settings) as s:
+        return s.get(Job, job_id)
+
+
+def _metric_count(settings, job_id) -> int:
+    with session(settings) as s:
+        return s.scalar(select(func.count()).select_from(JobMetric).where(JobMetric.job_id == job_id))
+
+
+def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-m", "jobs", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=os.environ.copy())
+
+
+def _train(settings, epochs: int, **config) -> int:
+    return queue.submit(settings, "train", {"datasets": ["synth"], "config": {**TRAIN, "epochs": epochs, **config}})
+
+
+def test_worker_trains_then_evaluates(settings, synth_dir, workers):
+    catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
+    out = _cli("submit", "train", "--dataset", "synth", "--epochs", "4", "--batch-size", "16", "--no-augment")
+    assert out.returncode == 0, out.stderr
+    job_id = int(out.stdout.strip().splitlines()[-1])
+    workers()
+    # metric rows appear while the job is still running
+    wait_for(lambda: _job(settings, job_id).status == "running" and _metric_count(settings, job_id) > 0, 90,
+             "metrics of a running job")
+    wait_for(lambda: _job(settings, job_id).status in ("succeeded", "failed"), 120, "the training job to finish")
+    status = json.loads(_cli("status", str(job_id), "--json").stdout)
+    assert status["status"] == "succeeded", status["error"]
+    assert status["progress"] == 1.0 and {"train_loss", "val_cer", "val_exact_match", "lr"} <= set(status["metrics"])
+    assert status["data_count"] == 200 and len(status["data_hash"]) == 64
+    kinds = {c["kind"] for c in status["checkpoints"]}
+    assert kinds == {"best", "last"}
+    best = next(c for c in status["checkpoints"] if c["kind"] == "best")
+    assert settings.resolve(best["path"]).exists()
+    assert "succeeded" in _cli("log", str(job_id)).stdout
+
+    out = _cli("submit", "evaluate", "--model", str(best["model_id"]), "--dataset", "synth", "--split", "train",
+               "--no-report")
+    eval_id = int(out.stdout.strip().splitlines()[-1])
+    wait_for(lambda: _job(settings, eval_id).status in ("succeeded", "failed"), 90, "the evaluation job")
+    job = _job(settings, eval_id)
+    assert job.status == "succeeded", job.error
+    with session(settings) as s:
+        n = s.scalar(select(func.count()).select_from(Prediction).where(Prediction.model_id == best["model_id"]))
+    assert n == 200 == job.result["n"]
+    # evaluating again replaces the model's predictions instead of adding to them
+    again = queue.submit(settings, "evaluate", {"model": best["model_id"], "dataset": "synth", "split": "train",
+                                                "report": False})
+    wait_for(lambda: _job(settings, again).status == "succeeded", 90, "the second evaluation")
+    with session(settings) as s:
+        assert s.scalar(select(func.count()).select_from(Prediction)) == 200
+
+
+def test_cancel_stops_a_running_job(settings, synth_dir, workers):
+    catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
+    job_id = _train(settings, epochs=500)
+    workers()
+    wait_for(lambda: _metric_count(settings, job_id) > 0, 90, "the job to start training")
+    wait_for(lambda: _has_checkpoint(settings, job_id), 60,
+             "a first checkpoint")
+    out = _cli("cancel", str(job_id))
+    assert out.returncode == 0 and "stop requested" in out.stdout
+    wait_for(lambda: _job(settings, job_id).status == "cancelled", 15, "the job to be cancelled")
+    last = settings.resolve(f"runs/job-{job_id}/last.pt")
+    from ocr.recognize import Recognizer
+
+    assert Recognizer(last).read([next((synth_dir / "train_v2" / "train").glob("*.jpg"))])  # still usable
+    assert "queued" not in _cli("cancel", str(job_id)).stdout
+
+
+def _has_checkpoint(settings, job_id) -> bool:
+    with session(settings) as s:
+        return bool(s.scalar(select(func.count()).select_from(Model).where(Model.job_id == job_id)))
+
+
+def test_kill_9_worker_stops_its_child_and_the_job_resumes(settings, synth_dir, workers):
+    catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
+    job_id = _train(settings, epochs=8)
+    worker = workers()
+    wait_for(lambda: _has_checkpoint(settings, job_id), 90, "a first checkpoint")
+    child = _job(settings, job_id).pid
+    assert child and process_state(child)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=10)
+    wait_for(lambda: process_state(child) is None, 10, "the orphaned job process to stop")
+
+    # a new worker marks it interrupted (if the dying child did not already)
+    workers("--once")
+    wait_for(lambda: _job(settings, job_id).status == "interrupted", 30, "the job to be marked interrupted")
+    assert "interrupted" in _job(settings, job_id).error
+    out = _cli("resume", str(job_id))
+    assert out.returncode == 0, out.stderr
+    workers()
+    wait_for(lambda: _job(settings, job_id).status in ("succeeded", "failed"), 180, "the resumed job")
+    job = _job(settings, job_id)
+    assert job.status == "succeeded", job.error
+    assert job.params["resume"] is True and job.attempts == 2 and job.result["epochs"] == 8
+    with session(settings) as s:
+        epochs = s.scalars(select(JobMetric.epoch).where(JobMetric.job_id == job_id, JobMetric.kind == "epoch",
+                                                         JobMetric.name == "val_cer").order_by(JobMetric.epoch)).all()
+    assert epochs == list(range(1, 9))  # each epoch once: the replayed part was not stored twice
+
+
+def test_two_workers_run_each_job_exactly_once(settings, synth_dir, workers, tmp_path):
+    folders = []
+    images = sorted((synth_dir / "train_v2" / "train").glob("*.jpg"))
+    for i in range(6):
+        folder = tmp_path / f"pool{i}"
+        folder.mkdir()
+        for f in images[i * 3:(i + 1) * 3]:
+            shutil.copy(f, folder / f.name)
+        folders.append(folder)
+    ids = [queue.submit(settings, "import", {"path": str(f), "name": f"pool{i}", "source": "upload"})
+           for i, f in enumerate(folders)]
+    a, b = workers("--once"), workers("--once")
+    a.wait(timeout=120)
+    b.wait(timeout=120)
+    jobs = [_job(settings, i) for i in ids]
+    assert [j.status for j in jobs] == ["succeeded"] * 6
+    assert all(j.attempts == 1 for j in jobs)
+    for j in jobs:
+        assert settings.resolve(j.log_path).read_text().count(f"job {j.id}: import") == 1
+    assert catalog.dataset_counts(settings) and sum(d["status"].get("unlabelled", 0)
+                                                    for d in catalog.dataset_counts(settings)) == 18
+
+
+EDITOR = """
+import sys
+from db import catalog, corrections
+from db.settings import Settings
+settings = Settings.from_env()
+items = catalog.training_items(settings, ["synth"])
+for i in range(500):
+    it = items[i % len(items)]
+    corrections.correct_label(settings, it.sample_id, "EDIT" + "ABC"[i // len(items)] + it.label[:3], user="bot")
+print("done")
+"""
+
+
+def test_corrections_while_training_are_all_kept_and_used_next(settings, synth_dir, workers):
+    catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
+    first = _train(settings, epochs=20)
+    workers()
+    wait_for(lambda: _metric_count(settings, first) > 0, 90, "the first job to train")
+    editor = subprocess.run([PY, "-c", EDITOR], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env=os.environ.copy())
+    assert editor.returncode == 0 and editor.stdout.strip() == "done", editor.stderr[-2000:]
+    assert "locked" not in editor.stderr
+    assert _job(settings, first).status == "running"  # the edits went in while the job was training
+    with session(settings) as s:
+        assert s.scalar(select(func.count()).select_from(LabelEdit)) == 500
+    wait_for(lambda: _job(settings, first).status in ("succeeded", "failed"), 180, "the first job")
+    assert _job(settings, first).status == "succeeded", _job(settings, first).error
+
+    second = _train(settings, epochs=1)
+    wait_for(lambda: _job(settings, second).status in ("succeeded", "failed"), 120, "the second job")
+    job = _job(settings, second)
+    assert job.status == "succeeded", job.error
+    current = catalog.training_items(settings, ["synth"])
+    assert job.data_hash == catalog.data_hash(current) != _job(settings, first).data_hash
+    assert sum(it.label.startswith("EDIT") for it in current) == 200  # every sample was corrected at least once
+
+
+def test_bad_jobs_are_refused_and_nothing_is_written(settings, synth_dir):
+    catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
+    bad = [
+        ("train", {"datasets": ["synth"], "config": {"epochs": -1}}, "positive"),
+        ("train", {"datasets": ["synth"], "config": {"epoch": 3}}, "unknown parameter"),
+        ("train", {"datasets": ["synth"], "config": {"lr": "fast"}}, "not a valid"),
+        ("train", {"datasets": ["nope"]}, "no dataset named"),
+        ("train", {"datasets": ["synth"], "init_model": 99}, "no model with id"),
+        ("evaluate", {"model": 1, "dataset": "synth", "split": "dev"}, "unknown split"),
+        ("import", {"path": "/nonexistent/folder", "name": "x"}, "no such file"),
+        ("synth", {"n": 0, "name": "x"}, "between"),
+        ("bake", {}, "unknown job kind"),
+    ]
+    for kind, values, message in bad:
+        with pytest.raises((ParamsError, ValueError), match=message):
+            queue.submit(settings, kind, values)
+    out = _cli("submit", "train", "--dataset", "synth", "--epochs", "0")
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "error:" in out.stderr
+    assert _cli("cancel", "12345").stderr.strip() == "error: no job with id 12345"
+    with session(settings) as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_help_of_every_jobs_command():
+    for args in (["--help"], ["submit", "train", "--help"], ["submit", "import", "--help"], ["status", "--help"]):
+        out = subprocess.run([PY, "-m", "jobs", *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and "usage" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "jobs.worker", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=30)
+    assert "--once" in out.stdout
