@@ -76,7 +76,10 @@ def review_page(settings: Settings, q: ReviewQuery, page: int = 0, page_size: in
     """(rows of one page, total matching rows)."""
     cond = and_(*_where(q))
     order = _order(q.sort)
-    base = select(Prediction.id).join(Sample, Sample.id == Prediction.sample_id).where(cond)
+    base = select(Prediction.id)
+    if q.dataset_id is not None or q.unlabelled:  # only these filters need the sample row to count
+        base = base.join(Sample, Sample.id == Prediction.sample_id)
+    base = base.where(cond)
     stmt = (select(Prediction.id, Prediction.sample_id, Prediction.text, Prediction.confidence, Prediction.label,
                    Prediction.edit_distance, Prediction.correct, Prediction.label_error_score, Prediction.split,
                    Sample.path, Sample.status, Sample.label.label("current_label"), Sample.original_label,
