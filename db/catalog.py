@@ -27,7 +27,7 @@ from ocr.alphabet import Alphabet
 from ocr.datasets import SPLITS, check_image, csv_path, image_dir, import_kaggle, open_source
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-UNLABELLED_SPLIT = "unlabelled"
+POOL_SPLIT = "pool"  # images imported without labels; those labelled later are trained on
 CHUNK = 2000
 STATUS_OF_REASON = {"blank": "unlabelled", "unreadable": "unreadable", "empty": "empty", "bad_chars": "excluded"}
 KAGGLE_TEXT = {"unreadable": "UNREADABLE", "empty": "EMPTY"}
@@ -83,7 +83,7 @@ def _rows(path: Path, alphabet: Alphabet) -> tuple[Path, list[dict], dict]:
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise CatalogError(f"{path}: no Kaggle CSV and no images (.jpg, .png, ...) found")
-    rows = [{"file": f.absolute(), "split": UNLABELLED_SPLIT, "label": None, "original": None, "status": "unlabelled",
+    rows = [{"file": f.absolute(), "split": POOL_SPLIT, "label": None, "original": None, "status": "unlabelled",
              "note": None} for f in files]
     return root, rows, {"root": str(root), "rows": len(rows), "usable": 0, "unlabelled": len(rows)}
 
@@ -216,7 +216,7 @@ def training_items(settings: Settings, datasets: list[str], splits: list[str] | 
     ids = [dataset_id(settings, n) for n in datasets]
     stmt = select(Sample.id, Sample.path, Sample.label, Sample.split).where(
         Sample.dataset_id.in_(ids), Sample.status == "ok", Sample.label.is_not(None))
-    stmt = stmt.where(Sample.split.in_(splits)) if splits else stmt.where(Sample.split.not_in(("test", UNLABELLED_SPLIT)))
+    stmt = stmt.where(Sample.split.in_(splits)) if splits else stmt.where(Sample.split != "test")
     with session(settings) as s:
         rows = s.execute(stmt.order_by(Sample.id)).all()
     return [TrainingItem(i, settings.resolve(p), label, split) for i, p, label, split in rows]

@@ -60,7 +60,10 @@ def migrate(engine: Engine) -> None:
     with engine.connect() as conn:
         if MigrationContext.configure(conn).get_current_revision() == head:
             return
-    with engine.begin() as conn:
+    # two processes opening a new database at once: the second waits for the first, then finds the schema current
+    with engine.execution_options(write=True).begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7411)")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

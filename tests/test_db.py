@@ -150,3 +150,24 @@ def test_label_errors_rank_the_wrong_labels_first(settings, synth_dir, learned, 
     assert total_after == total - 1
     everything, n_all = review_page(settings, ReviewQuery(model_id=model_id, only_wrong=False, text=broken[sid][:3]))
     assert n_all >= 1 and any(r["sample_id"] == sid for r in everything)
+
+
+def test_model_assisted_labelling_of_an_unlabelled_pool(settings, synth_dir, learned, tmp_path):
+    from jobs.tasks import JobContext, run_predict
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for f in sorted((synth_dir / "train_v2" / "train").glob("*.jpg"))[:7]:
+        shutil.copy(f, pool / f.name)
+    catalog.import_dataset(settings, pool, "pool", "upload")
+    model_id = registry.register_checkpoint(settings, learned[0], "best", name="learned")
+    result = run_predict(JobContext(settings, job_id=None, params={"model": model_id, "dataset": "pool"}))
+    assert result["n"] == 7
+    rows, total = review_page(settings, ReviewQuery(model_id=model_id, unlabelled=True))
+    assert total == 7 and [r["confidence"] for r in rows] == sorted(r["confidence"] for r in rows)
+    assert all(r["current_label"] is None for r in rows)
+    top = next(r for r in reversed(rows) if r["text"])
+    done = corrections.accept_prediction(settings, top["sample_id"], model_id, user="ana")
+    assert done["status"] == "ok" and done["label"] == top["text"]
+    assert review_page(settings, ReviewQuery(model_id=model_id, unlabelled=True))[1] == 6
+    assert [it.sample_id for it in catalog.training_items(settings, ["pool"])] == [top["sample_id"]]

@@ -13,7 +13,7 @@ import sys
 import pytest
 from sqlalchemy import func, select
 
-from db import catalog
+from db import catalog, corrections
 from db.engine import session
 from db.models import Job, JobMetric, LabelEdit, Model, Prediction
 from jobs import queue
@@ -180,7 +180,12 @@ def test_corrections_while_training_are_all_kept_and_used_next(settings, synth_d
     wait_for(lambda: _job(settings, first).status in ("succeeded", "failed"), 180, "the first job")
     assert _job(settings, first).status == "succeeded", _job(settings, first).error
 
-    second = _train(settings, epochs=1)
+    first_job = _job(settings, first)
+    assert corrections.edits_since(settings, first_job.data_read_at) == 200  # samples changed since it read its data
+    with session(settings) as s:
+        best = s.scalar(select(Model.id).where(Model.job_id == first, Model.kind == "best"))
+    second = queue.submit(settings, "train", {"datasets": ["synth"], "init_model": best,
+                                              "config": {**TRAIN, "epochs": 1}})  # fine-tune on the corrections
     wait_for(lambda: _job(settings, second).status in ("succeeded", "failed"), 120, "the second job")
     job = _job(settings, second)
     assert job.status == "succeeded", job.error
@@ -219,3 +224,29 @@ def test_help_of_every_jobs_command():
     out = subprocess.run([sys.executable, "-m", "jobs.worker", "--help"], cwd=ROOT, capture_output=True, text=True,
                          timeout=30)
     assert "--once" in out.stdout
+
+
+def test_a_worker_started_from_python_is_seen_alive(settings):
+    from jobs.control import ensure_worker, worker_alive
+
+    assert not worker_alive(settings)
+    proc = ensure_worker(settings, device="cpu")
+    try:
+        wait_for(lambda: worker_alive(settings), 30, "the background worker's heartbeat")
+        assert ensure_worker(settings) is None  # one is alive: no second one
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
+
+
+def test_a_job_that_fails_at_run_time_says_why(settings, synth_dir, learned, workers):
+    from db.registry import register_checkpoint
+
+    catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
+    model_id = register_checkpoint(settings, learned[0], "best", name="learned")
+    job_id = queue.submit(settings, "evaluate", {"model": model_id, "dataset": "synth", "split": "test"})
+    workers("--once").wait(timeout=60)
+    job = _job(settings, job_id)
+    assert job.status == "failed" and "no usable sample in split 'test'" in job.error
+    assert "no usable sample" in _cli("log", str(job_id)).stdout
