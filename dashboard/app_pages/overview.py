@@ -1,0 +1,62 @@
+"""Overview: the datasets, the best model, the running jobs, the worker, and what to do next."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.state import settings
+from db.catalog import dataset_counts
+from db.registry import default_model
+from jobs.queue import alive_workers, list_jobs, submit
+
+STARTER_DATASET = "synthetic-default"
+s = settings()
+st.title("Handwriting OCR")
+st.caption("Train a CRNN on handwritten names, watch it learn, fix its mistakes, retrain.")
+
+
+@st.fragment(run_every=2)
+def live() -> None:
+    workers = alive_workers(s)
+    if workers:
+        busy = ", ".join(f"{w.device} ({'job ' + str(w.job_id) if w.job_id else 'idle'})" for w in workers)
+        st.success(f"Worker alive: {busy}", icon=":material/memory:")
+    else:
+        st.warning("No worker is alive: queued jobs wait until one starts (`python -m jobs.worker`).")
+    jobs = list_jobs(s, limit=20, statuses=("queued", "running"))
+    st.subheader("Running and queued jobs")
+    if jobs:
+        st.dataframe(pd.DataFrame([{"job": j["id"], "kind": j["kind"], "status": j["status"], "progress": j["progress"],
+                                    "message": j["message"] or ""} for j in jobs]), hide_index=True,
+                     column_config={"progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0)})
+    else:
+        st.caption("No job is running.")
+
+
+live()
+
+datasets = dataset_counts(s)
+st.subheader("Datasets")
+if datasets:
+    st.dataframe(pd.DataFrame([{"dataset": d["name"], "source": d["source"], "usable": d["usable"],
+                                **{k: d["status"].get(k, 0) for k in ("unlabelled", "unreadable", "empty", "excluded")},
+                                "corrected": d["corrected"]} for d in datasets]), hide_index=True)
+else:
+    st.caption("No dataset yet.")
+
+model = default_model(s)
+st.subheader("Best model")
+if model is not None:
+    m = model.metrics or {}
+    cols = st.columns(3)
+    cols[0].metric("model", f"#{model.id} {model.name}")
+    cols[1].metric("validation exact match", f"{m.get('val_exact_match', float('nan')):.3f}")
+    cols[2].metric("validation CER", f"{m.get('val_cer', float('nan')):.3f}")
+else:
+    st.info("No model yet. Train a starter model on the built-in synthetic handwriting (about 5 minutes on a CPU); "
+            "then test it by drawing a word, and review its mistakes.")
+    if st.button("Train a starter model", type="primary"):
+        ids = []
+        if STARTER_DATASET not in [d["name"] for d in datasets]:
+            ids.append(submit(s, "synth", {"n": 5000, "name": STARTER_DATASET, "seed": 0}))
+        ids.append(submit(s, "train", {"datasets": [STARTER_DATASET], "config": {"max_minutes": 5.0}}))
+        st.success(f"Queued job(s) {', '.join(map(str, ids))}: the running jobs above update every 2 seconds.")
