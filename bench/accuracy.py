@@ -4,6 +4,9 @@
     python -m bench.accuracy [--minutes 27] [--real-repeat 5] [--device auto] [--self-train 0.4]
 Prints JSON lines; the last one has exact_match and cer on the held-out real images.
 
+The last lines also decode the held-out images with beam search and with the names lexicon (``ocr.lexicon``),
+at several ``min_ratio`` values. ``--checkpoint CKPT`` skips training and only evaluates.
+
 With ``--self-train F`` the last fraction F of the budget fine-tunes on the 10,500 unlabelled real images too,
 labelled by the first model where it is confident (pseudo-labels; the held-out 200 are never used for them).
 """
@@ -44,9 +47,13 @@ def main() -> None:
     ap.add_argument("--out", default=str(CACHE / "accuracy-run"))
     ap.add_argument("--self-train", type=float, default=0.0, help="share of the budget for pseudo-label fine-tuning")
     ap.add_argument("--min-confidence", type=float, default=0.9)
+    ap.add_argument("--checkpoint", help="evaluate this checkpoint instead of training")
     args = ap.parse_args()
     if not csv_path(REAL, "validation").exists():
         sys.exit(f"real data not found at {REAL} (set HWR_REAL_DATA)")
+    if args.checkpoint:
+        decode_variants(args.checkpoint, real_split()[1])
+        return
     t0 = time.monotonic()
     synth = import_kaggle(synthetic(args.synth)).samples
     real_train, real_val = real_split()
@@ -80,6 +87,28 @@ def main() -> None:
     emit("accuracy", exact_match=round(best["val_exact_match"], 4), cer=round(best["val_cer"], 4),
          n=best["n_val"], epochs=summary["epochs"], device=summary["device"], preset=args.preset,
          minutes_total=round((time.monotonic() - t0) / 60, 1), checkpoint=f"{args.out}/best.pt")
+    decode_variants(f"{args.out}/best.pt", real_val)
+
+
+def decode_variants(checkpoint: str, val: list[Sample]) -> None:
+    """Greedy, beam 10, and beam 10 + names lexicon at several ratios, on the held-out real images."""
+    from ocr.lexicon import Lexicon
+    from ocr.metrics import cer, exact_match
+
+    rec = Recognizer(checkpoint)
+    labels = [s.label for s in val]
+    greedy = [p.text for p in rec.read([s.path for s in val])]
+    beam = rec.read([s.path for s in val], beam=10, top_k=10)
+    emit("accuracy.decode", decoder="greedy", exact_match=round(exact_match(labels, greedy), 4),
+         cer=round(cer(labels, greedy), 4), n=len(val))
+    emit("accuracy.decode", decoder="beam10", exact_match=round(exact_match(labels, [p.text for p in beam]), 4),
+         cer=round(cer(labels, [p.text for p in beam]), 4), n=len(val))
+    lex = Lexicon.names(rec.alphabet)
+    for ratio in (0.002, 0.01, 0.03, 0.1):
+        texts = [lex.apply(p, ratio).text for p in beam]
+        emit("accuracy.decode", decoder=f"beam10+names lexicon, min_ratio {ratio}", lexicon_size=len(lex),
+             labels_in_lexicon=round(sum(t in lex for t in labels) / len(labels), 3),
+             exact_match=round(exact_match(labels, texts), 4), cer=round(cer(labels, texts), 4), n=len(val))
 
 
 if __name__ == "__main__":

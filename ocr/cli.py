@@ -123,10 +123,22 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _lexicon(spec: str | None, alphabet):
+    if not spec:
+        return None
+    from ocr.lexicon import Lexicon
+
+    try:
+        return Lexicon.load(spec, alphabet)
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"lexicon {spec!r}: {exc}") from None
+
+
 def cmd_evaluate(args) -> int:
     from ocr.evaluate import evaluate
 
-    metrics = evaluate(args.checkpoint, args.data, args.split, args.out, beam=args.beam, device=args.device)
+    metrics = evaluate(args.checkpoint, args.data, args.split, args.out, beam=args.beam, device=args.device,
+                       lexicon=args.lexicon, lexicon_ratio=args.lexicon_ratio)
     print(json.dumps(metrics) if args.json else
           f"n {metrics['n']}  exact_match {metrics['exact_match']:.4f}  cer {metrics['cer']:.4f}  "
           f"wer {metrics['wer']:.4f}  char_accuracy {metrics['char_accuracy']:.4f}  -> {args.out}")
@@ -137,6 +149,7 @@ def cmd_predict(args) -> int:
     from ocr.recognize import Recognizer
 
     rec = Recognizer(args.checkpoint, device=args.device)
+    lexicon = _lexicon(args.lexicon, rec.alphabet)
     images, failed = [], 0
     for path in args.images:
         try:
@@ -146,7 +159,10 @@ def cmd_predict(args) -> int:
             failed += 1
     preds = []
     for i in range(0, len(images), 64):
-        preds += rec.read_prepared([a for _, a in images[i:i + 64]], beam=args.beam, top_k=args.top_k)
+        preds += rec.read_prepared([a for _, a in images[i:i + 64]], beam=args.beam or (10 if lexicon else 0),
+                                   top_k=max(args.top_k, 10 if lexicon else 0))
+    if lexicon is not None:
+        preds = [lexicon.apply(p, args.lexicon_ratio) for p in preds]
     for (path, _), p in zip(images, preds):
         if args.json:
             print(json.dumps({"file": str(path), "text": p.text, "confidence": p.confidence,
@@ -220,9 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True, help="Kaggle-layout folder or zip")
     s.add_argument("--split", default="validation")
     s.add_argument("--out", required=True)
-    s.add_argument("--beam", type=int, default=0, help="beam width (0: greedy)")
+    s.add_argument("--beam", type=int, default=0, help="beam width (0: greedy; 10 with --lexicon)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--lexicon", metavar="names|FILE",
+                   help="prefer a known name among the beam candidates (names-dataset, or a word list)")
+    s.add_argument("--lexicon-ratio", type=float, default=0.01,
+                   help="a name replaces the best reading if at least this fraction as probable (default 0.01)")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("predict", help="read images: text and confidence (top-k with --beam)")
@@ -232,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=5)
     s.add_argument("--device", default="cpu")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--lexicon", metavar="names|FILE",
+                   help="prefer a known name among the beam candidates (names-dataset, or a word list)")
+    s.add_argument("--lexicon-ratio", type=float, default=0.01,
+                   help="a name replaces the best reading if at least this fraction as probable (default 0.01)")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("export", help="write model.pt (state dict + config + alphabet), TorchScript and ONNX")

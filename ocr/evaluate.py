@@ -34,16 +34,25 @@ def read_history(checkpoint: Path, ckpt: dict) -> list[dict]:
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, split: str, out: str | Path, beam: int = 0,
-             device: str = "cpu") -> dict:
+             device: str = "cpu", lexicon: str | None = None, lexicon_ratio: float = 0.01) -> dict:
+    """``lexicon``: ``names`` or a word-list file for lexicon-assisted decoding (``ocr.lexicon``; beam 10 at least)."""
     checkpoint, out = Path(checkpoint), Path(out)
     rec = Recognizer(checkpoint, device=device)
+    lex = None
+    if lexicon:
+        from ocr.lexicon import Lexicon
+
+        lex = Lexicon.load(lexicon, rec.alphabet)
+        beam = max(beam, 10)
     result = import_kaggle(data, (split,), alphabet=rec.alphabet)
     if result.errors and not result.samples:
         raise ValueError("; ".join(result.errors))
     samples = result.samples
     if not samples:
         raise ValueError(f"{data}: no usable sample in split {split!r}")
-    preds = rec.read([s.path for s in samples], beam=beam)
+    preds = rec.read([s.path for s in samples], beam=beam, top_k=10 if lex else 5)
+    if lex is not None:
+        preds = [lex.apply(p, lexicon_ratio) for p in preds]
     labels = [s.label for s in samples]
     texts = [p.text for p in preds]
 
@@ -51,7 +60,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str, out: str | Pa
     metrics = summarize(labels, texts)
     metrics["excluded"] = result.summary()["excluded"]
     metrics.update({"split": split, "data": str(data), "checkpoint": str(checkpoint),
-                    "decoder": f"beam{beam}" if beam else "greedy"})
+                    "decoder": (f"beam{beam}" if beam else "greedy") + (f"+lexicon({lexicon}, {lexicon_ratio})" if lex else "")})
     by_length = accuracy_by_length(labels, texts)
     top_confusions = confusions(labels, texts)
     (out / "metrics.json").write_text(json.dumps({**metrics, "by_length": by_length,
