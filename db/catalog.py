@@ -258,3 +258,58 @@ def export_kaggle(settings: Settings, dataset: str, out_dir: str | Path) -> list
         target.write_text(kaggle_csv(settings, dataset, split), encoding="utf-8")
         written.append(target)
     return written
+
+
+def browse(settings: Settings, dataset: int, split: str | None = None, status: str | None = None, text: str = "",
+           page: int = 0, page_size: int = 24) -> tuple[list[dict], int]:
+    """One page of a dataset's samples (id, path, split, label, original label, status, note) and the total."""
+    cond = [Sample.dataset_id == dataset]
+    if split:
+        cond.append(Sample.split == split)
+    if status:
+        cond.append(Sample.status == status)
+    if text.strip():
+        cond.append(Sample.label.like(f"%{text.strip().upper()}%"))
+    with session(settings) as s:
+        total = s.scalar(select(func.count()).select_from(Sample).where(*cond)) or 0
+        rows = s.execute(select(Sample.id, Sample.path, Sample.split, Sample.label, Sample.original_label, Sample.status,
+                                Sample.note).where(*cond).order_by(Sample.id).limit(page_size).offset(page * page_size))
+        return [dict(r._mapping) for r in rows], total
+
+
+def splits_of(settings: Settings, dataset: int) -> list[str]:
+    with session(settings) as s:
+        return sorted(s.scalars(select(Sample.split).where(Sample.dataset_id == dataset).distinct()))
+
+
+DRAWN_DATASET = "drawn"
+
+
+def add_drawn_sample(settings: Settings, png: bytes, label: str, user: str | None = None,
+                     alphabet: Alphabet = Alphabet()) -> int:
+    """Store a drawing from the dashboard as a new training sample of the ``drawn`` dataset; returns its id."""
+    from db.corrections import validate_label
+
+    text = validate_label(label, alphabet)
+    digest = hashlib.sha256(png).hexdigest()
+    folder = settings.data_dir / "datasets" / DRAWN_DATASET / "train_v2" / "train"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"DRAWN_{digest[:16]}.png"
+    with session(settings, write=True) as s:
+        ds = s.scalar(select(Dataset).where(Dataset.name == DRAWN_DATASET))
+        if ds is None:
+            ds = Dataset(name=DRAWN_DATASET, source="drawn", root=settings.relative(folder.parent.parent))
+            s.add(ds)
+            s.flush()
+        existing = s.scalar(select(Sample.id).where(Sample.image_hash == digest))
+        if existing is not None:
+            raise CatalogError(f"this drawing is already sample {existing}")
+        if not target.exists():
+            tmp = target.with_suffix(".tmp")
+            tmp.write_bytes(png)
+            tmp.replace(target)
+        sample = Sample(dataset_id=ds.id, path=settings.relative(target), image_hash=digest, split="train", label=text,
+                        original_label=text, status="ok", note=f"drawn by {user}" if user else "drawn")
+        s.add(sample)
+        s.flush()
+        return sample.id

@@ -99,3 +99,32 @@ def label_errors(settings: Settings, model_id: int, split: str | None = None, mi
     rows, _ = review_page(settings, ReviewQuery(model_id=model_id, split=split, min_confidence=min_confidence or None,
                                                 sort="label_error"), page_size=limit)
     return rows
+
+
+def compare_models(settings: Settings, model_a: int, model_b: int, split: str | None = None) -> dict:
+    """Two models on the samples both have predictions for (e.g. the same evaluation split): exact match, CER, and the
+    samples that went from wrong to right and from right to wrong."""
+    import editdistance
+    from sqlalchemy.orm import aliased
+
+    pa, pb = aliased(Prediction), aliased(Prediction)
+    stmt = (select(Sample.id, Sample.path, Sample.label, pa.text, pb.text.label("text_b"))
+            .join(pa, pa.sample_id == Sample.id).join(pb, pb.sample_id == Sample.id)
+            .where(pa.model_id == model_a, pb.model_id == model_b, Sample.status == "ok", Sample.label.is_not(None)))
+    if split:
+        stmt = stmt.where(pa.split == split, pb.split == split)
+    with session(settings) as s:
+        rows = s.execute(stmt.order_by(Sample.id)).all()
+    n = len(rows)
+    chars = sum(len(r.label) for r in rows) or 1
+
+    def figures(texts):
+        return {"exact_match": sum(t == r.label for t, r in zip(texts, rows)) / n if n else 0.0,
+                "cer": sum(editdistance.eval(t, r.label) for t, r in zip(texts, rows)) / chars}
+
+    def row(r):
+        return {"sample_id": r.id, "path": r.path, "label": r.label, "a": r.text, "b": r.text_b}
+
+    return {"n": n, "a": figures([r.text for r in rows]), "b": figures([r.text_b for r in rows]),
+            "fixed": [row(r) for r in rows if r.text != r.label and r.text_b == r.label],
+            "broken": [row(r) for r in rows if r.text == r.label and r.text_b != r.label]}

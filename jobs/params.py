@@ -18,9 +18,11 @@ class ParamsError(ValueError):
 
 @dataclass(frozen=True)
 class ImportParams:
-    path: str
+    path: str  # a folder or zip; with kaggle_dataset, the folder to download into
     name: str
     source: str = "kaggle"
+    kaggle_dataset: str | None = None  # e.g. landlord/handwriting-recognition: download it with the Kaggle API first
+    credentials: str | None = None  # a folder holding kaggle.json, deleted after use (never the secret itself)
 
 
 @dataclass(frozen=True)

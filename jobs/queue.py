@@ -44,7 +44,7 @@ def submit(settings: Settings, kind: str, values: dict) -> int:
         get_model(settings, p.model)
         _dataset_exists_or_coming(settings, p.dataset)
     elif kind == "import":
-        if not Path(p.path).exists():
+        if not p.kaggle_dataset and not Path(p.path).exists():
             raise JobError(f"import job: {p.path}: no such file or folder")
         p = replace(p, path=os.path.normpath(Path(p.path).absolute()))  # the worker may run elsewhere
     with session(settings, write=True) as s:

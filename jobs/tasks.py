@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -59,7 +61,19 @@ def run_import(ctx: JobContext) -> dict:
     def progress(done: int, total: int) -> None:
         ctx.progress(done / max(1, total), f"imported {done:,} of {total:,} rows")
 
-    result = catalog.import_dataset(ctx.settings, p.path, p.name, p.source, progress=progress, should_stop=ctx.should_stop)
+    path = p.path
+    if p.kaggle_dataset:
+        from ocr.kaggle import download
+
+        ctx.progress(0.0, f"downloading {p.kaggle_dataset} from Kaggle", force=True)
+        try:
+            if p.credentials:
+                os.environ["KAGGLE_CONFIG_DIR"] = p.credentials
+            path = download(p.path, p.kaggle_dataset)
+        finally:
+            if p.credentials:
+                shutil.rmtree(p.credentials, ignore_errors=True)
+    result = catalog.import_dataset(ctx.settings, path, p.name, p.source, progress=progress, should_stop=ctx.should_stop)
     ctx.log(json.dumps({k: v for k, v in result.items() if k != "import"}))
     return result
 

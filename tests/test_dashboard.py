@@ -17,6 +17,7 @@ def app_env(tmp_path, monkeypatch):
     monkeypatch.setenv("HWR_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("HWR_DATABASE_URL", raising=False)
     monkeypatch.setenv("HWR_START_WORKER", "0")
+    monkeypatch.setenv("HWR_DEFAULT_DATA", "0")
     yield Settings.from_env()
     from db.engine import dispose_engines
 
@@ -35,6 +36,185 @@ def test_overview_offers_a_starter_model_and_queues_it(app_env):
     jobs = list_jobs(app_env)
     assert sorted(j["kind"] for j in jobs) == ["synth", "train"]
     assert jobs[0]["params"]["datasets"] == ["synthetic-default"]
+
+
+@pytest.fixture
+def populated(app_env, synth_dir, trained):
+    """A database with the synthetic dataset, a finished training job with its model, and that model's predictions."""
+    import shutil
+
+    from db import catalog
+    from db.engine import session
+    from db.models import Job, utcnow
+    from db.registry import register_checkpoint
+    from jobs.tasks import JobContext, run_evaluate
+
+    catalog.import_dataset(app_env, synth_dir, "synth", "synthetic")
+    with session(app_env, write=True) as s:
+        job = Job(kind="train", status="succeeded", params={"datasets": ["synth"], "config": {"epochs": 1}},
+                  data_read_at=utcnow(), progress=1.0)
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    run = app_env.data_dir / "runs" / f"job-{job_id}"
+    run.mkdir(parents=True)
+    shutil.copy(trained, run / "best.pt")
+    model_id = register_checkpoint(app_env, run / "best.pt", "best", job_id=job_id, epoch=2,
+                                   metrics={"val_cer": 0.9, "val_exact_match": 0.0})
+    with session(app_env, write=True) as s:
+        eval_job = Job(kind="evaluate", status="running", params={"model": model_id, "dataset": "synth", "split": "train"})
+        s.add(eval_job)
+        s.flush()
+        eval_id = eval_job.id
+    result = run_evaluate(JobContext(app_env, eval_id, {"model": model_id, "dataset": "synth", "split": "train"}))
+    from jobs.queue import finish
+
+    finish(app_env, eval_id, "succeeded", result=result)
+    return {"settings": app_env, "model_id": model_id, "job_id": job_id}
+
+
+def _page(name: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(str(ROOT / "dashboard" / "app_pages" / f"{name}.py")).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _button(at: AppTest, label: str, index: int = 0):
+    return [b for b in at.button if b.label == label][index]
+
+
+def test_navigation_shows_the_pages(app_env):
+    from streamlit.testing.v1 import AppTest as _  # noqa: F401
+
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception
+    source = (ROOT / "dashboard" / "app.py").read_text()
+    for title in ("Overview", "Data", "Train", "Review", "Draw", "Models", "Settings"):
+        assert f'title="{title}"' in source
+
+
+def test_data_page_browses_imports_and_generates(populated):
+    from jobs.queue import list_jobs
+
+    at = _page("data")
+    assert "200 samples" in at.number_input(key="browse_page").label
+    at.text_input(key="folder_path").input("/no/such/folder")
+    _button(at, "Import").click().run()
+    assert any("no such file or folder" in e.value for e in at.error)
+    at.number_input(key="synth_n").set_value(10)
+    at.text_input(key="synth_name").input("more")
+    _button(at, "Generate").click().run()
+    assert not at.exception
+    jobs = list_jobs(populated["settings"])
+    assert [j["kind"] for j in jobs if j["status"] == "queued"] == ["synth"]
+    assert jobs[0]["params"]["name"] == "more" and jobs[0]["params"]["n"] == 10
+
+
+def test_train_page_queues_a_job_shows_it_and_cancels_it(populated):
+    from jobs.queue import list_jobs
+
+    at = _page("train")
+    at.number_input(key="train_epochs").set_value(3)
+    at.selectbox(key="train_scheduler").set_value("cosine")
+    _button(at, "Start training").click().run()
+    assert not at.exception
+    new = [j for j in list_jobs(populated["settings"]) if j["kind"] == "train" and j["status"] == "queued"]
+    assert len(new) == 1 and new[0]["params"]["config"]["epochs"] == 3
+    assert new[0]["params"]["config"]["scheduler"] == "cosine" and new[0]["params"]["datasets"] == ["synth"]
+    at.selectbox(key="train_job").set_value(new[0]["id"]).run()
+    _button(at, "Cancel").click().run()
+    assert not at.exception
+    assert next(j for j in list_jobs(populated["settings"]) if j["id"] == new[0]["id"])["status"] == "cancelled"
+
+
+def test_review_page_corrects_accepts_undoes_and_retrains(populated):
+    from db import corrections
+    from jobs.queue import list_jobs
+
+    s = populated["settings"]
+    at = _page("review")
+    labels = [t for t in at.text_input if t.key and t.key.startswith("label-")]
+    assert labels, "no mistakes shown"
+    sid = int(labels[0].key.split("-")[1])
+    labels[0].input("JEAN-LUC")
+    _button(at, "Save").click().run()
+    assert not at.exception
+    assert corrections.history(s, sid)[-1]["new_label"] == "JEAN-LUC"
+
+    at = _page("review")
+    field = [t for t in at.text_input if t.key and t.key.startswith("label-")][0]
+    field.input("JOSÉ3")
+    _button(at, "Save").click().run()
+    assert any("outside the alphabet" in e.value for e in at.error)
+    before = len(corrections.history(s, int(field.key.split("-")[1])))
+
+    at = _page("review")
+    assert at.metric[0].value == "1"  # one corrected sample since the model's data was read
+    _button(at, "Retrain with corrections (fine-tune from this model)").click().run()
+    retrain = [j for j in list_jobs(s) if j["kind"] == "train" and j["status"] == "queued"]
+    assert len(retrain) == 1 and retrain[0]["params"]["init_model"] == populated["model_id"]
+    assert len(corrections.history(s, int(field.key.split("-")[1]))) == before
+
+
+def test_draw_page_waits_for_a_drawing(populated):
+    at = _page("draw")
+    assert any("Draw a word" in i.value for i in at.info)
+
+
+def test_drawings_become_samples(app_env):
+    import numpy as np
+
+    from dashboard.drawing import is_blank, to_image, to_png
+    from db import catalog
+    from db.corrections import CorrectionError
+
+    blank = np.zeros((120, 720, 4), np.uint8)
+    assert is_blank(blank)
+    ink = blank.copy()
+    ink[40:80, 100:110] = (20, 20, 20, 255)
+    assert not is_blank(ink)
+    image = to_image(ink)
+    assert image.mode == "RGB" and image.getpixel((0, 0)) == (255, 255, 255) and image.getpixel((105, 50))[0] < 50
+    sid = catalog.add_drawn_sample(app_env, to_png(image), "anne")
+    items = catalog.training_items(app_env, ["drawn"])
+    assert [(it.sample_id, it.label) for it in items] == [(sid, "ANNE")] and items[0].path.exists()
+    with pytest.raises(CorrectionError):
+        catalog.add_drawn_sample(app_env, to_png(image), "ANNE!")
+    with pytest.raises(ValueError, match="already sample"):
+        catalog.add_drawn_sample(app_env, to_png(image), "ANNE")
+
+
+def test_models_page_default_evaluate_report_export(populated):
+    from db.registry import default_model
+    from jobs.queue import list_jobs
+
+    s = populated["settings"]
+    at = _page("models")
+    _button(at, "Set as default model").click().run()
+    assert default_model(s).id == populated["model_id"] and default_model(s).is_default
+    at.selectbox(key="eval_split").set_value("train")
+    _button(at, "Run evaluation job").click().run()
+    assert [j["params"]["split"] for j in list_jobs(s) if j["kind"] == "evaluate" and j["status"] == "queued"] == ["train"]
+    at.selectbox(key="export_format").set_value("torchscript")
+    _button(at, "Prepare the export").click().run()
+    assert not at.exception
+    assert at.session_state["export_zip"][0].endswith("torchscript.zip")
+
+
+def test_first_start_queues_the_default_synthetic_data_once(app_env, monkeypatch):
+    import streamlit as st
+
+    from jobs.queue import list_jobs
+
+    monkeypatch.setenv("HWR_DEFAULT_DATA", "300")
+    st.cache_resource.clear()
+    for _ in range(2):
+        at = AppTest.from_file(APP, default_timeout=30).run()
+        assert not at.exception
+    jobs = list_jobs(app_env)
+    assert [(j["kind"], j["params"]["n"], j["params"]["name"]) for j in jobs] == [("synth", 300, "synthetic-default")]
+    st.cache_resource.clear()
 
 
 def test_settings_page_shows_where_things_are(app_env):

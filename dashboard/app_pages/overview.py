@@ -3,12 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard.state import settings
+from dashboard.state import DEFAULT_DATASET, settings
 from db.catalog import dataset_counts
 from db.registry import default_model
 from jobs.queue import alive_workers, list_jobs, submit
 
-STARTER_DATASET = "synthetic-default"
+STARTER_DATASET = DEFAULT_DATASET
 s = settings()
 st.title("Handwriting OCR")
 st.caption("Train a CRNN on handwritten names, watch it learn, fix its mistakes, retrain.")
@@ -56,7 +56,9 @@ else:
             "then test it by drawing a word, and review its mistakes.")
     if st.button("Train a starter model", type="primary"):
         ids = []
-        if STARTER_DATASET not in [d["name"] for d in datasets]:
+        pending = [j for j in list_jobs(s, limit=1000, statuses=("queued", "running"))
+                   if j["kind"] == "synth" and j["params"].get("name") == STARTER_DATASET]
+        if STARTER_DATASET not in [d["name"] for d in datasets] and not pending:
             ids.append(submit(s, "synth", {"n": 5000, "name": STARTER_DATASET, "seed": 0}))
         ids.append(submit(s, "train", {"datasets": [STARTER_DATASET], "config": {"max_minutes": 5.0}}))
         st.success(f"Queued job(s) {', '.join(map(str, ids))}: the running jobs above update every 2 seconds.")

@@ -1,0 +1,120 @@
+"""Models: checkpoints and their metrics, evaluation jobs, reports, export, the default model, comparing two models."""
+
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import select
+
+from dashboard.state import dataset_choices, model_choices, settings, show_error
+from db.catalog import splits_of
+from db.engine import session
+from db.models import Job
+from db.registry import list_models, model_file, set_default
+from db.review import compare_models
+from jobs import queue
+
+s = settings()
+st.title("Models")
+models = list_models(s)
+if not models:
+    st.info("No model yet: train one on the Train page.")
+    st.stop()
+st.dataframe(pd.DataFrame([{"model": m.id, "name": m.name, "kind": m.kind, "default": m.is_default, "epoch": m.epoch,
+                            "val exact match": (m.metrics or {}).get("val_exact_match"),
+                            "val CER": (m.metrics or {}).get("val_cer"), "path": m.path} for m in models]),
+             hide_index=True)
+
+choices = model_choices(s)
+model_id = choices[st.selectbox("Model", list(choices), key="models_model")]
+c1, c2 = st.columns(2)
+if c1.button("Set as default model", key="models_default"):
+    set_default(s, model_id)
+    st.toast(f"model {model_id} is the default")
+
+datasets = dataset_choices(s)
+st.subheader("Evaluate")
+if datasets:
+    with st.form("evaluate"):
+        e1, e2 = st.columns(2)
+        ds = e1.selectbox("Dataset", list(datasets), key="eval_dataset")
+        split = e2.selectbox("Split", ["validation", "train", "test"], key="eval_split")
+        if st.form_submit_button("Run evaluation job"):
+            try:
+                job_id = queue.submit(s, "evaluate", {"model": model_id, "dataset": ds, "split": split})
+                st.success(f"Queued evaluation job {job_id}.")
+            except ValueError as exc:
+                show_error(exc)
+
+
+@st.fragment(run_every=3)
+def evaluations() -> None:
+    with session(s) as db:
+        jobs = [j for j in db.scalars(select(Job).where(Job.kind == "evaluate").order_by(Job.id.desc()).limit(200))
+                if j.params.get("model") == model_id]
+    if not jobs:
+        st.caption("No evaluation of this model yet.")
+        return
+    st.dataframe(pd.DataFrame([{"job": j.id, "status": j.status, "progress": j.progress, "dataset": j.params["dataset"],
+                                "split": j.params["split"], "exact match": (j.result or {}).get("exact_match"),
+                                "CER": (j.result or {}).get("cer"), "error": j.error or ""} for j in jobs]),
+                 hide_index=True, column_config={"progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0)})
+    done = next((j for j in jobs if j.status == "succeeded" and (j.result or {}).get("report")), None)
+    if done is not None:
+        folder = s.resolve(done.result["report"])
+        r1, r2 = st.columns(2)
+        for col, name, mime in ((r1, "report.md", "text/markdown"), (r2, "report.pdf", "application/pdf")):
+            if (folder / name).exists():
+                col.download_button(f"Download {name} (job {done.id})", (folder / name).read_bytes(),
+                                     file_name=f"model{model_id}-{name}", mime=mime, key=f"dl-{name}-{done.id}")
+
+
+evaluations()
+
+st.subheader("Export")
+fmt = st.selectbox("Format", ["pt", "torchscript", "onnx"], key="export_format",
+                   format_func={"pt": ".pt (state dict + config + alphabet)", "torchscript": "TorchScript",
+                                "onnx": "ONNX"}.get)
+if st.button("Prepare the export", key="export_go"):
+    from ocr.export import export
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp, st.spinner("exporting"):
+            written = export(model_file(s, model_id), tmp, formats=[fmt])
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w") as zf:
+                for path in written:
+                    zf.write(path, Path(path).name)
+            st.session_state["export_zip"] = (f"model{model_id}-{fmt}.zip", buf.getvalue())
+    except (ValueError, RuntimeError, OSError) as exc:
+        show_error(exc)
+if "export_zip" in st.session_state:
+    name, payload = st.session_state["export_zip"]
+    st.download_button(f"Download {name}", payload, file_name=name, mime="application/zip", key="export_dl")
+
+st.subheader("Compare two models on the same samples")
+if len(choices) >= 2:
+    c1, c2, c3 = st.columns(3)
+    labels = list(choices)
+    a = choices[c1.selectbox("Before", labels, index=1, key="cmp_a")]
+    b = choices[c2.selectbox("After", labels, index=0, key="cmp_b")]
+    split = c3.selectbox("Split", sorted({sp for d in datasets.values() for sp in splits_of(s, d)}), key="cmp_split")
+    result = compare_models(s, a, b, split)
+    if not result["n"]:
+        st.info("These models have no predictions on common samples of this split: evaluate both on it first.")
+    else:
+        m1, m2, m3 = st.columns(3)
+        m1.metric("samples", result["n"])
+        before, after = result["a"], result["b"]
+        m2.metric("exact match", f"{after['exact_match']:.3f}", f"{after['exact_match'] - before['exact_match']:+.3f}")
+        m3.metric("CER", f"{after['cer']:.3f}", f"{after['cer'] - before['cer']:+.3f}", delta_color="inverse")
+        f1, f2 = st.columns(2)
+        f1.markdown(f"**Wrong -> right** ({len(result['fixed'])})")
+        f1.dataframe(pd.DataFrame(result["fixed"])[["label", "a", "b"]] if result["fixed"] else None, hide_index=True)
+        f2.markdown(f"**Right -> wrong** ({len(result['broken'])})")
+        f2.dataframe(pd.DataFrame(result["broken"])[["label", "a", "b"]] if result["broken"] else None, hide_index=True)
+else:
+    st.caption("Train a second model (e.g. Review > Retrain with corrections) to compare.")

@@ -1,0 +1,122 @@
+"""Train: queue a training job, follow the jobs, watch live curves, compare runs, read the log."""
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from dashboard.state import dataset_choices, model_choices, settings, show_error
+from jobs import queue
+from ocr.model import PRESETS
+from ocr.train import SCHEDULERS, TrainConfig
+
+s = settings()
+st.title("Train")
+defaults = TrainConfig()
+
+
+def gpu_devices() -> list[str]:
+    try:
+        import torch
+
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - no torch CUDA: CPU only
+        return []
+
+
+datasets = dataset_choices(s)
+models = model_choices(s)
+with st.form("new-train-job"):
+    st.subheader("New training job")
+    chosen = st.multiselect("Datasets", list(datasets), default=list(datasets)[:1], key="train_datasets")
+    c1, c2, c3, c4 = st.columns(4)
+    preset = c1.selectbox("Model preset", list(PRESETS), key="train_preset")
+    epochs = c2.number_input("Epochs", 1, 1000, 20, key="train_epochs")
+    minutes = c3.number_input("Time budget (minutes, 0 = none)", 0.0, 10_000.0, 5.0, key="train_minutes",
+                              help="plans the epochs and the learning-rate schedule to end within it")
+    batch = c4.number_input("Batch size", 1, 4096, defaults.batch_size, key="train_batch")
+    c1, c2, c3, c4 = st.columns(4)
+    lr = c1.number_input("Learning rate", 1e-6, 1.0, defaults.lr, format="%.4f", key="train_lr")
+    scheduler = c2.selectbox("Scheduler", SCHEDULERS, key="train_scheduler")
+    device = c3.selectbox("Device", ["auto", "cpu", *gpu_devices()], key="train_device",
+                          help="auto: the worker's device (a GPU when it has one)")
+    init = c4.selectbox("Start from", ["a new model", *models], key="train_init")
+    augment = st.checkbox("Augmentation", value=True, key="train_augment")
+    if st.form_submit_button("Start training", type="primary"):
+        config = {"preset": preset, "epochs": int(epochs), "batch_size": int(batch), "lr": float(lr),
+                  "scheduler": scheduler, "augment": augment, "device": device}
+        if minutes > 0:
+            config["max_minutes"] = float(minutes)
+        try:
+            job_id = queue.submit(s, "train", {"datasets": chosen, "init_model": models.get(init),
+                                               "config": config})
+            st.success(f"Queued training job {job_id}.")
+        except ValueError as exc:
+            show_error(exc)
+
+jobs = queue.list_jobs(s, limit=200)
+train_jobs = [j for j in jobs if j["kind"] == "train"]
+if not train_jobs:
+    st.info("No training job yet.")
+    st.stop()
+
+
+@st.fragment(run_every=2)
+def job_table() -> None:
+    rows = [{"job": j["id"], "status": j["status"], "progress": j["progress"], "progress / ETA": j["message"] or "",
+             "datasets": ", ".join(j["params"].get("datasets", [])), "device": j["device"],
+             "error": j["error"] or ""} for j in queue.list_jobs(s, limit=50) if j["kind"] == "train"]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+        "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0)})
+
+
+st.subheader("Jobs")
+job_table()
+ids = [j["id"] for j in train_jobs]
+picked = st.selectbox("Job", ids, format_func=lambda i: f"job {i}", key="train_job")
+job = next(j for j in train_jobs if j["id"] == picked)
+c1, c2, _ = st.columns([1, 1, 4])
+if c1.button("Cancel", disabled=job["status"] not in ("queued", "running"), key="train_cancel"):
+    st.toast(f"job {picked}: {queue.request_cancel(s, picked)}")
+if c2.button("Resume", disabled=job["status"] not in ("interrupted", "cancelled", "failed"), key="train_resume"):
+    try:
+        queue.resume(s, picked)
+        st.toast(f"job {picked} queued again")
+    except ValueError as exc:
+        show_error(exc)
+
+compare = st.multiselect("Compare with", [i for i in ids if i != picked], key="train_compare")
+
+
+def curves(job_ids: list[int]) -> None:
+    rows = pd.DataFrame(queue.metric_rows(s, job_ids))
+    if rows.empty:
+        st.caption("No metrics yet: they appear a few seconds after the job starts.")
+        return
+    rows["job"] = rows["job_id"].map(lambda i: f"job {i}")
+    steps, epochs = rows[rows.kind == "step"], rows[rows.kind == "epoch"]
+    charts = [("train loss per step", steps, "step", "train_loss"),
+              ("validation loss", epochs, "epoch", "val_loss"),
+              ("validation exact match", epochs, "epoch", "val_exact_match"),
+              ("validation CER", epochs, "epoch", "val_cer"),
+              ("learning rate", steps, "step", "lr"),
+              ("samples/s", steps, "step", "samples_per_s")]
+    cols = st.columns(2)
+    for i, (title, frame, x, name) in enumerate(charts):
+        data = frame[frame.name == name]
+        if data.empty:
+            continue
+        fig = px.line(data, x=x, y="value", color="job", title=title, markers=x == "epoch")
+        fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=None)
+        cols[i % 2].plotly_chart(fig, key=f"chart-{name}")
+
+
+@st.fragment(run_every=2)
+def live() -> None:
+    current = queue.job_status(s, picked)
+    st.caption(f"job {picked}: {current['status']}, {current['progress']:.0%}  {current['message'] or ''}")
+    curves([picked, *compare])
+    with st.expander("Log (tail)", expanded=current["status"] in ("failed", "interrupted")):
+        st.code(queue.log_tail(s, picked, 40) or "(empty)", language=None)
+
+
+live()
