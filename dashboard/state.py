@@ -70,15 +70,19 @@ def load_recognizer(s: Settings, model_id: int):
 def diff_html(label: str | None, prediction: str) -> str:
     """Label vs prediction, character by character: missing characters struck through in red, extra ones green."""
     label = label or ""
+
+    def text(t: str) -> str:
+        return html.escape(t).replace(" ", "&nbsp;")
+
     out = []
     for op, a0, a1, b0, b1 in SequenceMatcher(None, label, prediction, autojunk=False).get_opcodes():
         if op == "equal":
-            out.append(html.escape(label[a0:a1]))
+            out.append(text(label[a0:a1]))
         if op in ("delete", "replace"):
-            out.append(f'<span style="background:#fdd;text-decoration:line-through">{html.escape(label[a0:a1])}</span>')
+            out.append(f'<del style="background:#fdd">{text(label[a0:a1])}</del>')
         if op in ("insert", "replace"):
-            out.append(f'<span style="background:#dfd">{html.escape(prediction[b0:b1])}</span>')
-    return f'<span style="font-family:monospace;font-size:1.1em">{"".join(out).replace(" ", "&nbsp;")}</span>'
+            out.append(f'<ins style="background:#dfd;text-decoration:none">{text(prediction[b0:b1])}</ins>')
+    return f'<code style="font-size:1.1em">{"".join(out)}</code>'
 
 
 def show_error(exc: Exception) -> None:

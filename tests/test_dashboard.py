@@ -40,37 +40,9 @@ def test_overview_offers_a_starter_model_and_queues_it(app_env):
 
 @pytest.fixture
 def populated(app_env, synth_dir, trained):
-    """A database with the synthetic dataset, a finished training job with its model, and that model's predictions."""
-    import shutil
+    from tests.conftest import populate
 
-    from db import catalog
-    from db.engine import session
-    from db.models import Job, utcnow
-    from db.registry import register_checkpoint
-    from jobs.tasks import JobContext, run_evaluate
-
-    catalog.import_dataset(app_env, synth_dir, "synth", "synthetic")
-    with session(app_env, write=True) as s:
-        job = Job(kind="train", status="succeeded", params={"datasets": ["synth"], "config": {"epochs": 1}},
-                  data_read_at=utcnow(), progress=1.0)
-        s.add(job)
-        s.flush()
-        job_id = job.id
-    run = app_env.data_dir / "runs" / f"job-{job_id}"
-    run.mkdir(parents=True)
-    shutil.copy(trained, run / "best.pt")
-    model_id = register_checkpoint(app_env, run / "best.pt", "best", job_id=job_id, epoch=2,
-                                   metrics={"val_cer": 0.9, "val_exact_match": 0.0})
-    with session(app_env, write=True) as s:
-        eval_job = Job(kind="evaluate", status="running", params={"model": model_id, "dataset": "synth", "split": "train"})
-        s.add(eval_job)
-        s.flush()
-        eval_id = eval_job.id
-    result = run_evaluate(JobContext(app_env, eval_id, {"model": model_id, "dataset": "synth", "split": "train"}))
-    from jobs.queue import finish
-
-    finish(app_env, eval_id, "succeeded", result=result)
-    return {"settings": app_env, "model_id": model_id, "job_id": job_id}
+    return populate(app_env, synth_dir, trained)
 
 
 def _page(name: str) -> AppTest:
@@ -247,3 +219,12 @@ def test_opening_the_dashboard_starts_a_worker(app_env, monkeypatch):
             os.kill(w.pid, signal.SIGTERM)
             wait_for(lambda pid=w.pid: process_state(pid) is None, 20, "the worker to stop")
         st.cache_resource.clear()
+
+
+def test_character_diff_marks_what_the_model_dropped_and_added():
+    from dashboard.state import diff_html
+
+    out = diff_html("JEAN LUC", "JEAN LOC")
+    assert "JEAN&nbsp;L" in out and '<del style="background:#fdd">U</del>' in out
+    assert '<ins style="background:#dfd;text-decoration:none">O</ins>' in out
+    assert "&lt;b&gt;" in diff_html("<b>", "")  # text is escaped, never markup

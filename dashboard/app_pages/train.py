@@ -49,6 +49,7 @@ with st.form("new-train-job"):
         try:
             job_id = queue.submit(s, "train", {"datasets": chosen, "init_model": models.get(init),
                                                "config": config})
+            st.session_state["train_job"] = job_id  # follow the new job below
             st.success(f"Queued training job {job_id}.")
         except ValueError as exc:
             show_error(exc)

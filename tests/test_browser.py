@@ -1,0 +1,150 @@
+"""End to end in a real browser: Debian's Chromium driven by Playwright against ``streamlit run dashboard/app.py`` on a
+free localhost port, with the worker the dashboard starts itself. Train and see the live chart get points, correct a
+label on Review (checked in the database), draw a word and see a prediction. Screenshots go to the test's folder
+(and to ``docs/`` with ``HWR_SCREENSHOTS=docs``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.conftest import PY, ROOT, _free_port, populate, process_state, wait_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture
+def browser_context(tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements.txt)")
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            tempfile.mkdtemp(prefix="hwr-chromium-"), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
+            viewport={"width": 1400, "height": 2000})
+        context.set_default_timeout(30_000)
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def dashboard(tmp_path, monkeypatch, synth_dir, trained):
+    """The dashboard on 127.0.0.1:PORT over a populated database; the server and the worker it starts are ended by
+    their own pids."""
+    from db.settings import Settings
+
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("HWR_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("HWR_DATABASE_URL", raising=False)
+    settings = Settings.from_env()
+    info = populate(settings, synth_dir, trained)
+    port = _free_port()
+    env = {**os.environ, "HWR_DEFAULT_DATA": "0", "HWR_START_WORKER": "1", "HWR_DEVICE": "cpu"}
+    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([PY, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+                               "--server.headless", "true", "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        try:
+            return urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok"
+        except OSError:
+            return False
+
+    try:
+        wait_for(healthy, 60, "the dashboard to answer")
+        yield {"url": url, **info}
+    finally:
+        from jobs.queue import alive_workers
+
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        for w in alive_workers(settings, within=3600):
+            try:
+                os.kill(w.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            wait_for(lambda pid=w.pid: process_state(pid) is None, 30, "the dashboard's worker to stop")
+        log.close()
+        from db.engine import dispose_engines
+
+        dispose_engines()
+
+
+def _shot(page, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+    target = os.environ.get("HWR_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(target) / f"{name}.png"), full_page=True)
+
+
+def test_train_watch_review_and_draw_in_a_browser(dashboard, browser_context, tmp_path):
+    from db.engine import session
+    from db.models import LabelEdit
+
+    settings = dashboard["settings"]
+    page = browser_context.new_page()
+
+    # Train: a short job, then points on the live chart
+    page.goto(f"{dashboard['url']}/train")
+    page.get_by_role("spinbutton", name="Epochs").fill("6")
+    page.get_by_role("spinbutton", name="Time budget (minutes, 0 = none)").fill("0")
+    page.get_by_role("spinbutton", name="Batch size").fill("16")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Queued training job").wait_for()
+    # a drawn line (more than one point) on the live charts, while the page was left open
+    page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot path.js-line')]
+                                 .some(p => (p.getAttribute('d') || '').includes('L'))""", timeout=120_000)
+    page.get_by_text("validation CER").first.wait_for(timeout=60_000)
+    _shot(page, tmp_path, "dashboard-train")
+
+    # Review: correct the first mistake's label, then find it in the database
+    page.goto(f"{dashboard['url']}/review")
+    field = page.get_by_label("Correct label").first
+    field.fill("PLAYWRIGHT")
+    page.get_by_role("button", name="Save").first.click()
+    wait_for(lambda: _edits(settings, "PLAYWRIGHT"), 30, "the correction in the database")
+    _shot(page, tmp_path, "dashboard-review")
+
+    # Draw: strokes on the canvas, then a prediction with its candidates
+    page.goto(f"{dashboard['url']}/draw")
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    x0, y0 = box["x"] + 60, box["y"] + 25
+    for dx in (0, 90, 180, 270):  # four block letters: L, I, L, I
+        page.mouse.move(x0 + dx, y0)
+        page.mouse.down()
+        page.mouse.move(x0 + dx, y0 + 70, steps=8)
+        if dx % 180 == 0:
+            page.mouse.move(x0 + dx + 40, y0 + 70, steps=5)
+        page.mouse.up()
+    page.get_by_text("What the model sees").wait_for(timeout=60_000)
+    assert page.get_by_text("Prediction").first.is_visible()
+    _shot(page, tmp_path, "dashboard-draw")
+
+    with session(settings) as s:
+        assert s.scalar(select(LabelEdit.new_label).where(LabelEdit.new_label == "PLAYWRIGHT")) == "PLAYWRIGHT"
+
+
+def _edits(settings, label: str) -> bool:
+    from db.engine import session
+    from db.models import LabelEdit
+
+    with session(settings) as s:
+        return s.scalar(select(LabelEdit.id).where(LabelEdit.new_label == label)) is not None
