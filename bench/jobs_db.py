@@ -116,17 +116,16 @@ def bench_metric_overhead(settings, steps_epochs: int = 3) -> None:
          overhead_percent=round(spent["cb"] / total * 100, 3), note="every step logged (log_every=1), buffered writes")
 
 
-def bench_review(settings, rows: int) -> None:
+def fill_predictions(settings, rows: int, image_path: str | None = None) -> tuple[int, float]:
+    """A dataset of ``rows`` samples and one model's prediction for each (30 % wrong): (model id, seconds)."""
     from db.engine import session
-    from db.models import Dataset, Job, Model, Prediction, Sample
-    from db.review import ReviewQuery, review_page
+    from db.models import Dataset, Model, Prediction, Sample
 
     rng = random.Random(0)
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     with session(settings, write=True) as s:
         ds = Dataset(name="bench", source="synthetic", root="datasets/bench")
         s.add(ds)
-        s.add(Job(kind="evaluate", params={}))
         s.flush()
         model = Model(name="bench", path="runs/bench/best.pt", kind="best", is_best=True)
         s.add(model)
@@ -140,7 +139,7 @@ def bench_review(settings, rows: int) -> None:
             label = "".join(rng.choice(letters) for _ in range(rng.randint(3, 12)))
             wrong = rng.random() < 0.3
             text = label[:-1] if wrong else label
-            samples.append({"id": i + 1, "dataset_id": ds_id, "path": f"datasets/bench/{i}.jpg",
+            samples.append({"id": i + 1, "dataset_id": ds_id, "path": image_path or f"datasets/bench/{i}.jpg",
                             "image_hash": f"{i:064x}", "split": "validation", "label": label, "original_label": label,
                             "status": "ok"})
             preds.append({"model_id": model_id, "sample_id": i + 1, "split": "validation", "text": text,
@@ -150,7 +149,14 @@ def bench_review(settings, rows: int) -> None:
         with session(settings, write=True) as s:
             s.execute(insert(Sample), samples)
             s.execute(insert(Prediction), preds)
-    fill = time.perf_counter() - t
+    return model_id, time.perf_counter() - t
+
+
+def bench_review(settings, rows: int) -> None:
+    from db.engine import session
+    from db.review import ReviewQuery, review_page
+
+    model_id, fill = fill_predictions(settings, rows)
     if settings.database_url.startswith("postgresql"):
         with session(settings, write=True) as s:
             s.execute(select(1))

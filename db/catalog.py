@@ -241,7 +241,7 @@ def kaggle_csv(settings: Settings, dataset: str, split: str) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["FILENAME", "IDENTITY"])
     for path, label, status in rows:
-        w.writerow([Path(path).name, KAGGLE_TEXT.get(status, label or "")])
+        w.writerow([os.path.basename(path), KAGGLE_TEXT.get(status, label or "")])
     return buf.getvalue()
 
 

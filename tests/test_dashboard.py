@@ -168,6 +168,8 @@ def test_models_page_default_evaluate_report_export(populated):
     at.selectbox(key="eval_split").set_value("train")
     _button(at, "Run evaluation job").click().run()
     assert [j["params"]["split"] for j in list_jobs(s) if j["kind"] == "evaluate" and j["status"] == "queued"] == ["train"]
+    _button(at, "Read the unlabelled samples").click().run()
+    assert [j["kind"] for j in list_jobs(s) if j["status"] == "queued"] == ["predict", "evaluate"]
     at.selectbox(key="export_format").set_value("torchscript")
     _button(at, "Prepare the export").click().run()
     assert not at.exception

@@ -48,18 +48,28 @@ if datasets:
                 st.success(f"Queued evaluation job {job_id}.")
             except ValueError as exc:
                 show_error(exc)
+    with st.form("predict-pool"):
+        st.caption("Model-assisted labelling: read the samples without a label (e.g. an imported folder of images); "
+                   "then label them on Review > unlabelled pool, lowest confidence first.")
+        pool = st.selectbox("Dataset", list(datasets), key="pool_dataset")
+        if st.form_submit_button("Read the unlabelled samples"):
+            try:
+                st.success(f"Queued job {queue.submit(s, 'predict', {'model': model_id, 'dataset': pool})}.")
+            except ValueError as exc:
+                show_error(exc)
 
 
 @st.fragment(run_every=3)
 def evaluations() -> None:
     with session(s) as db:
-        jobs = [j for j in db.scalars(select(Job).where(Job.kind == "evaluate").order_by(Job.id.desc()).limit(200))
-                if j.params.get("model") == model_id]
+        jobs = [j for j in db.scalars(select(Job).where(Job.kind.in_(("evaluate", "predict")))
+                                      .order_by(Job.id.desc()).limit(200)) if j.params.get("model") == model_id]
     if not jobs:
         st.caption("No evaluation of this model yet.")
         return
-    st.dataframe(pd.DataFrame([{"job": j.id, "status": j.status, "progress": j.progress, "dataset": j.params["dataset"],
-                                "split": j.params["split"], "exact match": (j.result or {}).get("exact_match"),
+    st.dataframe(pd.DataFrame([{"job": j.id, "kind": j.kind, "status": j.status, "progress": j.progress,
+                                "dataset": j.params["dataset"], "split": j.params.get("split") or "unlabelled",
+                                "exact match": (j.result or {}).get("exact_match"),
                                 "CER": (j.result or {}).get("cer"), "error": j.error or ""} for j in jobs]),
                  hide_index=True, column_config={"progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0)})
     done = next((j for j in jobs if j.status == "succeeded" and (j.result or {}).get("report")), None)

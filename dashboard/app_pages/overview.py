@@ -35,6 +35,19 @@ def live() -> None:
 live()
 
 datasets = dataset_counts(s)
+model = default_model(s)
+with st.container(border=True):
+    st.markdown("**What to do next**")
+    if not datasets:
+        st.markdown("1. The default synthetic names are being generated (see the jobs above), or add your own data on "
+                    "**Data** (Kaggle, a folder, a zip).")
+    if model is None:
+        st.markdown("2. Train a starter model below (one click), or choose datasets and settings on **Train**.")
+    else:
+        st.markdown("- **Draw** a name and see what the model reads.\n"
+                    "- **Models**: evaluate it on a split (this stores its predictions), download the report.\n"
+                    "- **Review** its mistakes, most likely label errors first; correct them and **Retrain with "
+                    "corrections**.")
 st.subheader("Datasets")
 if datasets:
     st.dataframe(pd.DataFrame([{"dataset": d["name"], "source": d["source"], "usable": d["usable"],
@@ -43,7 +56,6 @@ if datasets:
 else:
     st.caption("No dataset yet.")
 
-model = default_model(s)
 st.subheader("Best model")
 if model is not None:
     m = model.metrics or {}

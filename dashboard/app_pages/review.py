@@ -124,5 +124,5 @@ if datasets:
     c1, c2 = st.columns(2)
     ds_name = c1.selectbox("Dataset", list(datasets), key="export_dataset")
     ds_split = c2.selectbox("Split", splits_of(s, datasets[ds_name]), key="export_split")
-    st.download_button("Download CSV", kaggle_csv(s, ds_name, ds_split), file_name=f"written_name_{ds_split}_v2.csv",
-                       mime="text/csv", key="export_csv")
+    st.download_button("Download CSV", lambda: kaggle_csv(s, ds_name, ds_split),  # built when clicked
+                       file_name=f"written_name_{ds_split}_v2.csv", mime="text/csv", key="export_csv")
