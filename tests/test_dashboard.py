@@ -31,7 +31,7 @@ def test_overview_offers_a_starter_model_and_queues_it(app_env):
     assert not at.exception
     assert at.title[0].value == "Handwriting OCR"
     assert any("No worker is alive" in w.value for w in at.warning)
-    at.button[0].click().run()
+    _button(at, "Train a starter model").click().run()
     assert not at.exception
     jobs = list_jobs(app_env)
     assert sorted(j["kind"] for j in jobs) == ["synth", "train"]
@@ -230,3 +230,22 @@ def test_character_diff_marks_what_the_model_dropped_and_added():
     assert "JEAN&nbsp;L" in out and '<del style="background:#fdd">U</del>' in out
     assert '<ins style="background:#dfd;text-decoration:none">O</ins>' in out
     assert "&lt;b&gt;" in diff_html("<b>", "")  # text is escaped, never markup
+
+
+def test_kaggle_credentials_never_reach_the_database(app_env):
+    import json
+    import stat
+    from pathlib import Path
+
+    from jobs.queue import list_jobs
+
+    at = _page("data")
+    at.text_input(key="kaggle_user").input("ana")
+    at.text_input(key="kaggle_key").input("s3cr3t-k3y")
+    _button(at, "Download and import").click().run()
+    assert not at.exception
+    (job,) = list_jobs(app_env)
+    assert "s3cr3t" not in json.dumps(job)
+    token = Path(job["params"]["credentials"]) / "kaggle.json"
+    assert json.loads(token.read_text())["key"] == "s3cr3t-k3y"
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and stat.S_IMODE(token.parent.stat().st_mode) == 0o700

@@ -1,6 +1,8 @@
 """The download path up to the network: a stand-in client writes the zip the real API would."""
 
+import os
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +47,42 @@ def test_no_credentials(tmp_path, monkeypatch):
     assert not kaggle.has_credentials()
     with pytest.raises(kaggle.KaggleError, match="no Kaggle credentials"):
         kaggle.download(tmp_path)
+
+
+def _credentials(settings) -> str:
+    import json as _json
+
+    folder = settings.data_dir / "secrets" / "x"
+    folder.mkdir(parents=True, mode=0o700)
+    (folder / "kaggle.json").write_text(_json.dumps({"username": "ana", "key": "k"}))
+    return str(folder)
+
+
+@pytest.mark.parametrize("outcome", ["downloads", "fails"])
+def test_kaggle_import_job_uses_then_deletes_the_credentials(settings, synth_dir, monkeypatch, outcome):
+    """The Kaggle servers cannot be reached from here: a stand-in for ``ocr.kaggle.download`` checks what the job
+    hands it; the job's import and clean-up are real."""
+    import ocr.kaggle
+    from jobs.tasks import JobContext, run_import
+
+    monkeypatch.delenv("KAGGLE_CONFIG_DIR", raising=False)  # restored after the test: the job sets it
+    creds = _credentials(settings)
+    seen = {}
+
+    def download(out, dataset):
+        seen["config"] = os.environ.get("KAGGLE_CONFIG_DIR")
+        seen["token"] = (Path(seen["config"]) / "kaggle.json").exists()
+        if outcome == "fails":
+            raise ocr.kaggle.KaggleError("could not download (no network)")
+        return synth_dir
+
+    monkeypatch.setattr(ocr.kaggle, "download", download)
+    params = {"path": str(settings.data_dir / "datasets" / "kaggle"), "name": "kaggle", "kaggle_dataset": ocr.kaggle.DATASET,
+              "credentials": creds}
+    if outcome == "fails":
+        with pytest.raises(ocr.kaggle.KaggleError):
+            run_import(JobContext(settings, None, params))
+    else:
+        assert run_import(JobContext(settings, None, params))["added"] == 200
+    assert seen == {"config": creds, "token": True}
+    assert not Path(creds).exists()

@@ -27,7 +27,7 @@ def queue_import(values: dict) -> None:
 
 kaggle_tab, folder_tab, upload_tab, synth_tab = st.tabs(["Kaggle", "Local folder", "Upload a zip", "Synthetic"])
 with kaggle_tab:
-    with st.form("kaggle"):
+    with st.form("kaggle", clear_on_submit=True):  # the key does not stay in the browser session
         st.caption("Downloads `landlord/handwriting-recognition` (about 1.3 GB) with the Kaggle API. Leave the fields "
                    "empty to use KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json. Credentials are handed to the "
                    "job in a private file that it deletes; they are never stored in the database or shown again.")
@@ -44,7 +44,6 @@ with kaggle_tab:
                 token.touch(mode=0o600)
                 token.write_text(json.dumps({"username": user.strip(), "key": key.strip()}))
                 credentials = str(folder)
-                st.session_state["kaggle_key"] = ""  # not kept in the browser session either
             queue_import({"path": str(s.data_dir / "datasets" / slug(name)), "name": name, "source": "kaggle",
                           "kaggle_dataset": DATASET, "credentials": credentials})
 

@@ -22,6 +22,11 @@ def live() -> None:
         st.success(f"Worker alive: {busy}", icon=":material/memory:")
     else:
         st.warning("No worker is alive: queued jobs wait until one starts (`python -m jobs.worker`).")
+        if st.button("Start a worker", key="start_worker"):
+            from jobs.control import start_worker
+
+            start_worker(s)
+            st.toast("worker starting (its log: data/logs/worker.log)")
     jobs = list_jobs(s, limit=20, statuses=("queued", "running"))
     st.subheader("Running and queued jobs")
     if jobs:
