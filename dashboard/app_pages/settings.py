@@ -12,11 +12,12 @@ s = settings()
 st.title("Settings")
 st.caption("Set these with environment variables before starting the dashboard.")
 st.table({
-    "setting": ["HWR_DATA_DIR", "HWR_DATABASE_URL", "HWR_DEVICE", "HWR_START_WORKER"],
+    "setting": ["HWR_DATA_DIR", "HWR_DATABASE_URL", "HWR_DEVICE", "HWR_START_WORKER", "HWR_DEFAULT_DATA"],
     "value": [str(s.data_dir), s.redacted_url, os.environ.get("HWR_DEVICE", "auto"),
-              os.environ.get("HWR_START_WORKER", "1")],
+              os.environ.get("HWR_START_WORKER", "1"), os.environ.get("HWR_DEFAULT_DATA", "20000")],
     "meaning": ["images, runs, logs and the SQLite file", "any SQLAlchemy URL (SQLite by default)",
-                "device of the background worker (auto, cpu, cuda, cuda:N)", "0: do not start a worker"],
+                "device of the background worker (auto, cpu, cuda, cuda:N)", "0: do not start a worker",
+                "synthetic names generated on a fresh data directory (0: none)"],
 })
 workers = alive_workers(s)
 st.subheader("Workers")
