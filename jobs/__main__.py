@@ -16,6 +16,8 @@ def _submit(args, settings) -> int:
 
     if args.kind == "import":
         values = {"path": args.path, "name": args.name, "source": args.source}
+        if args.kaggle:
+            values["kaggle_dataset"] = args.kaggle
     elif args.kind == "synth":
         values = {"n": args.n, "name": args.name, "seed": args.seed, "validation": args.validation}
     elif args.kind == "train":
@@ -109,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--path", required=True)
     k.add_argument("--name", required=True, help="dataset name")
     k.add_argument("--source", default="kaggle", choices=["kaggle", "synthetic", "drawn", "upload"])
+    k.add_argument("--kaggle", nargs="?", const="landlord/handwriting-recognition", metavar="OWNER/DATASET",
+                   help="download it with the Kaggle API into --path first (credentials from the environment)")
     k = kinds.add_parser("synth", help="generate synthetic handwritten names and import them")
     k.add_argument("--n", type=int, required=True)
     k.add_argument("--name", required=True)
