@@ -89,7 +89,7 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(preset=args.preset, epochs=args.epochs, max_minutes=args.max_minutes, batch_size=args.batch_size,
                       lr=args.lr, scheduler=args.scheduler, augment=not args.no_augment, seed=args.seed,
                       device=args.device, workers=args.workers, diagnose=args.diagnose,
-                      val_fraction=args.val_fraction)
+                      val_fraction=args.val_fraction, data_on_device=args.data_on_device)
     train = _load_samples(args.data)
     if args.val:
         val = _load_samples(args.val)
@@ -228,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=-1, help="DataLoader workers (default: 0 on CPU, 4 on GPU)")
     s.add_argument("--diagnose", action="store_true", help="print batch statistics before training")
+    s.add_argument("--data-on-device", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep the images on the training device and augment there (default: on CUDA only)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_train)
 

@@ -51,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = -1  # -1: 0 on CPU, 4 on a GPU
+    data_on_device: bool | None = None  # images + augmentation on the training device (ocr.device_data); None: on CUDA
     amp: bool = True  # mixed precision, on CUDA only
     max_bad_batches: int = 20  # consecutive non-finite losses before giving up
     log_every: int = 10
@@ -261,9 +262,17 @@ def fit(
 
     workers = cfg.workers if cfg.workers >= 0 else (4 if device.type == "cuda" else 0)
     loader_gen = torch.Generator()
-    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,
-                              num_workers=workers, generator=loader_gen, drop_last=len(train_ds) > cfg.batch_size,
-                              pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    on_device = cfg.data_on_device if cfg.data_on_device is not None else device.type == "cuda"
+    if on_device:
+        from ocr.device_data import DeviceAugmentConfig, DeviceBatches
+
+        train_loader = DeviceBatches(train_ds.images, train_ds.targets, device, cfg.batch_size,
+                                     DeviceAugmentConfig() if cfg.augment else None, drop_last=len(train_ds) > cfg.batch_size)
+        workers = 0
+    else:
+        train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,
+                                  num_workers=workers, generator=loader_gen, drop_last=len(train_ds) > cfg.batch_size,
+                                  pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     val_loader = DataLoader(val_ds, batch_size=max(64, cfg.batch_size), shuffle=False, collate_fn=collate,
                             num_workers=workers, pin_memory=device.type == "cuda")
 
@@ -292,7 +301,8 @@ def fit(
     fingerprint = data_fingerprint(train_ds.samples)
     info = {"device": str(device), "model": model_cfg.describe(), "parameters": sum(p.numel() for p in model.parameters()),
             "train_samples": len(train_ds), "val_samples": len(val_ds), "epochs": state.planned_epochs,
-            "steps_per_epoch": steps_per_epoch, "data_fingerprint": fingerprint, "amp": use_amp}
+            "steps_per_epoch": steps_per_epoch, "data_fingerprint": fingerprint, "amp": use_amp,
+            "data_on_device": on_device}
     cb.on_start(info)
     log = (out / "metrics.jsonl").open("a", encoding="utf-8")
 
@@ -321,6 +331,8 @@ def fit(
             epoch = state.epoch + 1
             # per-epoch seeds: a run resumed at an epoch boundary sees the same shuffles, augmentations, dropout
             loader_gen.manual_seed(cfg.seed * 100_003 + epoch)
+            if on_device:
+                train_loader.seed(cfg.seed * 100_003 + epoch)
             torch.manual_seed(cfg.seed * 7919 + epoch)
             model.train()
             t0 = time.monotonic()
