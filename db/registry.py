@@ -69,3 +69,25 @@ def default_model(settings: Settings) -> Model | None:
             return chosen
         best = [m for m in s.scalars(select(Model).where(Model.is_best.is_(True))) if m.metrics]
     return min(best, key=lambda m: m.metrics.get("val_cer", 1e9), default=None)
+
+
+def adopt_checkpoint(settings: Settings, checkpoint: str | Path, datasets: list[str], name: str) -> int:
+    """Bring a checkpoint trained elsewhere under the data directory as the model of a finished training job on
+    ``datasets`` (so it can be evaluated, reviewed and fine-tuned with corrections); returns the model id."""
+    import shutil
+
+    from db.models import Job, utcnow
+    from ocr.train import load_checkpoint
+
+    metrics = {k: v for k, v in load_checkpoint(checkpoint).get("metrics", {}).items() if k != "type"}
+    with session(settings, write=True) as s:
+        job = Job(kind="train", status="succeeded", progress=1.0, message=f"adopted {Path(checkpoint).name}",
+                  params={"datasets": datasets, "config": {}, "adopted_from": str(checkpoint)}, data_read_at=utcnow())
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    target = settings.data_dir / "runs" / f"job-{job_id}" / "best.pt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(checkpoint, target)
+    return register_checkpoint(settings, target, "best", job_id=job_id, epoch=metrics.get("epoch"), metrics=metrics,
+                               name=name)

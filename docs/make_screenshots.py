@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,8 +28,8 @@ def prepare(data_dir: Path, checkpoint: Path, real: Path) -> None:
     os.environ.pop("HWR_DATABASE_URL", None)
     from db import catalog
     from db.engine import session
-    from db.models import Job, utcnow
-    from db.registry import register_checkpoint, set_default
+    from db.models import Job
+    from db.registry import adopt_checkpoint, set_default
     from db.settings import Settings
     from jobs.queue import finish, submit
     from jobs.tasks import JobContext, run_evaluate
@@ -38,20 +37,7 @@ def prepare(data_dir: Path, checkpoint: Path, real: Path) -> None:
     s = Settings.from_env()
     catalog.import_dataset(s, real, "kaggle-sample", "kaggle")
     catalog.import_dataset(s, real / "unlabelled", "unlabelled-pool", "upload")
-    with session(s, write=True) as db:
-        job = Job(kind="train", status="succeeded", params={"datasets": ["kaggle-sample"], "config": {}},
-                  data_read_at=utcnow(), progress=1.0, message="done")
-        db.add(job)
-        db.flush()
-        job_id = job.id
-    run = s.data_dir / "runs" / f"job-{job_id}"
-    run.mkdir(parents=True)
-    shutil.copy(checkpoint, run / "best.pt")
-    from ocr.train import load_checkpoint
-
-    metrics = load_checkpoint(checkpoint).get("metrics", {})
-    model_id = register_checkpoint(s, run / "best.pt", "best", job_id=job_id, epoch=metrics.get("epoch"),
-                                   metrics={k: v for k, v in metrics.items() if k != "type"}, name="small, synthetic + real")
+    model_id = adopt_checkpoint(s, checkpoint, ["kaggle-sample"], "small, synthetic + real")
     set_default(s, model_id)
     params = {"model": model_id, "dataset": "kaggle-sample", "split": "validation"}
     eval_id = submit(s, "evaluate", params)

@@ -8,26 +8,13 @@ The same code runs on the CPU (tests, or ``TrainConfig.data_on_device=True``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ocr.augment import AugmentConfig
 from ocr.preprocess import normalize
-
-
-@dataclass(frozen=True)
-class DeviceAugmentConfig:
-    p_affine: float = 0.8
-    max_rotate_deg: float = 3.0
-    max_shear: float = 0.35
-    scale: tuple[float, float] = (0.8, 1.08)
-    p_warp: float = 0.4
-    p_blur: float = 0.25
-    p_morph: float = 0.3
-    p_contrast: float = 0.5
-    p_noise: float = 0.4
 
 
 def _bernoulli(p: float, n: int, gen: torch.Generator, device) -> torch.Tensor:
@@ -38,7 +25,7 @@ def _uniform(lo: float, hi: float, n: int, gen: torch.Generator, device) -> torc
     return lo + (hi - lo) * torch.rand(n, generator=gen, device=device)
 
 
-def augment_batch(x: torch.Tensor, gen: torch.Generator, cfg: DeviceAugmentConfig = DeviceAugmentConfig(),
+def augment_batch(x: torch.Tensor, gen: torch.Generator, cfg: AugmentConfig = AugmentConfig(),
                   widths: torch.Tensor | None = None) -> torch.Tensor:
     """x: (N, 1, H, W) ink maps in [0, 1] (paper 0) on any device -> augmented, same shape. ``widths``: each image's
     own width in the padded batch, so that it turns and scales about its own centre and stays within it."""
@@ -100,7 +87,7 @@ class DeviceBatches:
     images already on ``device``. ``images`` are the gray uint8 arrays of a ``LineDataset``."""
 
     def __init__(self, images: list[np.ndarray], targets: list[list[int]], device: torch.device, batch_size: int,
-                 augment: DeviceAugmentConfig | None = DeviceAugmentConfig(), drop_last: bool = True, multiple: int = 8):
+                 augment: AugmentConfig | None = AugmentConfig(), drop_last: bool = True, multiple: int = 8):
         self.device, self.batch_size, self.augment, self.drop_last = device, batch_size, augment, drop_last
         self.n = len(images)
         height = images[0].shape[0]

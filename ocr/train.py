@@ -264,10 +264,10 @@ def fit(
     loader_gen = torch.Generator()
     on_device = cfg.data_on_device if cfg.data_on_device is not None else device.type == "cuda"
     if on_device:
-        from ocr.device_data import DeviceAugmentConfig, DeviceBatches
+        from ocr.device_data import DeviceBatches
 
         train_loader = DeviceBatches(train_ds.images, train_ds.targets, device, cfg.batch_size,
-                                     DeviceAugmentConfig() if cfg.augment else None, drop_last=len(train_ds) > cfg.batch_size)
+                                     AugmentConfig() if cfg.augment else None, drop_last=len(train_ds) > cfg.batch_size)
         workers = 0
     else:
         train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,

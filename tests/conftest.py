@@ -181,33 +181,23 @@ def workers():
 
 def populate(settings, synth_dir: Path, trained: Path) -> dict:
     """A database with the synthetic dataset, a finished training job with its model, and that model's predictions."""
-    import shutil
-
     from db import catalog
-    from db.engine import session
-    from db.models import Job, utcnow
-    from db.registry import register_checkpoint
+    from db.registry import adopt_checkpoint
+    from jobs.queue import finish, submit
     from jobs.tasks import JobContext, run_evaluate
 
     catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
-    with session(settings, write=True) as s:
-        job = Job(kind="train", status="succeeded", params={"datasets": ["synth"], "config": {"epochs": 1}},
-                  data_read_at=utcnow(), progress=1.0)
-        s.add(job)
-        s.flush()
-        job_id = job.id
-    run = settings.data_dir / "runs" / f"job-{job_id}"
-    run.mkdir(parents=True)
-    shutil.copy(trained, run / "best.pt")
-    model_id = register_checkpoint(settings, run / "best.pt", "best", job_id=job_id, epoch=2,
-                                   metrics={"val_cer": 0.9, "val_exact_match": 0.0})
-    with session(settings, write=True) as s:
-        eval_job = Job(kind="evaluate", status="running", params={"model": model_id, "dataset": "synth", "split": "train"})
-        s.add(eval_job)
-        s.flush()
-        eval_id = eval_job.id
-    result = run_evaluate(JobContext(settings, eval_id, {"model": model_id, "dataset": "synth", "split": "train"}))
-    from jobs.queue import finish
+    model_id = adopt_checkpoint(settings, trained, ["synth"], "tiny")
+    params = {"model": model_id, "dataset": "synth", "split": "train"}
+    eval_id = submit(settings, "evaluate", params)
+    _mark_running(settings, eval_id)
+    finish(settings, eval_id, "succeeded", result=run_evaluate(JobContext(settings, eval_id, params)))
+    return {"settings": settings, "model_id": model_id}
 
-    finish(settings, eval_id, "succeeded", result=result)
-    return {"settings": settings, "model_id": model_id, "job_id": job_id}
+
+def _mark_running(settings, job_id: int) -> None:
+    from db.engine import session
+    from db.models import Job
+
+    with session(settings, write=True) as s:
+        s.get(Job, job_id).status = "running"

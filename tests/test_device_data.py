@@ -4,12 +4,13 @@ import numpy as np
 import torch
 
 from ocr.alphabet import Alphabet
+from ocr.augment import AugmentConfig
 from ocr.datasets import LineDataset, import_kaggle
-from ocr.device_data import DeviceAugmentConfig, DeviceBatches, augment_batch
+from ocr.device_data import DeviceBatches, augment_batch
 from ocr.preprocess import PreprocessConfig
 from ocr.train import Callback, TrainConfig, fit
 
-OFF = DeviceAugmentConfig(p_affine=0, p_warp=0, p_blur=0, p_morph=0, p_contrast=0, p_noise=0)
+OFF = AugmentConfig(p_affine=0, p_warp=0, p_blur=0, p_morph=0, p_contrast=0, p_noise=0)
 
 
 def _gen(seed=0):
@@ -32,7 +33,7 @@ def test_each_image_is_transformed_about_its_own_centre():
     x = torch.zeros(64, 1, 32, 256)
     x[:, :, 6:26, 4:60] = 1.0
     widths = torch.full((64,), 64)
-    cfg = DeviceAugmentConfig(p_affine=1.0, p_warp=1.0, p_blur=0, p_morph=0, p_contrast=0, p_noise=0)
+    cfg = AugmentConfig(p_affine=1.0, p_warp=1.0, p_blur=0, p_morph=0, p_contrast=0, p_noise=0)
     out = augment_batch(x, _gen(3), cfg, widths)
     inside = out[..., :72].sum()
     assert out[..., 72:].sum() < 0.01 * inside
