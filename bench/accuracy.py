@@ -2,10 +2,12 @@
 ../shared/data/kaggle-names, validate on the other 200 rows, within a time budget.
 
     python -m bench.accuracy [--minutes 27] [--real-repeat 5] [--device auto] [--self-train 0.4]
-Prints JSON lines; the last one has exact_match and cer on the held-out real images.
+Prints JSON lines; the last one has exact_match and cer on the held-out real images, read with the default decoder
+of ``--lm names`` (beam search with the character language model of names), and the model's own greedy figures.
 
-The last lines also decode the held-out images with beam search and with the names lexicon (``ocr.lexicon``),
-at several ``min_ratio`` values. ``--checkpoint CKPT`` skips training and only evaluates.
+The last lines decode the held-out images again: beam search, the names lexicon (``ocr.lexicon``) and beam search with
+the character language model of names (``ocr.charlm``) at several weights; the very last line is the default of
+``python -m ocr evaluate --lm names``. ``--checkpoint CKPT`` skips training and only evaluates.
 
 With ``--self-train F`` the last fraction F of the budget fine-tunes on the 10,500 unlabelled real images too,
 labelled by the first model where it is confident (pseudo-labels; the held-out 200 are never used for them).
@@ -52,7 +54,7 @@ def main() -> None:
     if not csv_path(REAL, "validation").exists():
         sys.exit(f"real data not found at {REAL} (set HWR_REAL_DATA)")
     if args.checkpoint:
-        decode_variants(args.checkpoint, real_split()[1])
+        emit("accuracy", **decode_variants(args.checkpoint, real_split()[1]), checkpoint=args.checkpoint)
         return
     t0 = time.monotonic()
     synth = import_kaggle(synthetic(args.synth)).samples
@@ -84,31 +86,60 @@ def main() -> None:
                       cfg, init=f"{args.out}/best.pt", callback=Log(), progress=False)
         args.out = f"{args.out}-self"
     best = summary["best"]
-    emit("accuracy", exact_match=round(best["val_exact_match"], 4), cer=round(best["val_cer"], 4),
+    minutes = round((time.monotonic() - t0) / 60, 1)
+    fused = decode_variants(f"{args.out}/best.pt", real_val)
+    emit("accuracy", exact_match=fused["exact_match"], cer=fused["cer"], decoder=fused["decoder"],
+         greedy_exact_match=round(best["val_exact_match"], 4), greedy_cer=round(best["val_cer"], 4),
          n=best["n_val"], epochs=summary["epochs"], device=summary["device"], preset=args.preset,
-         minutes_total=round((time.monotonic() - t0) / 60, 1), checkpoint=f"{args.out}/best.pt")
-    decode_variants(f"{args.out}/best.pt", real_val)
+         minutes_total=minutes, checkpoint=f"{args.out}/best.pt")
 
 
-def decode_variants(checkpoint: str, val: list[Sample]) -> None:
-    """Greedy, beam 10, and beam 10 + names lexicon at several ratios, on the held-out real images."""
+def decode_variants(checkpoint: str, val: list[Sample]) -> dict:
+    """Greedy, beam 10, beam 20 + the names character LM (``ocr.charlm``) at several weights, its weight chosen by
+    2-fold cross-validation, and the names lexicon, on the held-out real images. The last line is the default decoder
+    of ``--lm names``."""
+    from ocr.charlm import CharLM
+    from ocr.decode import Fusion, beam_decode, greedy_decode
     from ocr.lexicon import Lexicon
     from ocr.metrics import cer, exact_match
 
     rec = Recognizer(checkpoint)
     labels = [s.label for s in val]
-    greedy = [p.text for p in rec.read([s.path for s in val])]
-    beam = rec.read([s.path for s in val], beam=10, top_k=10)
-    emit("accuracy.decode", decoder="greedy", exact_match=round(exact_match(labels, greedy), 4),
-         cer=round(cer(labels, greedy), 4), n=len(val))
-    emit("accuracy.decode", decoder="beam10", exact_match=round(exact_match(labels, [p.text for p in beam]), 4),
-         cer=round(cer(labels, [p.text for p in beam]), 4), n=len(val))
+    logits, lengths = rec.logits([rec.prepare(s.path) for s in val])
+
+    def report(decoder: str, texts: list[str], **extra) -> dict:
+        figures = {"decoder": decoder, "exact_match": round(exact_match(labels, texts), 4),
+                   "cer": round(cer(labels, texts), 4), "n": len(val)}
+        emit("accuracy.decode", **figures, **extra)
+        return figures
+
+    report("greedy", [p.text for p in greedy_decode(logits, lengths, rec.alphabet)])
+    beam = beam_decode(logits, lengths, rec.alphabet, beam=10, top_k=10)
+    report("beam10", [p.text for p in beam])
     lex = Lexicon.names(rec.alphabet)
-    for ratio in (0.002, 0.01, 0.03, 0.1):
-        texts = [lex.apply(p, ratio).text for p in beam]
-        emit("accuracy.decode", decoder=f"beam10+names lexicon, min_ratio {ratio}", lexicon_size=len(lex),
-             labels_in_lexicon=round(sum(t in lex for t in labels) / len(labels), 3),
-             exact_match=round(exact_match(labels, texts), 4), cer=round(cer(labels, texts), 4), n=len(val))
+    report("beam10+names lexicon 0.01", [lex.apply(p, 0.01).text for p in beam], lexicon_size=len(lex),
+           labels_in_lexicon=round(sum(t in lex for t in labels) / len(labels), 3))
+    t0 = time.monotonic()
+    lm = CharLM.names(rec.alphabet)
+    emit("accuracy.charlm", order=lm.order, words=lm.n_words, load_s=round(time.monotonic() - t0, 1))
+    fused: dict[float, list[str]] = {}
+    for weight in (0.3, 0.45, 0.6, 0.8, 1.0):
+        t0 = time.monotonic()
+        fused[weight] = [p.text for p in beam_decode(logits, lengths, rec.alphabet, beam=20, fusion=Fusion(lm, weight))]
+        report(f"beam20+names LM {weight}", fused[weight], ms_per_image=round(1000 * (time.monotonic() - t0) / len(val), 2))
+    # the weight chosen on one half, scored on the other: what tuning on these images is worth
+    halves = [list(range(0, len(val), 2)), list(range(1, len(val), 2))]
+    cv = [""] * len(val)
+    chosen = []
+    for tune, score in (halves, halves[::-1]):
+        w = max(fused, key=lambda w: exact_match([labels[i] for i in tune], [fused[w][i] for i in tune]))
+        chosen.append(w)
+        for i in score:
+            cv[i] = fused[w][i]
+    report("beam20+names LM, weight by 2-fold cross-validation", cv, weights=chosen)
+    default = Fusion(lm)
+    texts = [p.text for p in beam_decode(logits, lengths, rec.alphabet, beam=20, top_k=10, fusion=default)]
+    return report(f"beam20+names LM {default.weight} (default of --lm names)", texts)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,16 @@ def recognizer(path: str, mtime: float):
     return Recognizer(path, device="cpu")
 
 
+@st.cache_resource(show_spinner="loading the names language model (the first time: ~20 s)")
+def names_fusion(alphabet_chars: str):
+    """Beam search with the character language model of names (``ocr.charlm``), shared by every page and session."""
+    from ocr.alphabet import Alphabet
+    from ocr.charlm import CharLM
+    from ocr.decode import Fusion
+
+    return Fusion(CharLM.names(Alphabet(alphabet_chars)))
+
+
 def load_recognizer(s: Settings, model_id: int):
     from db.registry import model_file
 

@@ -30,9 +30,9 @@ def _submit(args, settings) -> int:
                   "val_splits": args.val_split, "init_model": args.init, "config": config}
     elif args.kind == "evaluate":
         values = {"model": args.model, "dataset": args.dataset, "split": args.split, "beam": args.beam,
-                  "report": not args.no_report}
+                  "report": not args.no_report, "lm": args.lm}
     else:
-        values = {"model": args.model, "dataset": args.dataset, "split": args.split}
+        values = {"model": args.model, "dataset": args.dataset, "split": args.split, "beam": args.beam, "lm": args.lm}
     job_id = submit(settings, args.kind, values)
     print(f"queued {args.kind} job")
     print(job_id)
@@ -141,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         k.add_argument("--model", type=int, required=True, metavar="MODEL_ID")
         k.add_argument("--dataset", required=True, metavar="NAME")
         k.add_argument("--split", default="validation" if name == "evaluate" else None)
+        k.add_argument("--beam", type=int, default=0, help="beam width (0: greedy; 20 at least with --lm)")
+        k.add_argument("--lm", action="store_true",
+                       help="beam search with the character language model of names (open vocabulary)")
         if name == "evaluate":
-            k.add_argument("--beam", type=int, default=0)
             k.add_argument("--no-report", action="store_true", help="skip report.md/report.pdf")
 
     s = sub.add_parser("status", help="one job (--json: id, kind, status, progress, metrics, checkpoints, error) or the list")

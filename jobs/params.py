@@ -49,8 +49,9 @@ class EvaluateParams:
     model: int
     dataset: str
     split: str = "validation"
-    beam: int = 0
+    beam: int = 0  # 0: greedy
     report: bool = True
+    lm: bool = False  # beam search (20 at least) with the character language model of names (ocr.charlm)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class PredictParams:
     model: int
     dataset: str
     split: str | None = None  # None: the samples without a label
+    beam: int = 0
+    lm: bool = False
 
 
 PARAMS = {"import": ImportParams, "synth": SynthParams, "train": TrainParams, "evaluate": EvaluateParams,
@@ -121,6 +124,8 @@ def parse(kind: str, values: dict):
             raise ParamsError("train job: epochs, batch_size, lr and max_minutes must be positive")
         if not 0 < cfg.val_fraction < 1:
             raise ParamsError("train job: val_fraction must be between 0 and 1")
+    if kind in ("evaluate", "predict") and not 0 <= p.beam <= 100:
+        raise ParamsError(f"{kind} job: beam={p.beam} must be between 0 (greedy) and 100")
     if kind == "evaluate" and p.split not in SPLITS:
         raise ParamsError(f"evaluate job: unknown split {p.split!r}; choose from {', '.join(SPLITS)}")
     return p

@@ -223,16 +223,19 @@ def run_train(ctx: JobContext) -> dict:
     return json.loads(json.dumps(summary, default=str))
 
 
-def _score(rec, paths: list[Path], labels: list[str | None]) -> list[dict]:
-    """Greedy reading, P(reading), log P(label) for one batch."""
-    from ocr.decode import greedy_decode, label_log_prob
+def _score(rec, paths: list[Path], labels: list[str | None], beam: int = 0, fusion=None) -> list[dict]:
+    """Reading (greedy, or beam search with an optional language model), P(reading), log P(label) for one batch."""
+    from ocr.decode import beam_decode, greedy_decode, label_log_prob
     from ocr.preprocess import load_image
 
     arrays = []
     for path in paths:
         arrays.append(rec.prepare(load_image(path)))
     logits, lengths = rec.logits(arrays)
-    preds = greedy_decode(logits, lengths, rec.alphabet)
+    if beam or fusion is not None:
+        preds = beam_decode(logits, lengths, rec.alphabet, beam=beam or 20, fusion=fusion)
+    else:
+        preds = greedy_decode(logits, lengths, rec.alphabet)
     texts = [pr.text for pr in preds]
     text_lp = label_log_prob(logits, lengths, texts, rec.alphabet).tolist()
     known = [i for i, lab in enumerate(labels) if lab is not None]
@@ -250,19 +253,28 @@ def _score(rec, paths: list[Path], labels: list[str | None]) -> list[dict]:
     return out
 
 
-def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, split_name: Callable[[str], str]) -> dict:
+def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, split_name: Callable[[str], str],
+             beam: int = 0, lm: bool = False) -> dict:
     import editdistance
 
     from ocr.recognize import Recognizer
 
     rec = Recognizer(model_file(ctx.settings, model_id), device=ctx.device)
+    fusion = None
+    if lm:
+        from ocr.charlm import CharLM
+        from ocr.decode import Fusion
+
+        fusion = Fusion(CharLM.names(rec.alphabet))
+        beam = max(beam, 20)
+    ctx.log(f"decoder: {decoder_name(beam, lm)}")
     records = []
     batch = 64
     for start in range(0, len(rows), batch):
         chunk = rows[start:start + batch]
         paths = [ctx.settings.resolve(r.path) for r in chunk]
         labels = [r.label if labelled else None for r in chunk]
-        for r, scored in zip(chunk, _score(rec, paths, labels)):
+        for r, scored in zip(chunk, _score(rec, paths, labels, beam, fusion)):
             label = r.label if labelled else None
             wrong = label is not None and scored["text"] != label
             records.append({
@@ -286,6 +298,12 @@ def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, split_n
     return {"n": len(records), "records": records}
 
 
+def decoder_name(beam: int, lm: bool) -> str:
+    if lm:
+        return f"beam{max(beam, 20)}+names LM"
+    return f"beam{beam}" if beam else "greedy"
+
+
 def _samples(ctx: JobContext, dataset: str, where) -> list:
     ds = catalog.dataset_id(ctx.settings, dataset)
     with session(ctx.settings) as s:
@@ -302,7 +320,7 @@ def run_evaluate(ctx: JobContext) -> dict:
     if not rows:
         raise ValueError(f"dataset {p.dataset!r} has no usable sample in split {p.split!r}")
     ctx.log(f"evaluating model {p.model} on {len(rows):,} samples of {p.dataset}:{p.split}")
-    done = _predict(ctx, p.model, rows, True, lambda s: s)
+    done = _predict(ctx, p.model, rows, True, lambda s: s, p.beam, p.lm)
     if "stopped" in done:
         ctx.cancelled = True
         return done
@@ -314,7 +332,7 @@ def run_evaluate(ctx: JobContext) -> dict:
             select(Sample.status, func.count()).where(Sample.dataset_id == catalog.dataset_id(ctx.settings, p.dataset),
                                                       Sample.split == p.split, Sample.status != "ok")
             .group_by(Sample.status)).all())
-    result = {"model": p.model, "dataset": p.dataset, "split": p.split, **metrics,
+    result = {"model": p.model, "dataset": p.dataset, "split": p.split, "decoder": decoder_name(p.beam, p.lm), **metrics,
               "label_errors_suggested": sum(1 for r in done["records"] if r["label_error_score"] is not None
                                             and r["label_error_score"] > 0)}
     if p.report:
@@ -337,7 +355,7 @@ def _report(ctx: JobContext, p, records: list[dict], rows: list, metrics: dict, 
     wrong = [(paths[r["sample_id"]], r["label"], r["text"], r["confidence"]) for r in records if not r["correct"]]
     model = get_model(ctx.settings, p.model)
     write_report(out, {**metrics, "split": p.split, "data": p.dataset, "checkpoint": f"model {p.model} ({model.name})",
-                       "decoder": "greedy"}, read_history(path, ckpt), by_length, top_confusions, wrong,
+                       "decoder": decoder_name(p.beam, p.lm)}, read_history(path, ckpt), by_length, top_confusions, wrong,
                  model=model.description or model.name)
     return ctx.settings.relative(out)
 
@@ -351,7 +369,7 @@ def run_predict(ctx: JobContext) -> dict:
         raise ValueError(f"dataset {p.dataset!r} has no sample to predict" + (f" in split {p.split!r}" if p.split else
                                                                              " without a label"))
     labelled = p.split is not None
-    done = _predict(ctx, p.model, rows, labelled, lambda s: s)
+    done = _predict(ctx, p.model, rows, labelled, lambda s: s, p.beam, p.lm)
     if "stopped" in done:
         ctx.cancelled = True
         return done

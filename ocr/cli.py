@@ -134,11 +134,23 @@ def _lexicon(spec: str | None, alphabet):
         raise CLIError(f"lexicon {spec!r}: {exc}") from None
 
 
+def _fusion(spec: str | None, weight: float, alphabet):
+    if not spec:
+        return None
+    from ocr.charlm import CharLM
+    from ocr.decode import Fusion
+
+    try:
+        return Fusion(CharLM.load(spec, alphabet), weight=weight)
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"language model {spec!r}: {exc}") from None
+
+
 def cmd_evaluate(args) -> int:
     from ocr.evaluate import evaluate
 
     metrics = evaluate(args.checkpoint, args.data, args.split, args.out, beam=args.beam, device=args.device,
-                       lexicon=args.lexicon, lexicon_ratio=args.lexicon_ratio)
+                       lexicon=args.lexicon, lexicon_ratio=args.lexicon_ratio, lm=args.lm, lm_weight=args.lm_weight)
     print(json.dumps(metrics) if args.json else
           f"n {metrics['n']}  exact_match {metrics['exact_match']:.4f}  cer {metrics['cer']:.4f}  "
           f"wer {metrics['wer']:.4f}  char_accuracy {metrics['char_accuracy']:.4f}  -> {args.out}")
@@ -150,6 +162,7 @@ def cmd_predict(args) -> int:
 
     rec = Recognizer(args.checkpoint, device=args.device)
     lexicon = _lexicon(args.lexicon, rec.alphabet)
+    fusion = _fusion(args.lm, args.lm_weight, rec.alphabet)
     images, failed = [], 0
     for path in args.images:
         try:
@@ -159,8 +172,9 @@ def cmd_predict(args) -> int:
             failed += 1
     preds = []
     for i in range(0, len(images), 64):
-        preds += rec.read_prepared([a for _, a in images[i:i + 64]], beam=args.beam or (10 if lexicon else 0),
-                                   top_k=max(args.top_k, 10 if lexicon else 0))
+        preds += rec.read_prepared([a for _, a in images[i:i + 64]],
+                                   beam=max(args.beam, 20 if fusion else 10 if lexicon else 0),
+                                   top_k=max(args.top_k, 10 if lexicon else 0), fusion=fusion)
     if lexicon is not None:
         preds = [lexicon.apply(p, args.lexicon_ratio) for p in preds]
     for (path, _), p in zip(images, preds):
@@ -238,13 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True, help="Kaggle-layout folder or zip")
     s.add_argument("--split", default="validation")
     s.add_argument("--out", required=True)
-    s.add_argument("--beam", type=int, default=0, help="beam width (0: greedy; 10 with --lexicon)")
+    s.add_argument("--beam", type=int, default=0, help="beam width (0: greedy; 10 with --lexicon, 20 with --lm)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--json", action="store_true")
     s.add_argument("--lexicon", metavar="names|FILE",
                    help="prefer a known name among the beam candidates (names-dataset, or a word list)")
     s.add_argument("--lexicon-ratio", type=float, default=0.01,
                    help="a name replaces the best reading if at least this fraction as probable (default 0.01)")
+    s.add_argument("--lm", metavar="names|FILE",
+                   help="beam search with a character language model of names (names-dataset) or of a word list; "
+                        "open vocabulary, unlike --lexicon")
+    s.add_argument("--lm-weight", type=float, default=0.6, help="weight of the language model (default 0.6)")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("predict", help="read images: text and confidence (top-k with --beam)")
@@ -258,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prefer a known name among the beam candidates (names-dataset, or a word list)")
     s.add_argument("--lexicon-ratio", type=float, default=0.01,
                    help="a name replaces the best reading if at least this fraction as probable (default 0.01)")
+    s.add_argument("--lm", metavar="names|FILE",
+                   help="beam search with a character language model of names (names-dataset) or of a word list; "
+                        "open vocabulary, unlike --lexicon")
+    s.add_argument("--lm-weight", type=float, default=0.6, help="weight of the language model (default 0.6)")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("export", help="write model.pt (state dict + config + alphabet), TorchScript and ONNX")

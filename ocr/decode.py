@@ -16,6 +16,16 @@ import torch
 import torch.nn.functional as F
 
 from ocr.alphabet import BLANK, Alphabet
+from ocr.charlm import CharLM
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """A character language model for beam search and how much it counts (see ``ocr.charlm``)."""
+
+    lm: CharLM
+    weight: float = 0.6
+    length_bonus: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -51,12 +61,24 @@ def _logsumexp(a: float, b: float) -> float:
 
 
 def beam_decode_one(log_probs: np.ndarray, alphabet: Alphabet, beam: int = 10, top_k: int = 5,
-                    prune: float = -12.0) -> Prediction:
+                    prune: float = -12.0, fusion: Fusion | None = None) -> Prediction:
     """CTC prefix beam search over one sequence. log_probs (T, C) -> best text + top-k candidates.
 
-    Classes below ``prune`` (log probability) at a step are not extended, which keeps it fast.
+    Classes below ``prune`` (log probability) at a step are not extended, which keeps it fast. With ``fusion`` each
+    prefix is ranked by log P_ctc + weight * log P_lm + length_bonus * length (shallow fusion, Hannun et al. 2014);
+    the probabilities reported stay the model's P(text | image).
     """
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}  # prefix -> (log p_blank, log p_nonblank)
+    lm_score: dict[tuple[int, ...], float] = {(): 0.0}  # weight * log P_lm(prefix), bonus included
+    lm_rows: dict[tuple[int, ...], np.ndarray] = {}
+
+    def lm_row(prefix: tuple[int, ...]) -> np.ndarray:
+        row = lm_rows.get(prefix)
+        if row is None:
+            lp = fusion.lm.log_probs(alphabet.decode(list(prefix)))
+            row = lm_rows[prefix] = fusion.weight * lp if fusion.weight else np.zeros_like(lp)
+        return row
+
     for t in range(log_probs.shape[0]):
         row = log_probs[t]
         classes = np.nonzero(row > prune)[0]
@@ -71,6 +93,8 @@ def beam_decode_one(log_probs: np.ndarray, alphabet: Alphabet, beam: int = 10, t
                     continue
                 last = prefix[-1] if prefix else None
                 ext = prefix + (c,)
+                if fusion is not None and ext not in lm_score:
+                    lm_score[ext] = lm_score[prefix] + float(lm_row(prefix)[c]) + fusion.length_bonus
                 e = nxt[ext]
                 if c == last:
                     e[1] = _logsumexp(e[1], pb + p)  # a repeat needs a blank in between
@@ -78,19 +102,28 @@ def beam_decode_one(log_probs: np.ndarray, alphabet: Alphabet, beam: int = 10, t
                     s[1] = _logsumexp(s[1], pnb + p)
                 else:
                     e[1] = _logsumexp(e[1], total + p)
-        scored = sorted(nxt.items(), key=lambda kv: _logsumexp(*kv[1]), reverse=True)[:beam]
+        if fusion is None:
+            scored = sorted(nxt.items(), key=lambda kv: _logsumexp(*kv[1]), reverse=True)[:beam]
+        else:
+            scored = sorted(nxt.items(), key=lambda kv: _logsumexp(*kv[1]) + lm_score[kv[0]], reverse=True)[:beam]
         beams = {k: (v[0], v[1]) for k, v in scored}
-    ranked = sorted(((alphabet.decode(list(k)), math.exp(_logsumexp(*v))) for k, v in beams.items()),
-                    key=lambda x: x[1], reverse=True)
+    if fusion is None:
+        order = sorted(beams.items(), key=lambda kv: _logsumexp(*kv[1]), reverse=True)
+    else:
+        end = fusion.lm.end_index
+        order = sorted(beams.items(), key=lambda kv: _logsumexp(*kv[1]) + lm_score[kv[0]] + float(lm_row(kv[0])[end]),
+                       reverse=True)
+    ranked = [(alphabet.decode(list(k)), math.exp(_logsumexp(*v))) for k, v in order]
     best_text, best_p = ranked[0]
     return Prediction(best_text, best_p, tuple(ranked[:top_k]))
 
 
 def beam_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet: Alphabet, beam: int = 10,
-                top_k: int = 5) -> list[Prediction]:
+                top_k: int = 5, fusion: Fusion | None = None) -> list[Prediction]:
     """logits (T, N, C), lengths (N,) -> N predictions with top-k candidates."""
     log_probs = logits.float().log_softmax(2).cpu().numpy()
-    return [beam_decode_one(log_probs[:n, i], alphabet, beam, top_k) for i, n in enumerate(lengths.tolist())]
+    return [beam_decode_one(log_probs[:n, i], alphabet, beam, top_k, fusion=fusion)
+            for i, n in enumerate(lengths.tolist())]
 
 
 def label_log_prob(logits: torch.Tensor, lengths: torch.Tensor, labels: list[str], alphabet: Alphabet) -> torch.Tensor:

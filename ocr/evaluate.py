@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from ocr.datasets import import_kaggle
+from ocr.decode import Fusion
 from ocr.metrics import accuracy_by_length, confusions, edit_distance, summarize
 from ocr.recognize import Recognizer
 from ocr.report import write_report
@@ -34,10 +35,18 @@ def read_history(checkpoint: Path, ckpt: dict) -> list[dict]:
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, split: str, out: str | Path, beam: int = 0,
-             device: str = "cpu", lexicon: str | None = None, lexicon_ratio: float = 0.01) -> dict:
-    """``lexicon``: ``names`` or a word-list file for lexicon-assisted decoding (``ocr.lexicon``; beam 10 at least)."""
+             device: str = "cpu", lexicon: str | None = None, lexicon_ratio: float = 0.01, lm: str | None = None,
+             lm_weight: float = 0.6) -> dict:
+    """``lexicon``: ``names`` or a word-list file for lexicon-assisted decoding (``ocr.lexicon``; beam 10 at least).
+    ``lm``: ``names`` or a word-list file for a character language model in the beam (``ocr.charlm``; beam 20)."""
     checkpoint, out = Path(checkpoint), Path(out)
     rec = Recognizer(checkpoint, device=device)
+    fusion = None
+    if lm:
+        from ocr.charlm import CharLM
+
+        fusion = Fusion(CharLM.load(lm, rec.alphabet), weight=lm_weight)
+        beam = max(beam, 20)
     lex = None
     if lexicon:
         from ocr.lexicon import Lexicon
@@ -50,7 +59,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str, out: str | Pa
     samples = result.samples
     if not samples:
         raise ValueError(f"{data}: no usable sample in split {split!r}")
-    preds = rec.read([s.path for s in samples], beam=beam, top_k=10 if lex else 5)
+    preds = rec.read([s.path for s in samples], beam=beam, top_k=10 if lex else 5, fusion=fusion)
     if lex is not None:
         preds = [lex.apply(p, lexicon_ratio) for p in preds]
     labels = [s.label for s in samples]
@@ -60,7 +69,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str, out: str | Pa
     metrics = summarize(labels, texts)
     metrics["excluded"] = result.summary()["excluded"]
     metrics.update({"split": split, "data": str(data), "checkpoint": str(checkpoint),
-                    "decoder": (f"beam{beam}" if beam else "greedy") + (f"+lexicon({lexicon}, {lexicon_ratio})" if lex else "")})
+                    "decoder": (f"beam{beam}" if beam else "greedy") + (f"+lm({lm}, {lm_weight})" if fusion else "")
+                    + (f"+lexicon({lexicon}, {lexicon_ratio})" if lex else "")})
     by_length = accuracy_by_length(labels, texts)
     top_confusions = confusions(labels, texts)
     (out / "metrics.json").write_text(json.dumps({**metrics, "by_length": by_length,

@@ -167,7 +167,8 @@ def test_models_page_default_evaluate_report_export(populated):
     assert default_model(s).id == populated["model_id"] and default_model(s).is_default
     at.selectbox(key="eval_split").set_value("train")
     _button(at, "Run evaluation job").click().run()
-    assert [j["params"]["split"] for j in list_jobs(s) if j["kind"] == "evaluate" and j["status"] == "queued"] == ["train"]
+    queued = [j["params"] for j in list_jobs(s) if j["kind"] == "evaluate" and j["status"] == "queued"]
+    assert [(p["split"], p["lm"]) for p in queued] == [("train", True)]
     _button(at, "Read the unlabelled samples").click().run()
     assert [j["kind"] for j in list_jobs(s) if j["status"] == "queued"] == ["predict", "evaluate"]
     at.selectbox(key="export_format").set_value("torchscript")

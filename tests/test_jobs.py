@@ -71,12 +71,16 @@ def test_worker_trains_then_evaluates(settings, synth_dir, workers):
     with session(settings) as s:
         n = s.scalar(select(func.count()).select_from(Prediction).where(Prediction.model_id == best["model_id"]))
     assert n == 200 == job.result["n"]
-    # evaluating again replaces the model's predictions instead of adding to them
+    assert job.result["decoder"] == "greedy"
+    # evaluating again replaces the model's predictions instead of adding to them; this time with the names LM
     again = queue.submit(settings, "evaluate", {"model": best["model_id"], "dataset": "synth", "split": "train",
-                                                "report": False})
-    wait_for(lambda: _job(settings, again).status == "succeeded", 90, "the second evaluation")
+                                                "report": False, "lm": True})
+    wait_for(lambda: _job(settings, again).status in ("succeeded", "failed"), 120, "the second evaluation")
+    assert _job(settings, again).status == "succeeded", _job(settings, again).error
+    assert _job(settings, again).result["decoder"] == "beam20+names LM"
     with session(settings) as s:
         assert s.scalar(select(func.count()).select_from(Prediction)) == 200
+        assert s.scalar(select(func.count()).select_from(Prediction).where(Prediction.job_id == again)) == 200
 
 
 def test_cancel_stops_a_running_job(settings, synth_dir, workers):

@@ -5,7 +5,7 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas  # registers itself only inside a running app: import here
 
 from dashboard.drawing import is_blank, to_image, to_png
-from dashboard.state import load_recognizer, model_choices, settings, show_error
+from dashboard.state import load_recognizer, model_choices, names_fusion, settings, show_error
 from db.catalog import add_drawn_sample
 
 s = settings()
@@ -14,9 +14,12 @@ models = model_choices(s)
 if not models:
     st.info("No model yet: train one first (Overview has a one-click starter model).")
     st.stop()
-c1, c2 = st.columns([3, 1])
+c1, c2, c3 = st.columns([3, 1, 1])
 model_id = models[c1.selectbox("Model", list(models), key="draw_model")]
 pen = c2.slider("Pen width", 2, 16, 6, key="draw_pen")
+use_lm = c3.toggle("Names language model", value=True, key="draw_lm",
+                   help="Beam search that prefers likely spellings of first names and surnames; any word can still "
+                        "be read. Off: the model's own beam search.")
 st.caption("Write a name in capitals, like on a form. The toolbar under the canvas undoes, redoes and clears.")
 canvas = st_canvas(stroke_width=pen, stroke_color="#1a1a1a", background_color="#ffffff", height=120, width=720,
                    drawing_mode="freedraw", return_image_data=True, key="draw_canvas")
@@ -32,12 +35,15 @@ except ValueError as exc:
     show_error(exc)
     st.stop()
 arr = rec.prepare(image)
-pred = rec.read_prepared([arr], beam=10, top_k=5)[0]
+fusion = names_fusion(rec.alphabet.chars) if use_lm else None
+pred = rec.read_prepared([arr], beam=20 if use_lm else 10, top_k=5, fusion=fusion)[0]
 c1, c2 = st.columns([2, 3])
 c1.metric("Prediction", pred.text or "(nothing)", f"confidence {pred.confidence:.2f}", delta_color="off")
 c1.caption("What the model sees (same preprocessing as training):")
 c1.image((255 * (1 - np.clip(arr, 0, 1))).astype(np.uint8), clamp=True)
-c2.dataframe([{"candidate": t, "probability": round(p, 4)} for t, p in pred.candidates], hide_index=True)
+c2.dataframe([{"candidate": t, "model probability": round(p, 4)} for t, p in pred.candidates], hide_index=True)
+if use_lm:
+    c2.caption("Ranked with the names language model; the probabilities are the model's own, P(text | image).")
 
 if st.session_state.get("draw_label_source") != pred.text:  # a new drawing: prefill with its reading
     st.session_state["draw_label_source"] = st.session_state["draw_label"] = pred.text

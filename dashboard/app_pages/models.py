@@ -35,6 +35,9 @@ if c1.button("Set as default model", key="models_default"):
     set_default(s, model_id)
     st.toast(f"model {model_id} is the default")
 
+LM_HELP = ("Beam search with a character language model of first names and surnames: it prefers likely "
+           "spellings (GUILLAUME over GUILLAURE) but can still read any name. About +10 points of exact match "
+           "on real Kaggle names; ~5 ms per image more.")
 datasets = dataset_choices(s)
 st.subheader("Evaluate")
 if datasets:
@@ -42,9 +45,10 @@ if datasets:
         e1, e2 = st.columns(2)
         ds = e1.selectbox("Dataset", list(datasets), key="eval_dataset")
         split = e2.selectbox("Split", ["validation", "train", "test"], key="eval_split")
+        lm = st.checkbox("Names language model", value=True, key="eval_lm", help=LM_HELP)
         if st.form_submit_button("Run evaluation job"):
             try:
-                job_id = queue.submit(s, "evaluate", {"model": model_id, "dataset": ds, "split": split})
+                job_id = queue.submit(s, "evaluate", {"model": model_id, "dataset": ds, "split": split, "lm": lm})
                 st.success(f"Queued evaluation job {job_id}.")
             except ValueError as exc:
                 show_error(exc)
@@ -52,9 +56,11 @@ if datasets:
         st.caption("Model-assisted labelling: read the samples without a label (e.g. an imported folder of images); "
                    "then label them on Review > unlabelled pool, lowest confidence first.")
         pool = st.selectbox("Dataset", list(datasets), key="pool_dataset")
+        pool_lm = st.checkbox("Names language model", value=True, key="pool_lm", help=LM_HELP)
         if st.form_submit_button("Read the unlabelled samples"):
             try:
-                st.success(f"Queued job {queue.submit(s, 'predict', {'model': model_id, 'dataset': pool})}.")
+                job_id = queue.submit(s, "predict", {"model": model_id, "dataset": pool, "lm": pool_lm})
+                st.success(f"Queued job {job_id}.")
             except ValueError as exc:
                 show_error(exc)
 

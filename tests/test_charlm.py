@@ -1,0 +1,95 @@
+import math
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from ocr.alphabet import BLANK, Alphabet
+from ocr.charlm import CharLM
+from ocr.decode import Fusion, beam_decode
+from tests.conftest import PY, ROOT
+
+A = Alphabet()
+NAMES = ["JULIE", "JULIEN", "JULES", "JULIETTE", "LUCIE", "LUCIEN", "MARIE", "MARIUS", "JULIA", "ELISE", "ALICE"]
+
+
+def test_kneser_ney_gives_a_distribution_for_any_context():
+    lm = CharLM(NAMES, A, order=4)
+    for context in ("", "J", "JUL", "JULIE", "ZZQ", "MARIE-", "XJULI"):
+        lp = lm.log_probs(context)
+        assert lp.shape == (A.num_classes + 1,) and lp[BLANK] == -math.inf
+        assert np.exp(lp[1:]).sum() == pytest.approx(1.0, abs=1e-9)
+        assert np.isfinite(lp[1:]).all()  # nothing is impossible: open vocabulary
+    assert lm.score("JULIE") > lm.score("JUCIE") > lm.score("QXZKW")
+    after_julie = lm.log_probs("JULIE")
+    assert after_julie[lm.end_index] > after_julie[A.encode("Z")[0]]  # a name may end here
+
+
+def test_words_outside_the_alphabet_are_skipped_and_an_empty_list_refused():
+    lm = CharLM(["JULIE", "julie", "JUL1E", ""], A, order=3)
+    assert lm.n_words == 1
+    with pytest.raises(ValueError, match="no usable word"):
+        CharLM(["123"], A)
+
+
+def _logits(steps: list[dict[str, float]]) -> torch.Tensor:
+    """One image: per time step a few characters with their probabilities, the rest for the blank."""
+    rows = []
+    for step in steps:
+        p = np.full(A.num_classes, 1e-6)
+        for ch, q in step.items():
+            p[BLANK if ch == "" else A.encode(ch)[0]] = q
+        p[BLANK] += max(0.0, 1 - p.sum())
+        rows.append(np.log(p / p.sum()))
+    return torch.tensor(np.array(rows), dtype=torch.float32)[:, None, :]  # T, N=1, C
+
+
+def _spell(text: str, ambiguous: dict[int, dict[str, float]] | None = None) -> list[dict[str, float]]:
+    steps = []
+    for i, ch in enumerate(text):
+        steps += [ambiguous[i] if ambiguous and i in ambiguous else {ch: 0.95}, {"": 0.95}]
+    return steps
+
+
+def test_fusion_settles_what_the_image_leaves_open_and_keeps_open_vocabulary():
+    lm = CharLM(NAMES, A, order=5)
+    logits = _logits(_spell("JUCIE", {2: {"C": 0.55, "L": 0.43}}))
+    lengths = torch.tensor([logits.shape[0]])
+    plain = beam_decode(logits, lengths, A, beam=10)[0]
+    assert plain.text == "JUCIE"
+    fused = beam_decode(logits, lengths, A, beam=10, fusion=Fusion(lm, weight=0.6))[0]
+    assert fused.text == "JULIE"
+    assert fused.confidence == pytest.approx(dict(plain.candidates)["JULIE"])  # still P(text | image)
+    assert beam_decode(logits, lengths, A, beam=10, fusion=Fusion(lm, 0.0, 0.0))[0] == plain
+
+    # a clearly written name the model of names never saw is still read letter by letter
+    unknown = _logits(_spell("KOWALCZYK"))
+    assert beam_decode(unknown, torch.tensor([unknown.shape[0]]), A, fusion=Fusion(lm))[0].text == "KOWALCZYK"
+
+
+def test_the_names_model_prefers_real_spellings():
+    lm = CharLM.names(A)
+    assert lm.order >= 5 and lm.n_words > 100_000
+    assert lm.score("GUILLAUME") > lm.score("GUILLAURE") + 5
+    assert lm.score("MARIE") > lm.score("MARIEM")  # frequency counts, not only the list of names
+    assert CharLM.names(A).score("JULIE") == lm.score("JULIE")  # from the cache
+
+
+def test_predict_and_evaluate_with_the_language_model_from_the_command_line(trained, synth_dir, tmp_path):
+    image = next((synth_dir / "train_v2" / "train").glob("*.jpg"))
+    words = tmp_path / "w.txt"
+    words.write_text("MARIE\nJULIE\n", encoding="utf-8")
+    ok = subprocess.run([PY, "-m", "ocr", "predict", "--checkpoint", str(trained), str(image), "--lm", str(words),
+                         "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert str(image) in ok.stdout and '"candidates"' in ok.stdout
+    out = tmp_path / "eval"
+    ev = subprocess.run([PY, "-m", "ocr", "evaluate", "--checkpoint", str(trained), "--data", str(synth_dir),
+                         "--split", "train", "--out", str(out), "--lm", "names", "--json"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    assert '"decoder": "beam20+lm(names, 0.6)"' in ev.stdout and (out / "report.pdf").exists()
+    bad = subprocess.run([PY, "-m", "ocr", "predict", "--checkpoint", str(trained), str(image), "--lm",
+                          str(tmp_path / "missing.txt")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "language model" in bad.stderr
