@@ -10,7 +10,8 @@ the character language model of names (``ocr.charlm``) at several weights; the v
 ``python -m ocr evaluate --lm names``. ``--checkpoint CKPT`` skips training and only evaluates.
 
 With ``--self-train F`` the last fraction F of the budget fine-tunes on the 10,500 unlabelled real images too,
-labelled by the first model where it is confident (pseudo-labels; the held-out 200 are never used for them).
+labelled by the first model where it is confident (pseudo-labels, read with ``--pseudo-decoder``; the held-out 200 are
+never used for them).
 """
 
 from __future__ import annotations
@@ -20,19 +21,23 @@ import sys
 import time
 
 from bench.common import CACHE, REAL, emit, real_split, synthetic
+from ocr.charlm import CharLM
 from ocr.datasets import Sample, csv_path, import_kaggle
+from ocr.decode import Fusion
 from ocr.recognize import Recognizer
 from ocr.train import Callback, TrainConfig, fit
 
 
-def pseudo_labels(checkpoint: str, min_confidence: float) -> list[Sample]:
-    """Unlabelled real images read by the model, kept where its greedy reading is confident."""
+def pseudo_labels(checkpoint: str, min_confidence: float, lm: bool) -> list[Sample]:
+    """Unlabelled real images read by the model, kept where it is confident: P(text | image) of the greedy reading,
+    or with ``lm`` of the reading of beam search with the names language model (more kept at the same precision)."""
     files = sorted((REAL / "unlabelled" / "train_v2" / "train").glob("*.jpg"))
     rec = Recognizer(checkpoint)
+    fusion = Fusion(CharLM.names(rec.alphabet)) if lm else None
     out = []
     for i in range(0, len(files), 256):
         chunk = files[i:i + 256]
-        for f, p in zip(chunk, rec.read(chunk)):
+        for f, p in zip(chunk, rec.read(chunk, beam=20 if lm else 0, fusion=fusion)):
             if p.confidence >= min_confidence and len(p.text) >= 2:
                 out.append(Sample(f, p.text, "train"))
     return out
@@ -49,6 +54,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(CACHE / "accuracy-run"))
     ap.add_argument("--self-train", type=float, default=0.0, help="share of the budget for pseudo-label fine-tuning")
     ap.add_argument("--min-confidence", type=float, default=0.9)
+    ap.add_argument("--pseudo-decoder", choices=("greedy", "lm"), default="lm",
+                    help="how the unlabelled images are read for pseudo-labels (lm: beam 20 + names LM)")
     ap.add_argument("--checkpoint", help="evaluate this checkpoint instead of training")
     args = ap.parse_args()
     if not csv_path(REAL, "validation").exists():
@@ -77,7 +84,7 @@ def main() -> None:
     summary = fit(train, real_val, args.out, cfg, callback=Log(), progress=False)
     if args.self_train > 0:
         t1 = time.monotonic()
-        pseudo = pseudo_labels(f"{args.out}/best.pt", args.min_confidence)
+        pseudo = pseudo_labels(f"{args.out}/best.pt", args.min_confidence, args.pseudo_decoder == "lm")
         emit("accuracy.pseudo_labels", kept=len(pseudo), seconds=round(time.monotonic() - t1, 1),
              first_exact_match=round(summary["best"]["val_exact_match"], 4), first_cer=round(summary["best"]["val_cer"], 4))
         left = args.minutes - (time.monotonic() - t0) / 60 + 1.0  # the data preparation is not part of the budget
@@ -98,8 +105,7 @@ def decode_variants(checkpoint: str, val: list[Sample]) -> dict:
     """Greedy, beam 10, beam 20 + the names character LM (``ocr.charlm``) at several weights, its weight chosen by
     2-fold cross-validation, and the names lexicon, on the held-out real images. The last line is the default decoder
     of ``--lm names``."""
-    from ocr.charlm import CharLM
-    from ocr.decode import Fusion, beam_decode, greedy_decode
+    from ocr.decode import beam_decode, greedy_decode
     from ocr.lexicon import Lexicon
     from ocr.metrics import cer, exact_match
 

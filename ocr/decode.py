@@ -61,10 +61,11 @@ def _logsumexp(a: float, b: float) -> float:
 
 
 def beam_decode_one(log_probs: np.ndarray, alphabet: Alphabet, beam: int = 10, top_k: int = 5,
-                    prune: float = -12.0, fusion: Fusion | None = None) -> Prediction:
+                    prune: float = -12.0, fusion: Fusion | None = None, max_classes: int = 20) -> Prediction:
     """CTC prefix beam search over one sequence. log_probs (T, C) -> best text + top-k candidates.
 
-    Classes below ``prune`` (log probability) at a step are not extended, which keeps it fast. With ``fusion`` each
+    Only the ``max_classes`` likeliest classes above ``prune`` (log probability) are extended at each step, which keeps
+    it fast even for a model early in training whose outputs are nearly flat. With ``fusion`` each
     prefix is ranked by log P_ctc + weight * log P_lm + length_bonus * length (shallow fusion, Hannun et al. 2014);
     the probabilities reported stay the model's P(text | image).
     """
@@ -82,6 +83,8 @@ def beam_decode_one(log_probs: np.ndarray, alphabet: Alphabet, beam: int = 10, t
     for t in range(log_probs.shape[0]):
         row = log_probs[t]
         classes = np.nonzero(row > prune)[0]
+        if len(classes) > max_classes:
+            classes = classes[np.argpartition(row[classes], -max_classes)[-max_classes:]]
         nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [-math.inf, -math.inf])
         for prefix, (pb, pnb) in beams.items():
             total = _logsumexp(pb, pnb)
