@@ -1,7 +1,7 @@
 """The README screenshots: a demo data directory (the real Kaggle sample + a trained checkpoint, evaluated), the
 dashboard on a free localhost port with its own worker, and Debian's Chromium driven by Playwright.
 
-    python docs/make_screenshots.py --checkpoint data/bench/accuracy-run-self/best.pt [--out docs]
+    python docs/make_screenshots.py --checkpoint data/bench/accuracy-run-s7-self/best.pt [--out docs]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def prepare(data_dir: Path, checkpoint: Path, real: Path) -> None:
     catalog.import_dataset(s, real / "unlabelled", "unlabelled-pool", "upload")
     model_id = adopt_checkpoint(s, checkpoint, ["kaggle-sample"], "small, synthetic + real")
     set_default(s, model_id)
-    params = {"model": model_id, "dataset": "kaggle-sample", "split": "validation"}
+    params = {"model": model_id, "dataset": "kaggle-sample", "split": "validation", "lm": True}
     eval_id = submit(s, "evaluate", params)
     with session(s, write=True) as db:
         db.get(Job, eval_id).status = "running"  # run here, so the screenshots start from a finished evaluation

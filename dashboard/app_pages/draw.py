@@ -14,12 +14,12 @@ models = model_choices(s)
 if not models:
     st.info("No model yet: train one first (Overview has a one-click starter model).")
     st.stop()
-c1, c2, c3 = st.columns([3, 1, 1])
+c1, c2, c3 = st.columns([3, 1, 1.3])
 model_id = models[c1.selectbox("Model", list(models), key="draw_model")]
 pen = c2.slider("Pen width", 2, 16, 6, key="draw_pen")
-use_lm = c3.toggle("Names language model", value=True, key="draw_lm",
-                   help="Beam search that prefers likely spellings of first names and surnames; any word can still "
-                        "be read. Off: the model's own beam search.")
+use_lm = c3.toggle("Names LM", value=True, key="draw_lm",
+                   help="A character language model of first names and surnames in the beam search: it prefers likely "
+                        "spellings, and any word can still be read. Off: the model's own beam search.")
 st.caption("Write a name in capitals, like on a form. The toolbar under the canvas undoes, redoes and clears.")
 canvas = st_canvas(stroke_width=pen, stroke_color="#1a1a1a", background_color="#ffffff", height=120, width=720,
                    drawing_mode="freedraw", return_image_data=True, key="draw_canvas")
