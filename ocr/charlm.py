@@ -31,6 +31,7 @@ BOS = "\x02"
 EOS = "\x03"
 CHARLM_VERSION = 1
 DEFAULT_ORDER = 7
+DEFAULT_WEIGHT = 0.6  # log P_lm's weight in the beam (ocr.decode.Fusion); chosen on real held-out names
 FREQUENCY_TOKENS = 100_000  # names drawn in proportion to their frequency, on top of one of each
 
 

@@ -196,6 +196,21 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _decoder_args(s: argparse.ArgumentParser) -> None:
+    """The decoding options ``evaluate`` and ``predict`` share."""
+    s.add_argument("--lexicon", metavar="names|FILE",
+                   help="prefer a known name among the beam candidates (names-dataset, or a word list)")
+    s.add_argument("--lexicon-ratio", type=float, default=0.01,
+                   help="a name replaces the best reading if at least this fraction as probable (default 0.01)")
+    s.add_argument("--lm", metavar="names|FILE",
+                   help="beam search with a character language model of names (names-dataset) or of a word list; "
+                        "open vocabulary, unlike --lexicon")
+    from ocr.charlm import DEFAULT_WEIGHT
+
+    s.add_argument("--lm-weight", type=float, default=DEFAULT_WEIGHT,
+                   help=f"weight of the language model (default {DEFAULT_WEIGHT})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ocr", description="Handwritten-name recognition (CRNN + CTC).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -255,14 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--beam", type=int, default=0, help="beam width (0: greedy; 10 with --lexicon, 20 with --lm)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--lexicon", metavar="names|FILE",
-                   help="prefer a known name among the beam candidates (names-dataset, or a word list)")
-    s.add_argument("--lexicon-ratio", type=float, default=0.01,
-                   help="a name replaces the best reading if at least this fraction as probable (default 0.01)")
-    s.add_argument("--lm", metavar="names|FILE",
-                   help="beam search with a character language model of names (names-dataset) or of a word list; "
-                        "open vocabulary, unlike --lexicon")
-    s.add_argument("--lm-weight", type=float, default=0.6, help="weight of the language model (default 0.6)")
+    _decoder_args(s)
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("predict", help="read images: text and confidence (top-k with --beam)")
@@ -272,14 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=5)
     s.add_argument("--device", default="cpu")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--lexicon", metavar="names|FILE",
-                   help="prefer a known name among the beam candidates (names-dataset, or a word list)")
-    s.add_argument("--lexicon-ratio", type=float, default=0.01,
-                   help="a name replaces the best reading if at least this fraction as probable (default 0.01)")
-    s.add_argument("--lm", metavar="names|FILE",
-                   help="beam search with a character language model of names (names-dataset) or of a word list; "
-                        "open vocabulary, unlike --lexicon")
-    s.add_argument("--lm-weight", type=float, default=0.6, help="weight of the language model (default 0.6)")
+    _decoder_args(s)
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("export", help="write model.pt (state dict + config + alphabet), TorchScript and ONNX")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ocr.alphabet import BLANK, Alphabet
-from ocr.charlm import CharLM
+from ocr.charlm import DEFAULT_WEIGHT, CharLM
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Fusion:
     """A character language model for beam search and how much it counts (see ``ocr.charlm``)."""
 
     lm: CharLM
-    weight: float = 0.6
+    weight: float = DEFAULT_WEIGHT
     length_bonus: float = 1.0
 
 

@@ -9,6 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
+from ocr.charlm import DEFAULT_WEIGHT
 from ocr.datasets import import_kaggle
 from ocr.decode import Fusion
 from ocr.metrics import accuracy_by_length, confusions, edit_distance, summarize
@@ -36,7 +37,7 @@ def read_history(checkpoint: Path, ckpt: dict) -> list[dict]:
 
 def evaluate(checkpoint: str | Path, data: str | Path, split: str, out: str | Path, beam: int = 0,
              device: str = "cpu", lexicon: str | None = None, lexicon_ratio: float = 0.01, lm: str | None = None,
-             lm_weight: float = 0.6) -> dict:
+             lm_weight: float = DEFAULT_WEIGHT) -> dict:
     """``lexicon``: ``names`` or a word-list file for lexicon-assisted decoding (``ocr.lexicon``; beam 10 at least).
     ``lm``: ``names`` or a word-list file for a character language model in the beam (``ocr.charlm``; beam 20)."""
     checkpoint, out = Path(checkpoint), Path(out)
