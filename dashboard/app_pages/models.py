@@ -36,8 +36,8 @@ if c1.button("Set as default model", key="models_default"):
     st.toast(f"model {model_id} is the default")
 
 LM_HELP = ("Beam search with a character language model of first names and surnames: it prefers likely "
-           "spellings (GUILLAUME over GUILLAURE) but can still read any name. About +10 points of exact match "
-           "on real Kaggle names; ~5 ms per image more.")
+           "spellings (GUILLAUME over GUILLAURE) but can still read any name. +10 to +15 points of exact "
+           "match on real Kaggle names; 3-5 ms more per image.")
 datasets = dataset_choices(s)
 st.subheader("Evaluate")
 if datasets:
