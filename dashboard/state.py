@@ -70,6 +70,15 @@ def names_fusion(alphabet_chars: str):
     return Fusion(CharLM.names(Alphabet(alphabet_chars)))
 
 
+def require_models(s: Settings, hint: str) -> dict[str, int]:
+    """``model_choices``, or ``hint`` and the end of the page when there is no model yet."""
+    models = model_choices(s)
+    if not models:
+        st.info(hint)
+        st.stop()
+    return models
+
+
 def load_recognizer(s: Settings, model_id: int):
     from db.registry import model_file
 

@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from ocr.config import add_training_options
+
 
 def _submit(args, settings) -> int:
     from jobs.queue import submit
@@ -124,15 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--val-dataset", action="append", default=[], metavar="NAME",
                    help="validate on this dataset's validation split (default: a seeded 5 %% holdout)")
     k.add_argument("--val-split", action="append")
-    k.add_argument("--preset", default="small", choices=["small", "large", "textbook"])
-    k.add_argument("--epochs", type=int, default=30)
-    k.add_argument("--max-minutes", type=float)
-    k.add_argument("--batch-size", type=int, default=64)
-    k.add_argument("--lr", type=float, default=2e-3)
-    k.add_argument("--scheduler", default="onecycle", choices=["onecycle", "cosine", "plateau", "constant"])
-    k.add_argument("--no-augment", action="store_true")
-    k.add_argument("--val-fraction", type=float, default=0.05)
-    k.add_argument("--seed", type=int, default=0)
+    add_training_options(k)
     k.add_argument("--device", default="auto", help="auto (the worker's device), cpu, cuda, cuda:N")
     k.add_argument("--init", type=int, metavar="MODEL_ID", help="fine-tune from this model")
     for name, help_ in (("evaluate", "read a split with a model and store one prediction per sample"),

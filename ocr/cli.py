@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from ocr.config import add_training_options
+
 
 class CLIError(Exception):
     """A failure explained in one line."""
@@ -243,18 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--val", action="append", default=[], metavar="DIR[:SPLITS]",
                    help="validation data (default: a seeded share of the training rows)")
     s.add_argument("--out", required=True, metavar="RUNDIR")
-    s.add_argument("--preset", default="small", choices=["small", "large", "textbook"])
-    s.add_argument("--epochs", type=int, default=30)
-    s.add_argument("--max-minutes", type=float, help="plan the run (and its LR schedule) for this budget")
+    add_training_options(s)
     s.add_argument("--init", metavar="CKPT", help="fine-tune from this checkpoint")
     s.add_argument("--resume", action="store_true", help="continue RUNDIR/last.pt exactly")
     s.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps")
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--lr", type=float, default=2e-3)
-    s.add_argument("--scheduler", default="onecycle", choices=["onecycle", "cosine", "plateau", "constant"])
-    s.add_argument("--no-augment", action="store_true")
-    s.add_argument("--val-fraction", type=float, default=0.05)
-    s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=-1, help="DataLoader workers (default: 0 on CPU, 4 on GPU)")
     s.add_argument("--diagnose", action="store_true", help="print batch statistics before training")
     s.add_argument("--data-on-device", action=argparse.BooleanOptionalAction, default=None,

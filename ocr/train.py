@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from ocr.alphabet import BLANK, Alphabet
 from ocr.augment import Augment, AugmentConfig
+from ocr.config import SCHEDULERS, TrainConfig
 from ocr.datasets import LineDataset, Sample, collate, data_fingerprint
 from ocr.decode import ctc_min_length, greedy_decode
 from ocr.metrics import cer, exact_match
@@ -36,29 +37,6 @@ class TrainingError(RuntimeError):
     """A run that cannot go on, with a message meant for the user."""
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    preset: str = "small"
-    epochs: int = 30
-    max_minutes: float | None = None  # plan the run (and its LR schedule) for this budget
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    scheduler: str = "onecycle"  # onecycle | cosine | plateau | constant
-    grad_clip: float = 5.0
-    augment: bool = True
-    val_fraction: float = 0.05
-    seed: int = 0
-    device: str = "auto"
-    workers: int = -1  # -1: 0 on CPU, 4 on a GPU
-    data_on_device: bool | None = None  # images + augmentation on the training device (ocr.device_data); None: on CUDA
-    amp: bool = True  # mixed precision, on CUDA only
-    max_bad_batches: int = 20  # consecutive non-finite losses before giving up
-    log_every: int = 10
-    diagnose: bool = False
-
-
-SCHEDULERS = ("onecycle", "cosine", "plateau", "constant")
 
 
 class Callback:

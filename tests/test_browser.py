@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import PY, ROOT, _free_port, populate, process_state, wait_for
+from tests.conftest import PY, ROOT, _free_port, populate, process_state, stop_process, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -67,12 +67,7 @@ def dashboard(tmp_path, monkeypatch, synth_dir, trained):
     finally:
         from jobs.queue import alive_workers
 
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop_process(server, grace=20)
         for w in alive_workers(settings, within=3600):
             try:
                 os.kill(w.pid, signal.SIGTERM)

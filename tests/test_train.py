@@ -107,3 +107,10 @@ def test_time_budget_plans_the_schedule_to_end_with_the_budget(synth_dir, tmp_pa
     steps = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     last_lr = [r["lr"] for r in steps if r["type"] == "epoch"][-1]
     assert last_lr < 0.1 * cfg.lr  # the schedule ran to (nearly) its end, not cut at its peak
+
+
+def test_preset_names_for_the_command_lines_are_the_model_presets():
+    from ocr.config import PRESET_NAMES
+    from ocr.model import PRESETS
+
+    assert PRESET_NAMES == tuple(PRESETS)

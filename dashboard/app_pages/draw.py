@@ -5,15 +5,12 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas  # registers itself only inside a running app: import here
 
 from dashboard.drawing import is_blank, to_image, to_png
-from dashboard.state import load_recognizer, model_choices, names_fusion, settings, show_error
+from dashboard.state import load_recognizer, names_fusion, require_models, settings, show_error
 from db.catalog import add_drawn_sample
 
 s = settings()
 st.title("Draw")
-models = model_choices(s)
-if not models:
-    st.info("No model yet: train one first (Overview has a one-click starter model).")
-    st.stop()
+models = require_models(s, "No model yet: train one first (Overview has a one-click starter model).")
 c1, c2, c3 = st.columns([3, 1, 1.3])
 model_id = models[c1.selectbox("Model", list(models), key="draw_model")]
 pen = c2.slider("Pen width", 2, 16, 6, key="draw_pen")
