@@ -38,18 +38,39 @@ def dataset_choices(s: Settings) -> dict[str, int]:
     return {d["name"]: d["id"] for d in dataset_counts(s)}
 
 
-def model_choices(s: Settings) -> dict[str, int]:
-    """'#id name (epoch, val CER)' -> id, newest first, the default model first."""
+def model_choices(s: Settings) -> dict[int, str]:
+    """id -> '#id name', the default model first, then newest first. A label never changes while its job trains (the
+    metrics are in ``model_summary``): a selectbox keeps its choice by label, and would lose it at the next epoch."""
     from db.registry import default_model, list_models
 
     default = default_model(s)
-    out = {}
     models = list_models(s)
     models.sort(key=lambda m: (default is None or m.id != default.id, -m.id))
-    for m in models:
-        cer = (m.metrics or {}).get("val_cer")
-        out[f"#{m.id} {m.name}" + (f" (epoch {m.epoch}, val CER {cer:.3f})" if cer is not None else "")] = m.id
-    return out
+    return {m.id: f"#{m.id} {m.name}" for m in models}
+
+
+def model_summary(s: Settings, model_id: int) -> str:
+    """'epoch 4 · val CER 0.123 · default' for a caption under a model picker."""
+    from db.registry import default_model, get_model
+
+    m = get_model(s, model_id)
+    cer = (m.metrics or {}).get("val_cer")
+    default = default_model(s)
+    parts = [f"epoch {m.epoch}" if m.epoch is not None else None, f"val CER {cer:.3f}" if cer is not None else None,
+             "default" if default is not None and default.id == m.id else None]
+    return " · ".join(p for p in parts if p) or m.path
+
+
+def select_model(s: Settings, key: str, hint: str, where=st) -> int:
+    """The page's model picker (``hint`` and the end of the page when there is no model yet); the chosen model stays
+    chosen while training jobs add models and update theirs."""
+    models = model_choices(s)
+    if not models:
+        st.info(hint)
+        st.stop()
+    model_id = where.selectbox("Model", list(models), key=key, format_func=lambda i: models.get(i, f"#{i}"))
+    where.caption(model_summary(s, model_id))
+    return model_id
 
 
 @st.cache_resource(show_spinner="loading the model", max_entries=4)
@@ -68,15 +89,6 @@ def names_fusion(alphabet_chars: str):
     from ocr.decode import Fusion
 
     return Fusion(CharLM.names(Alphabet(alphabet_chars)))
-
-
-def require_models(s: Settings, hint: str) -> dict[str, int]:
-    """``model_choices``, or ``hint`` and the end of the page when there is no model yet."""
-    models = model_choices(s)
-    if not models:
-        st.info(hint)
-        st.stop()
-    return models
 
 
 def load_recognizer(s: Settings, model_id: int):

@@ -88,15 +88,32 @@ def _shot(page, tmp_path: Path, name: str) -> None:
         page.screenshot(path=str(Path(target) / f"{name}.png"), full_page=True)
 
 
+def _idle(page) -> None:
+    """Wait until the page's script run has finished: a click during a run can land on an element the run replaces."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
+
+
 def test_train_watch_review_and_draw_in_a_browser(dashboard, browser_context, tmp_path):
+    page = browser_context.new_page()
+    try:
+        _train_review_draw(page, dashboard, tmp_path)
+    except Exception as exc:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        log = (tmp_path / "streamlit.log").read_text(errors="replace")[-4000:]
+        raise AssertionError(f"{exc}\nscreenshot: {tmp_path / 'failure.png'}\n--- streamlit log (end) ---\n{log}") from exc
+
+
+def _train_review_draw(page, dashboard, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
     from db.engine import session
     from db.models import LabelEdit
 
     settings = dashboard["settings"]
-    page = browser_context.new_page()
 
     # Train: a short job, then points on the live chart
     page.goto(f"{dashboard['url']}/train")
+    _idle(page)
     page.get_by_role("spinbutton", name="Epochs").fill("6")
     page.get_by_role("spinbutton", name="Time budget (minutes, 0 = none)").fill("0")
     page.get_by_role("spinbutton", name="Batch size").fill("16")
@@ -110,14 +127,18 @@ def test_train_watch_review_and_draw_in_a_browser(dashboard, browser_context, tm
 
     # Review: correct the first mistake's label, then find it in the database
     page.goto(f"{dashboard['url']}/review")
+    _idle(page)
     field = page.get_by_label("Correct label").first
     field.fill("PLAYWRIGHT")
+    expect(field).to_have_value("PLAYWRIGHT")
     page.get_by_role("button", name="Save").first.click()
     wait_for(lambda: _edits(settings, "PLAYWRIGHT"), 30, "the correction in the database")
+    _idle(page)
     _shot(page, tmp_path, "dashboard-review")
 
     # Draw: strokes on the canvas, then a prediction with its candidates
     page.goto(f"{dashboard['url']}/draw")
+    _idle(page)
     canvas = page.locator("canvas.upper-canvas").first
     canvas.wait_for()
     box = canvas.bounding_box()
@@ -130,7 +151,8 @@ def test_train_watch_review_and_draw_in_a_browser(dashboard, browser_context, tm
             page.mouse.move(x0 + dx + 40, y0 + 70, steps=5)
         page.mouse.up()
     page.get_by_text("What the model sees").wait_for(timeout=60_000)
-    assert page.get_by_text("Prediction").first.is_visible()
+    page.get_by_text("Prediction").first.wait_for(timeout=60_000)
+    _idle(page)
     _shot(page, tmp_path, "dashboard-draw")
 
     with session(settings) as s:

@@ -129,6 +129,41 @@ def test_review_page_corrects_accepts_undoes_and_retrains(populated):
     assert len(corrections.history(s, int(field.key.split("-")[1]))) == before
 
 
+def test_pages_keep_their_model_while_a_training_job_registers_better_ones(populated):
+    """A running job rewrites its best.pt each epoch and soon becomes the default model: a page left open on a model
+    keeps it, and what is submitted there applies to that model."""
+    from db import corrections
+    from db.registry import default_model, register_checkpoint
+    from jobs.queue import list_jobs
+
+    s = populated["settings"]
+    old = populated["model_id"]
+    job_best = s.data_dir / "runs" / "job-99" / "best.pt"
+    review = _page("review")
+    assert review.selectbox(key="review_model").value == old
+    best = register_checkpoint(s, job_best, "best", epoch=1, metrics={"val_cer": 0.5})
+    last = register_checkpoint(s, job_best.with_name("last.pt"), "last", epoch=1, metrics={"val_cer": 0.5})
+    models = _page("models")
+    assert models.selectbox(key="models_model").options[:2] == [f"#{best} runs/job-99/best.pt", f"#{last} runs/job-99/last.pt"]
+    models.selectbox(key="models_model").set_value(last).run()  # not the first choice: a reset would show
+    assert models.caption[0].value == "epoch 1 · val CER 0.500"
+
+    for path, kind in ((job_best, "best"), (job_best.with_name("last.pt"), "last")):  # the job's next epoch
+        register_checkpoint(s, path, kind, epoch=2, metrics={"val_cer": 0.2})
+    models.selectbox(key="eval_split").set_value("train")
+    _button(models, "Run evaluation job").click().run()
+    assert [j["params"]["model"] for j in list_jobs(s) if j["kind"] == "evaluate" and j["status"] == "queued"] == [last]
+    assert models.caption[0].value == "epoch 2 · val CER 0.200"
+
+    assert default_model(s).id == best
+    field = [t for t in review.text_input if t.key and t.key.startswith("label-")][0]
+    field.input("MARIE-CLAIRE")
+    _button(review, "Save").click().run()
+    assert not review.exception
+    assert review.selectbox(key="review_model").value == old
+    assert corrections.history(s, int(field.key.split("-")[1]))[-1]["new_label"] == "MARIE-CLAIRE"
+
+
 def test_draw_page_waits_for_a_drawing(populated):
     at = _page("draw")
     assert any("Draw a word" in i.value for i in at.info)

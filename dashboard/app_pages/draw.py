@@ -5,14 +5,13 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas  # registers itself only inside a running app: import here
 
 from dashboard.drawing import is_blank, to_image, to_png
-from dashboard.state import load_recognizer, names_fusion, require_models, settings, show_error
+from dashboard.state import load_recognizer, names_fusion, select_model, settings, show_error
 from db.catalog import add_drawn_sample
 
 s = settings()
 st.title("Draw")
-models = require_models(s, "No model yet: train one first (Overview has a one-click starter model).")
 c1, c2, c3 = st.columns([3, 1, 1.3])
-model_id = models[c1.selectbox("Model", list(models), key="draw_model")]
+model_id = select_model(s, "draw_model", "No model yet: train one first (Overview has a one-click starter model).", c1)
 pen = c2.slider("Pen width", 2, 16, 6, key="draw_pen")
 use_lm = c3.toggle("Names LM", value=True, key="draw_lm",
                    help="A character language model of first names and surnames in the beam search: it prefers likely "

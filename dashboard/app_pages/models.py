@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import select
 
-from dashboard.state import dataset_choices, model_choices, settings, show_error
+from dashboard.state import dataset_choices, model_choices, select_model, settings, show_error
 from db.catalog import splits_of
 from db.engine import session
 from db.models import Job
@@ -28,8 +28,7 @@ st.dataframe(pd.DataFrame([{"model": m.id, "name": m.name, "kind": m.kind, "defa
                             "val CER": (m.metrics or {}).get("val_cer"), "path": m.path} for m in models]),
              hide_index=True)
 
-choices = model_choices(s)
-model_id = choices[st.selectbox("Model", list(choices), key="models_model")]
+model_id = select_model(s, "models_model", "")
 c1, c2 = st.columns(2)
 if c1.button("Set as default model", key="models_default"):
     set_default(s, model_id)
@@ -112,11 +111,11 @@ if "export_zip" in st.session_state:
     st.download_button(f"Download {name}", payload, file_name=name, mime="application/zip", key="export_dl")
 
 st.subheader("Compare two models on the same samples")
+choices = model_choices(s)
 if len(choices) >= 2:
     c1, c2, c3 = st.columns(3)
-    labels = list(choices)
-    a = choices[c1.selectbox("Before", labels, index=1, key="cmp_a")]
-    b = choices[c2.selectbox("After", labels, index=0, key="cmp_b")]
+    a = c1.selectbox("Before", list(choices), index=1, key="cmp_a", format_func=choices.get)
+    b = c2.selectbox("After", list(choices), index=0, key="cmp_b", format_func=choices.get)
     split = c3.selectbox("Split", sorted({sp for d in datasets.values() for sp in splits_of(s, d)}), key="cmp_split")
     result = compare_models(s, a, b, split)
     if not result["n"]:

@@ -3,7 +3,7 @@
 import streamlit as st
 from sqlalchemy import select
 
-from dashboard.state import dataset_choices, diff_html, require_models, settings, show_error
+from dashboard.state import dataset_choices, diff_html, select_model, settings, show_error
 from db import corrections
 from db.catalog import kaggle_csv, splits_of
 from db.engine import session
@@ -13,12 +13,9 @@ from jobs import queue
 
 s = settings()
 st.title("Review")
-models = require_models(s, "No model yet: train one on the Train page (or from the Overview), then evaluate it on the "
-                           "Models page.")
-
 c1, c2, c3 = st.columns([3, 2, 2])
-model_label = c1.selectbox("Model", list(models), key="review_model")
-model_id = models[model_label]
+model_id = select_model(s, "review_model", "No model yet: train one on the Train page (or from the Overview), then "
+                                           "evaluate it on the Models page.", c1)
 with session(s) as db:
     splits = sorted(db.scalars(select(Prediction.split).where(Prediction.model_id == model_id).distinct()))
     model = db.get(Model, model_id)

@@ -39,7 +39,8 @@ with st.form("new-train-job"):
     scheduler = c2.selectbox("Scheduler", SCHEDULERS, key="train_scheduler")
     device = c3.selectbox("Device", ["auto", "cpu", *gpu_devices()], key="train_device",
                           help="auto: the worker's device (a GPU when it has one)")
-    init = c4.selectbox("Start from", ["a new model", *models], key="train_init")
+    init = c4.selectbox("Start from", [None, *models], key="train_init",
+                        format_func=lambda i: "a new model" if i is None else models.get(i, f"#{i}"))
     augment = st.checkbox("Augmentation", value=True, key="train_augment")
     if st.form_submit_button("Start training", type="primary"):
         config = {"preset": preset, "epochs": int(epochs), "batch_size": int(batch), "lr": float(lr),
@@ -47,7 +48,7 @@ with st.form("new-train-job"):
         if minutes > 0:
             config["max_minutes"] = float(minutes)
         try:
-            job_id = queue.submit(s, "train", {"datasets": chosen, "init_model": models.get(init),
+            job_id = queue.submit(s, "train", {"datasets": chosen, "init_model": init,
                                                "config": config})
             st.session_state["train_job"] = job_id  # follow the new job below
             st.success(f"Queued training job {job_id}.")
