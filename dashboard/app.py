@@ -11,9 +11,24 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts dashboard/ on the path, no
 
 import streamlit as st  # noqa: E402
 
-from dashboard.state import ensure_background_worker, ensure_default_data  # noqa: E402
+from dashboard.state import (  # noqa: E402
+    ensure_background_worker,
+    ensure_default_data,
+    listens_beyond_this_machine,
+    login_configured,
+    warn_open_server,
+)
 
 st.set_page_config(page_title="Handwriting OCR", page_icon=":material/draw:", layout="wide")
+if login_configured() and not st.user.get("is_logged_in"):
+    st.title("Handwriting OCR")
+    st.button("Log in", on_click=st.login, type="primary")
+    st.stop()
+if listens_beyond_this_machine() and not login_configured():
+    warn_open_server()
+    st.warning(f"This dashboard listens on {st.get_option('server.address') or 'every network interface'} without a "
+               "login: anyone who can reach it can import server files, edit labels and start jobs. Bind it to "
+               "127.0.0.1, or configure Streamlit's login ([auth] in .streamlit/secrets.toml).", icon=":material/warning:")
 ensure_background_worker()
 ensure_default_data()
 PAGES = ROOT / "dashboard" / "app_pages"

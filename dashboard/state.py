@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import html
 import os
+import re
+import time
 from difflib import SequenceMatcher
 from pathlib import Path
 
@@ -17,19 +19,72 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
-@st.cache_resource(show_spinner=False)
-def _worker_process(data_dir: str, url: str, device: str):
-    from jobs.control import ensure_worker
+LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")
 
-    return ensure_worker(Settings(data_dir=Path(data_dir), database_url=url), device)
+
+def login_configured() -> bool:
+    """Whether Streamlit's OIDC login is set up (an ``[auth]`` section in ``.streamlit/secrets.toml``)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets file at all
+        return False
+
+
+def listens_beyond_this_machine() -> bool:
+    """True when the server binds anything but the loopback address (Streamlit binds every interface when unset)."""
+    return (st.get_option("server.address") or "") not in LOCAL_ADDRESSES
+
+
+@st.cache_resource(show_spinner=False)
+def warn_open_server() -> None:
+    """Said once per server process, on its log, as loudly as a log can."""
+    import sys
+
+    address = st.get_option("server.address") or "every network interface (0.0.0.0)"
+    print("\n" + "!" * 100 + f"\n  WARNING: this dashboard listens on {address} WITHOUT A LOGIN.\n"
+          "  Anyone who can reach it can import files from this server, edit labels and start jobs.\n"
+          "  Use --server.address 127.0.0.1 or configure Streamlit's login ([auth] in .streamlit/secrets.toml).\n"
+          + "!" * 100 + "\n", file=sys.stderr, flush=True)
+
+
+def default_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def current_user() -> str:
+    """Who makes an edit in this browser session: the signed-in user (Streamlit's ``st.user``) when login is
+    configured, else the name given on Settings, else the OS user running the dashboard."""
+    if st.user.get("is_logged_in"):
+        return str(st.user.get("email") or st.user.get("name") or st.user.get("sub") or "signed-in user")[:100]
+    return st.session_state.get("user_name") or default_user()
+
+
+@st.cache_resource(show_spinner=False)
+def _dashboard_worker(data_dir: str, url: str, device: str):
+    """One per server process: this dashboard's presence file and the worker it starts."""
+    from jobs.control import DashboardWorker, register_dashboard
+
+    s = Settings(data_dir=Path(data_dir), database_url=url)
+    register_dashboard(s)
+    return DashboardWorker(s, device)
 
 
 def ensure_background_worker() -> None:
-    """Start ``python -m jobs.worker`` unless one is alive (``HWR_START_WORKER=0`` turns this off, e.g. in tests)."""
+    """Start ``python -m jobs.worker`` unless one is alive, and again when it died (reaped, never left a zombie);
+    ``HWR_START_WORKER=0`` turns this off, e.g. in tests. Checked at most every 5 s."""
     if os.environ.get("HWR_START_WORKER", "1") == "0":
         return
     s = settings()
-    _worker_process(str(s.data_dir), s.database_url, os.environ.get("HWR_DEVICE", "auto"))
+    holder = _dashboard_worker(str(s.data_dir), s.database_url, os.environ.get("HWR_DEVICE", "auto"))
+    now = time.monotonic()
+    if now - getattr(holder, "checked", 0.0) > 5.0:
+        holder.checked = now
+        holder.ensure()
 
 
 def dataset_choices(s: Settings) -> dict[str, int]:
@@ -69,7 +124,7 @@ def select_model(s: Settings, key: str, hint: str, where=st) -> int:
         st.info(hint)
         st.stop()
     model_id = where.selectbox("Model", list(models), key=key, format_func=lambda i: models.get(i, f"#{i}"))
-    where.caption(model_summary(s, model_id))
+    where.caption(plain(model_summary(s, model_id)))
     return model_id
 
 
@@ -116,8 +171,19 @@ def diff_html(label: str | None, prediction: str) -> str:
     return f'<code style="font-size:1.1em">{"".join(out)}</code>'
 
 
+_MARKDOWN_SIGNIFICANT = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def plain(text: object) -> str:
+    """``text`` for a Streamlit element that renders Markdown (captions, alerts, ``st.markdown``), shown exactly as
+    typed: every ASCII punctuation character is backslash-escaped (CommonMark allows it for all of them), so a label
+    such as ``[X](HTTPS://EVIL.EXAMPLE)`` is no link, no autolink, no HTML, no ``:color[...]`` directive, no math;
+    line breaks become spaces."""
+    return _MARKDOWN_SIGNIFICANT.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
 def show_error(exc: Exception) -> None:
-    st.error(str(exc), icon=":material/error:")
+    st.error(plain(exc), icon=":material/error:")
 
 
 DEFAULT_DATASET = "synthetic-default"

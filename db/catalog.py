@@ -13,6 +13,7 @@ import io
 import os
 import re
 import shutil
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,12 +25,14 @@ from db.engine import session
 from db.models import SOURCES, Dataset, Sample
 from db.settings import Settings
 from ocr.alphabet import Alphabet
-from ocr.datasets import SPLITS, check_image, csv_path, image_dir, import_kaggle, open_source
+from ocr.datasets import SPLITS, NotKaggleLayout, check_image, csv_path, extract_zip, image_dir, import_kaggle, inside
+from ocr.limits import MAX_LABEL_LENGTH
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 POOL_SPLIT = "pool"  # images imported without labels; those labelled later are trained on
 CHUNK = 2000
-STATUS_OF_REASON = {"blank": "unlabelled", "unreadable": "unreadable", "empty": "empty", "bad_chars": "excluded"}
+STATUS_OF_REASON = {"blank": "unlabelled", "unreadable": "unreadable", "empty": "empty", "bad_chars": "excluded",
+                    "too_long": "excluded"}
 KAGGLE_TEXT = {"unreadable": "UNREADABLE", "empty": "EMPTY"}
 
 
@@ -53,39 +56,45 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "dataset"
 
 
-def _is_kaggle_layout(path: Path) -> bool:
+def _rows(path: Path, alphabet: Alphabet, extract_to: Path) -> tuple[Path, list[dict], dict]:
+    """Everything to insert from a Kaggle-layout folder/zip or a plain folder (or zip) of images (an unlabelled pool).
+    A zip is extracted into a new folder under ``extract_to``; files reached through a link that leaves the folder
+    are never read."""
+    if path.is_file():
+        if not zipfile.is_zipfile(path):
+            raise CatalogError(f"{path.name}: not a readable zip file (corrupt or cut short), nor a folder")
+        path = extract_zip(path, extract_to)
+    if not path.is_dir():
+        raise CatalogError(f"{path}: not a Kaggle-layout folder or zip, nor a folder of images")
     try:
-        open_source(path)
-        return True
-    except ValueError:
-        return False
-
-
-def _rows(path: Path, alphabet: Alphabet) -> tuple[Path, list[dict], dict]:
-    """Everything to insert from a Kaggle-layout folder/zip or a plain folder of images (an unlabelled pool)."""
-    if _is_kaggle_layout(path):
         result = import_kaggle(path, alphabet=alphabet, check_images=False)
+    except NotKaggleLayout:
+        result = None
+    if result is not None:
         root = result.root
         rows = [{"file": s.path, "split": s.split, "label": s.label, "original": s.label, "status": "ok", "note": None}
                 for s in result.samples]
         for e in result.excluded:
             folder = Path(os.path.normpath(image_dir(root, e.split).absolute()))
             file = Path(os.path.normpath(folder / e.filename))
-            if e.reason == "bad_image" or not file.is_relative_to(folder):
+            if e.reason == "bad_image" or not file.is_relative_to(folder) or not inside(file, root):
                 continue  # no image, or a path outside the image folder: never read it
             label = e.raw_label.strip().upper() if e.reason == "bad_chars" else None
-            rows.append({"file": file, "split": e.split, "label": label, "original": e.raw_label.strip() or None,
+            rows.append({"file": file, "split": e.split, "label": label,
+                         "original": e.raw_label.strip()[:MAX_LABEL_LENGTH] or None,
                          "status": STATUS_OF_REASON[e.reason], "note": e.detail or None})
         return root, rows, result.summary()
-    if not path.is_dir():
-        raise CatalogError(f"{path}: not a Kaggle-layout folder or zip, nor a folder of images")
     root = path
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    outside = [f for f in files if not inside(f, root)]
+    files = [f for f in files if inside(f, root)]
     if not files:
-        raise CatalogError(f"{path}: no Kaggle CSV and no images (.jpg, .png, ...) found")
+        raise CatalogError(f"{path}: no Kaggle CSV and no images (.jpg, .png, ...) found"
+                           + (f" ({len(outside)} link(s) to images outside the folder refused)" if outside else ""))
     rows = [{"file": f.absolute(), "split": POOL_SPLIT, "label": None, "original": None, "status": "unlabelled",
              "note": None} for f in files]
-    return root, rows, {"root": str(root), "rows": len(rows), "usable": 0, "unlabelled": len(rows)}
+    return root, rows, {"root": str(root), "rows": len(rows), "usable": 0, "unlabelled": len(rows),
+                        "links_outside_refused": len(outside)}
 
 
 def import_dataset(
@@ -106,7 +115,7 @@ def import_dataset(
     path = Path(os.path.normpath(Path(path).absolute()))
     if not path.exists():
         raise CatalogError(f"{path}: no such file or folder")
-    root, rows, summary = _rows(path, alphabet)
+    root, rows, summary = _rows(path, alphabet, settings.data_dir / "extracted")
     inside = root.is_relative_to(settings.data_dir)
     dest_root = root if inside else settings.data_dir / "datasets" / slug(name)
 
@@ -161,6 +170,11 @@ def import_dataset(
     flush()
     if progress is not None:
         progress(len(rows), len(rows))
+    if created and not counts["added"] and not counts["already_present"] and counts.get("stopped_at") is None:
+        with session(settings, write=True) as s:
+            s.execute(delete(Dataset).where(Dataset.id == dataset_id))
+        raise CatalogError(f"{path}: no image could be read ({counts['bad_image']:,} of {len(rows):,} rows have a "
+                           "missing, empty, corrupt or oversized image); no dataset was created")
     if created and not counts["added"] and counts["already_present"]:
         # the same images under another name: keep the dataset that has them, not an empty twin
         with session(settings, write=True) as s:
@@ -246,7 +260,8 @@ def kaggle_csv(settings: Settings, dataset: str, split: str) -> str:
 
 
 def export_kaggle(settings: Settings, dataset: str, out_dir: str | Path) -> list[Path]:
-    """Write ``written_name_{split}_v2.csv`` for every split of the dataset into ``out_dir``."""
+    """Write ``written_name_{split}_v2.csv`` for every split of the dataset into ``out_dir``, and its edit history
+    ``label_edits.csv``."""
     ds = dataset_id(settings, dataset)
     with session(settings) as s:
         splits = list(s.scalars(select(Sample.split).where(Sample.dataset_id == ds).distinct()))
@@ -257,7 +272,11 @@ def export_kaggle(settings: Settings, dataset: str, out_dir: str | Path) -> list
         target = csv_path(out, split)
         target.write_text(kaggle_csv(settings, dataset, split), encoding="utf-8")
         written.append(target)
-    return written
+    from db.corrections import edits_csv
+
+    target = out / "label_edits.csv"  # who changed what, when
+    target.write_text(edits_csv(settings, dataset), encoding="utf-8")
+    return [*written, target]
 
 
 def browse(settings: Settings, dataset: int, split: str | None = None, status: str | None = None, text: str = "",

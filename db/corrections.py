@@ -127,6 +127,29 @@ def history(settings: Settings, sample_id: int) -> list[dict]:
              "reverts": e.reverts_id} for e in edits]
 
 
+def edits_csv(settings: Settings, dataset: str) -> str:
+    """Every label edit of a dataset, oldest first, as CSV: when, which sample and file, from what to what, by whom."""
+    import csv
+    import io
+    import os
+
+    from db.catalog import dataset_id
+
+    ds = dataset_id(settings, dataset)
+    with session(settings) as s:
+        rows = s.execute(select(LabelEdit, Sample.path).join(Sample, Sample.id == LabelEdit.sample_id)
+                         .where(Sample.dataset_id == ds).order_by(LabelEdit.id)).all()
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["edit_id", "time_utc", "sample_id", "FILENAME", "old_label", "new_label", "old_status", "new_status",
+                "source", "user", "reverts_edit"])
+    for e, path in rows:
+        w.writerow([e.id, e.created_at.isoformat(timespec="seconds"), e.sample_id, os.path.basename(path),
+                    e.old_label or "", e.new_label or "", e.old_status, e.new_status, e.source, e.user_name or "",
+                    e.reverts_id or ""])
+    return buf.getvalue()
+
+
 def edits_since(settings: Settings, when: datetime | None, dataset_ids: list[int] | None = None) -> int:
     """How many samples had their label or status changed after ``when`` (e.g. since a model's training data was read)."""
     stmt = select(func.count(func.distinct(LabelEdit.sample_id)))

@@ -3,6 +3,7 @@ anything is written. Training options are ``ocr.train.TrainConfig`` fields (one 
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -22,7 +23,7 @@ class ImportParams:
     name: str
     source: str = "kaggle"
     kaggle_dataset: str | None = None  # e.g. landlord/handwriting-recognition: download it with the Kaggle API first
-    credentials: str | None = None  # a folder holding kaggle.json, deleted after use (never the secret itself)
+    credentials: bool = False  # a kaggle.json handed in at submit: it lives in DATA_DIR/secrets/<job id>/ until the job ends
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def _type_ok(value, annotation) -> bool:
         (item,) = typing.get_args(hint)
         return isinstance(value, list) and all(_type_ok(v, item) for v in value)
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, origin or hint)
@@ -95,7 +96,8 @@ def _build(cls, values: dict, what: str):
                 raise ParamsError(f"{what}: missing parameter {name!r}")
             continue
         if not _type_ok(values[name], f.type):
-            raise ParamsError(f"{what}: {name}={values[name]!r} is not a valid {f.type}")
+            finite = " finite" if "float" in str(f.type) and isinstance(values[name], float) else ""
+            raise ParamsError(f"{what}: {name}={values[name]!r} is not a valid{finite} {f.type}")
     return cls(**values)
 
 

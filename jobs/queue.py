@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import socket
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -17,6 +19,7 @@ from db.registry import get_model
 from db.settings import Settings
 from jobs import params as P
 
+log = logging.getLogger("jobs.queue")
 STALE_AFTER_S = 30.0
 WORKER_ALIVE_S = 15.0
 
@@ -30,9 +33,19 @@ def as_utc(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
 
 
-def submit(settings: Settings, kind: str, values: dict) -> int:
-    """Validate and queue a job; returns its id. Nothing is written when the parameters are wrong."""
+def submit(settings: Settings, kind: str, values: dict, secrets: dict[str, str] | None = None,
+           any_path: bool = False) -> int:
+    """Validate and queue a job; returns its id. Nothing is written when the parameters are wrong.
+
+    ``secrets`` (file name -> text, e.g. ``{"kaggle.json": ...}``) are written to ``DATA_DIR/secrets/<job id>/``
+    (0700/0600) before the job becomes visible to a worker, never to the database; they are removed when the job ends
+    in any state. An import reads only under ``settings.allowed_import_roots`` unless ``any_path`` (the operator's
+    command line: a person at a shell on the server reads those files anyway)."""
+    if secrets and kind == "import":
+        values = {**values, "credentials": True}
     p = P.parse(kind, values)
+    if kind == "import" and p.credentials and "kaggle.json" not in (secrets or {}):
+        raise JobError("import job: credentials=True needs the kaggle.json text handed to submit (secrets)")
     device = "auto"
     if kind == "train":
         for name in [*p.datasets, *p.val_datasets]:
@@ -44,15 +57,66 @@ def submit(settings: Settings, kind: str, values: dict) -> int:
         get_model(settings, p.model)
         _dataset_exists_or_coming(settings, p.dataset)
     elif kind == "import":
+        if not any_path:  # first: the answer must not tell whether a path outside the roots exists
+            settings.check_import_path(p.path)
         if not p.kaggle_dataset and not Path(p.path).exists():
             raise JobError(f"import job: {p.path}: no such file or folder")
         p = replace(p, path=os.path.normpath(Path(p.path).absolute()))  # the worker may run elsewhere
-    with session(settings, write=True) as s:
-        job = Job(kind=kind, params=P.to_dict(p), requested_device=device)
-        s.add(job)
-        s.flush()
-        job.log_path = settings.relative(settings.data_dir / "logs" / f"job-{job.id}.log")
-        return job.id
+    job_id = None
+    try:
+        with session(settings, write=True) as s:
+            job = Job(kind=kind, params=P.to_dict(p), requested_device=device)
+            s.add(job)
+            s.flush()
+            job_id = job.id
+            job.log_path = settings.relative(settings.data_dir / "logs" / f"job-{job.id}.log")
+            if secrets:
+                _write_secrets(settings, job.id, secrets)
+        return job_id
+    except BaseException:
+        if job_id is not None:
+            remove_secrets(settings, job_id)
+        raise
+
+
+def secrets_dir(settings: Settings, job_id: int) -> Path:
+    return settings.data_dir / "secrets" / str(int(job_id))
+
+
+def _write_secrets(settings: Settings, job_id: int, secrets: dict[str, str]) -> None:
+    folder = secrets_dir(settings, job_id)
+    folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shutil.rmtree(folder, ignore_errors=True)  # a folder left by a job of a database that was reset
+    folder.mkdir(mode=0o700)
+    for name, text in secrets.items():
+        if Path(name).name != name or name.startswith("."):
+            raise JobError(f"secret file name {name!r} must be a plain file name")
+        fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def remove_secrets(settings: Settings, job_id: int) -> None:
+    """Delete the job's secrets folder (only ever ``DATA_DIR/secrets/<job id>``)."""
+    folder = secrets_dir(settings, job_id)
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("job %s: secrets removed", job_id)
+
+
+def clean_secrets(settings: Settings) -> list[int]:
+    """Remove the secrets of every job that is no longer queued or running (a worker does this on start)."""
+    root = settings.data_dir / "secrets"
+    if not root.is_dir():
+        return []
+    with session(settings) as s:
+        waiting = set(s.scalars(select(Job.id).where(Job.status.in_(("queued", "running")))))
+    removed = []
+    for folder in root.iterdir():
+        if folder.is_dir() and not folder.is_symlink() and folder.name.isdigit() and int(folder.name) not in waiting:
+            remove_secrets(settings, int(folder.name))
+            removed.append(int(folder.name))
+    return removed
 
 
 def _dataset_exists_or_coming(settings: Settings, name: str) -> None:
@@ -146,8 +210,10 @@ def request_cancel(settings: Settings, job_id: int) -> str:
             raise JobError(f"no job with id {job_id}")
         if job.status == "queued":
             job.status, job.finished_at = "cancelled", utcnow()
+            remove_secrets(settings, job_id)
         elif job.status == "running":
             job.cancel_requested = True
+            log.info("job %s: cancel requested", job_id)
         return job.status
 
 
@@ -200,9 +266,11 @@ def recover(settings: Settings, stale_after: float = STALE_AFTER_S) -> list[int]
                 job.error = (f"interrupted: {why} (last heartbeat {seen:%Y-%m-%d %H:%M:%S} UTC); "
                              f"resume it with `python -m jobs resume {job.id}`" if seen else f"interrupted: {why}")
                 interrupted.append(job.id)
+                log.warning("job %s marked interrupted: %s (worker %s)", job.id, why, job.worker_id)
         for w in workers.values():
             if w.stopped_at is None and (as_utc(w.heartbeat_at) < cutoff or (w.host == host and not pid_alive(w.pid))):
                 w.stopped_at = utcnow()
+                log.info("worker %s marked stopped (no heartbeat or process gone)", w.id)
     return interrupted
 
 

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import logging
 import os
 import signal
 import sys
 import threading
 import time
-import traceback
 
 from db.settings import Settings
-from jobs import queue
+from jobs import logs, queue
 
 PARENT_GONE_EXIT = 75
+log = logging.getLogger("jobs.runner")
 
 
 class Terminated(SystemExit):
@@ -28,8 +29,10 @@ class Terminated(SystemExit):
 
 def _parent_gone(settings: Settings, job_id: int) -> None:
     try:
+        log.warning("job %s: its worker process died; marking it interrupted", job_id)
         queue.finish(settings, job_id, "interrupted",
                      error=f"interrupted: its worker process died; resume it with `python -m jobs resume {job_id}`")
+        queue.remove_secrets(settings, job_id)
     finally:
         os._exit(PARENT_GONE_EXIT)
 
@@ -73,31 +76,33 @@ def run(job_id: int, device: str, settings: Settings) -> int:
     with session(settings) as s:
         job = s.get(Job, job_id)
         if job is None:
-            print(f"no job with id {job_id}", file=sys.stderr)
+            log.error("no job with id %s", job_id)
             return 2
         kind, params = job.kind, dict(job.params)
-    print(f"job {job_id}: {kind} on {device}, pid {os.getpid()}, params {params}", flush=True)
+    log.info("job %s: %s on %s, pid %s, params %s", job_id, kind, device, os.getpid(), params)
     ctx = JobContext(settings, job_id, params, device=device)
     try:
         result = TASKS[kind](ctx)
     except (ValueError, ParamsError, RuntimeError, OSError) as exc:  # includes TrainingError, CatalogError, ...
-        traceback.print_exc()
+        log.exception("job %s failed", job_id)
         queue.finish(settings, job_id, "failed", error=f"{type(exc).__name__}: {exc}")
         return 1
     except Terminated:
-        print(f"job {job_id}: terminated by its worker", flush=True)
+        log.warning("job %s: terminated by its worker", job_id)
         raise
     except BaseException as exc:  # noqa: BLE001 - a job must end with a status whatever happened
-        traceback.print_exc()
+        log.exception("job %s failed", job_id)
         queue.finish(settings, job_id, "failed", error=f"{type(exc).__name__}: {exc}")
         return 1
+    finally:
+        queue.remove_secrets(settings, job_id)
     if ctx.cancelled:
         queue.finish(settings, job_id, "cancelled", error="cancelled by request", result=result)
-        print(f"job {job_id}: cancelled", flush=True)
+        log.info("job %s: cancelled", job_id)
     else:
         queue.finish(settings, job_id, "succeeded", result=result)
         queue.set_progress(settings, job_id, 1.0, "done")
-        print(f"job {job_id}: succeeded", flush=True)
+        log.info("job %s: succeeded", job_id)
     return 0
 
 
@@ -107,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, required=True, help="the worker's pid; this process stops when it dies")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    logs.setup(capture_prints=True)
     settings = Settings.from_env()
     watch_parent(args.parent, settings, args.job_id)
     return run(args.job_id, args.device, settings)

@@ -4,9 +4,9 @@ stop requests, log) and returns a JSON-safe result; the training loop only sees 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -36,8 +36,8 @@ class JobContext:
     _last_check: float = 0.0
     _last_progress: float = field(default=0.0)
 
-    def log(self, text: str) -> None:
-        print(text, flush=True)
+    def log(self, text: str, level: int = logging.INFO) -> None:
+        logging.getLogger("jobs.task").log(level, "job %s: %s", self.job_id, text)
 
     def progress(self, fraction: float, message: str | None = None, force: bool = False) -> None:
         """Stored at most every half second, so a fast loop does not hammer the database."""
@@ -68,11 +68,15 @@ def run_import(ctx: JobContext) -> dict:
         ctx.progress(0.0, f"downloading {p.kaggle_dataset} from Kaggle", force=True)
         try:
             if p.credentials:
-                os.environ["KAGGLE_CONFIG_DIR"] = p.credentials
+                folder = queue.secrets_dir(ctx.settings, ctx.job_id)
+                if not (folder / "kaggle.json").is_file():
+                    raise ValueError("the Kaggle credentials given with this job are gone (they are deleted when a job "
+                                     "ends); submit the import again with them")
+                os.environ["KAGGLE_CONFIG_DIR"] = str(folder)
             path = download(p.path, p.kaggle_dataset)
         finally:
             if p.credentials:
-                shutil.rmtree(p.credentials, ignore_errors=True)
+                queue.remove_secrets(ctx.settings, ctx.job_id)
     result = catalog.import_dataset(ctx.settings, path, p.name, p.source, progress=progress, should_stop=ctx.should_stop)
     ctx.log(json.dumps({k: v for k, v in result.items() if k != "import"}))
     return result
@@ -210,7 +214,7 @@ def run_train(ctx: JobContext) -> dict:
     if resume:
         from ocr.train import load_checkpoint
 
-        done_epochs = load_checkpoint(out / "last.pt")["run_state"]["epoch"]
+        done_epochs = load_checkpoint(out / "last.pt", for_resume=True)["run_state"]["epoch"]
         queue.clear_metrics_after(ctx.settings, ctx.job_id, done_epochs)
         ctx.log(f"resuming from {out / 'last.pt'} after epoch {done_epochs}")
     cb = DbCallback(ctx)
@@ -223,14 +227,12 @@ def run_train(ctx: JobContext) -> dict:
     return json.loads(json.dumps(summary, default=str))
 
 
-def _score(rec, paths: list[Path], labels: list[str | None], beam: int = 0, fusion=None) -> list[dict]:
-    """Reading (greedy, or beam search with an optional language model), P(reading), log P(label) for one batch."""
+def _score(rec, images: list, labels: list[str | None], beam: int = 0, fusion=None) -> list[dict]:
+    """Reading (greedy, or beam search with an optional language model), P(reading), log P(label) for one batch of
+    decoded images."""
     from ocr.decode import beam_decode, greedy_decode, label_log_prob
-    from ocr.preprocess import load_image
 
-    arrays = []
-    for path in paths:
-        arrays.append(rec.prepare(load_image(path)))
+    arrays = [rec.prepare(image) for image in images]
     logits, lengths = rec.logits(arrays)
     if beam or fusion is not None:
         preds = beam_decode(logits, lengths, rec.alphabet, beam=beam or 20, fusion=fusion)
@@ -268,14 +270,29 @@ def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, split_n
         fusion = Fusion(CharLM.names(rec.alphabet))
         beam = max(beam, 20)
     ctx.log(f"decoder: {decoder_name(beam, lm)}")
-    records = []
+    from ocr.preprocess import load_image
+
+    def scorable(r) -> str | None:
+        """The label to score against: a usable one the model can spell, else None (predicted, not scored)."""
+        if not labelled or r.label is None or getattr(r, "status", "ok") != "ok" or rec.alphabet.invalid_chars(r.label):
+            return None
+        return r.label
+
+    def image(r):
+        try:
+            return load_image(ctx.settings.resolve(r.path))
+        except ValueError as exc:
+            skipped.append(r.id)
+            ctx.log(f"sample {r.id} ({r.path}) skipped: {exc}", logging.WARNING)
+            return None
+
+    records, skipped = [], []
     batch = 64
     for start in range(0, len(rows), batch):
-        chunk = rows[start:start + batch]
-        paths = [ctx.settings.resolve(r.path) for r in chunk]
-        labels = [r.label if labelled else None for r in chunk]
-        for r, scored in zip(chunk, _score(rec, paths, labels, beam, fusion)):
-            label = r.label if labelled else None
+        loaded = [(r, im) for r in rows[start:start + batch] if (im := image(r)) is not None]
+        chunk, images = [r for r, _ in loaded], [im for _, im in loaded]
+        labels = [scorable(r) for r in chunk]
+        for r, label, scored in zip(chunk, labels, _score(rec, images, labels, beam, fusion) if chunk else []):
             wrong = label is not None and scored["text"] != label
             records.append({
                 "model_id": model_id, "sample_id": r.id, "job_id": ctx.job_id, "split": split_name(r.split),
@@ -295,7 +312,13 @@ def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, split_n
             s.execute(delete(Prediction).where(Prediction.model_id == model_id, Prediction.sample_id.in_(ids[i:i + 5000])))
         for i in range(0, len(records), 5000):
             s.execute(insert(Prediction), records[i:i + 5000])
-    return {"n": len(records), "records": records}
+    return {"n": len(records), "records": records, "skipped_images": len(skipped)}
+
+
+def model_alphabet(ctx: JobContext, model_id: int) -> str:
+    from ocr.train import load_checkpoint
+
+    return load_checkpoint(model_file(ctx.settings, model_id))["alphabet"]
 
 
 def decoder_name(beam: int, lm: bool) -> str:
@@ -307,7 +330,7 @@ def decoder_name(beam: int, lm: bool) -> str:
 def _samples(ctx: JobContext, dataset: str, where) -> list:
     ds = catalog.dataset_id(ctx.settings, dataset)
     with session(ctx.settings) as s:
-        return s.execute(select(Sample.id, Sample.path, Sample.label, Sample.split)
+        return s.execute(select(Sample.id, Sample.path, Sample.label, Sample.split, Sample.status)
                          .where(Sample.dataset_id == ds, *where).order_by(Sample.id)).all()
 
 
@@ -324,19 +347,25 @@ def run_evaluate(ctx: JobContext) -> dict:
     if "stopped" in done:
         ctx.cancelled = True
         return done
-    labels = [r["label"] for r in done["records"]]
-    texts = [r["text"] for r in done["records"]]
+    scored = [r for r in done["records"] if r["label"] is not None]  # labels the model can spell
+    if not scored:
+        raise ValueError(f"no sample of {p.dataset}:{p.split} has a label this model can read (its characters: "
+                         f"{model_alphabet(ctx, p.model)!r})")
+    labels = [r["label"] for r in scored]
+    texts = [r["text"] for r in scored]
     metrics = summarize(labels, texts)
     with session(ctx.settings) as s:
         metrics["excluded"] = dict(s.execute(
             select(Sample.status, func.count()).where(Sample.dataset_id == catalog.dataset_id(ctx.settings, p.dataset),
                                                       Sample.split == p.split, Sample.status != "ok")
             .group_by(Sample.status)).all())
+    metrics["not_scored"] = len(done["records"]) - len(scored)
+    metrics["skipped_images"] = done["skipped_images"]
     result = {"model": p.model, "dataset": p.dataset, "split": p.split, "decoder": decoder_name(p.beam, p.lm), **metrics,
               "label_errors_suggested": sum(1 for r in done["records"] if r["label_error_score"] is not None
                                             and r["label_error_score"] > 0)}
     if p.report:
-        result["report"] = _report(ctx, p, done["records"], rows, metrics, accuracy_by_length(labels, texts),
+        result["report"] = _report(ctx, p, scored, rows, metrics, accuracy_by_length(labels, texts),
                                    confusions(labels, texts))
     ctx.log(json.dumps(result))
     return result
@@ -374,8 +403,9 @@ def run_predict(ctx: JobContext) -> dict:
         ctx.cancelled = True
         return done
     conf = [r["confidence"] for r in done["records"]]
-    return {"model": p.model, "dataset": p.dataset, "n": done["n"], "mean_confidence": float(np.mean(conf)),
-            "below_0.5": sum(1 for c in conf if c < 0.5)}
+    return {"model": p.model, "dataset": p.dataset, "n": done["n"], "skipped_images": done["skipped_images"],
+            "scored": sum(1 for r in done["records"] if r["label"] is not None),
+            "mean_confidence": float(np.mean(conf)) if conf else None, "below_0.5": sum(1 for c in conf if c < 0.5)}
 
 
 TASKS = {"import": run_import, "synth": run_synth, "train": run_train, "evaluate": run_evaluate, "predict": run_predict}

@@ -9,6 +9,7 @@ machines on PostgreSQL); a job is claimed by exactly one of them.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import socket
@@ -18,14 +19,18 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import make_url
 
 from db.engine import get_engine, session
 from db.models import Job, Worker, utcnow
 from db.settings import Settings
-from jobs import queue
+from jobs import logs, queue
 
+log = logging.getLogger("jobs.worker")
 HEARTBEAT_S = 2.0
+DATABASE_GONE_EXIT = 3
+DASHBOARDS_GONE_AFTER_S = 60.0
 CANCEL_GRACE_S = 10.0
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,8 +52,13 @@ def resolve_device(name: str) -> str:
 
 class JobWorker:
     def __init__(self, settings: Settings, device: str = "auto", poll: float = 1.0, stale_after: float = queue.STALE_AFTER_S,
-                 cancel_grace: float = CANCEL_GRACE_S):
+                 cancel_grace: float = CANCEL_GRACE_S, with_dashboards: bool = False,
+                 dashboards_gone_after: float = DASHBOARDS_GONE_AFTER_S):
         self.settings = settings
+        self.with_dashboards = with_dashboards
+        self.dashboards_gone_after = dashboards_gone_after
+        self.dashboards_seen = time.monotonic()
+        self.identity = self._storage_identity()
         self.device = resolve_device(device)
         self.poll = poll
         self.stale_after = stale_after
@@ -57,15 +67,66 @@ class JobWorker:
         self.stopping = False
         self.child: subprocess.Popen | None = None
 
-    def log(self, text: str) -> None:
-        print(f"[worker {self.id}] {text}", flush=True)
+    def log(self, text: str, level: int = logging.INFO) -> None:
+        log.log(level, "[%s] %s", self.id, text)
+
+    def _sqlite_file(self) -> Path | None:
+        url = make_url(self.settings.database_url)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return Path(url.database)
+
+    def _storage_identity(self) -> dict[str, tuple[int, int] | None]:
+        """(device, inode) of the data directory and of the SQLite file: a folder deleted or replaced under a running
+        worker keeps its old inode open, and jobs would succeed into a database nobody sees."""
+        paths = {"data directory": self.settings.data_dir}
+        if (db_file := self._sqlite_file()) is not None:
+            paths["database file"] = db_file
+        ident = {}
+        for what, path in paths.items():
+            try:
+                st = path.stat()
+                ident[f"{what} {path}"] = (st.st_dev, st.st_ino)
+            except OSError:
+                ident[f"{what} {path}"] = None
+        return ident
+
+    def storage_problem(self) -> str | None:
+        """Why this worker must stop (its data directory or database file is gone or replaced), else None."""
+        now = self._storage_identity()
+        for what, before in self.identity.items():
+            if before is None:
+                continue
+            if now.get(what) is None:
+                return f"the {what} is gone"
+            if now[what] != before:
+                return f"the {what} was replaced by another"
+        return None
+
+    def dashboards_gone(self) -> bool:
+        """For a worker started by a dashboard: no dashboard of this data directory has been alive for a while and no
+        job is queued or running."""
+        if not self.with_dashboards:
+            return False
+        from jobs.control import live_dashboards
+
+        if live_dashboards(self.settings):
+            self.dashboards_seen = time.monotonic()
+            return False
+        with session(self.settings) as s:
+            waiting = s.scalar(select(func.count()).select_from(Job).where(Job.status.in_(("queued", "running"))))
+        if waiting:
+            self.dashboards_seen = time.monotonic()
+            return False
+        return time.monotonic() - self.dashboards_seen > self.dashboards_gone_after
 
     def register(self) -> None:
         get_engine(self.settings)
         with session(self.settings, write=True) as s:
             s.add(Worker(id=self.id, host=socket.gethostname(), pid=os.getpid(), device=self.device))
-        for job_id in queue.recover(self.settings, self.stale_after):
-            self.log(f"job {job_id} marked interrupted (its worker is gone)")
+        queue.recover(self.settings, self.stale_after)
+        for job_id in queue.clean_secrets(self.settings):
+            self.log(f"job {job_id}: removed the secrets of a job that is no longer waiting")
 
     def beat(self, job_id: int | None) -> None:
         with session(self.settings, write=True) as s:
@@ -76,8 +137,16 @@ class JobWorker:
         self.log(f"started on {self.device}, database {self.settings.redacted_url}")
         last_recover = time.monotonic()
         ran = 0
+        exit_code = 0
         try:
             while not self.stopping:
+                if problem := self.storage_problem():
+                    self.log(f"{problem}: this worker stops claiming jobs and exits", logging.ERROR)
+                    return DATABASE_GONE_EXIT
+                if self.dashboards_gone():
+                    self.log(f"no dashboard has been alive for {self.dashboards_gone_after:.0f} s and no job is waiting: "
+                             "this worker, started by a dashboard, exits")
+                    break
                 self.beat(None)
                 if time.monotonic() - last_recover > 60:
                     queue.recover(self.settings, self.stale_after)
@@ -91,10 +160,11 @@ class JobWorker:
                 self.run_job(job)
                 ran += 1
         finally:
-            with session(self.settings, write=True) as s:
-                s.execute(update(Worker).where(Worker.id == self.id).values(stopped_at=utcnow(), job_id=None))
-        self.log(f"stopped after {ran} job(s)")
-        return 0
+            if self.storage_problem() is None:
+                with session(self.settings, write=True) as s:
+                    s.execute(update(Worker).where(Worker.id == self.id).values(stopped_at=utcnow(), job_id=None))
+            self.log(f"stopped after {ran} job(s)")
+        return exit_code
 
     def run_job(self, job: Job) -> None:
         log_path = self.settings.resolve(job.log_path or f"logs/job-{job.id}.log")
@@ -110,13 +180,18 @@ class JobWorker:
         cancel_at: float | None = None
         try:
             while child.poll() is None:
+                if problem := self.storage_problem():
+                    self.log(f"job {job.id}: {problem}; stopping the job", logging.ERROR)
+                    self._stop_child(child)
+                    return
                 self.beat(job.id)
                 cancel = queue.heartbeat(self.settings, job.id, pid=child.pid)
                 if cancel and cancel_at is None:
                     cancel_at = time.monotonic()
                     self.log(f"job {job.id}: cancel requested")
                 if cancel_at is not None and time.monotonic() - cancel_at > self.cancel_grace:
-                    self.log(f"job {job.id}: did not stop within {self.cancel_grace:.0f} s, killing it")
+                    self.log(f"job {job.id}: did not stop within {self.cancel_grace:.0f} s of the cancel request, "
+                             "killing it", logging.WARNING)
                     self._stop_child(child)
                     queue.finish(self.settings, job.id, "cancelled",
                                  error=f"cancelled (killed after {self.cancel_grace:.0f} s grace)")
@@ -134,10 +209,11 @@ class JobWorker:
             if child.poll() is None:
                 self._stop_child(child)
             self.child = None
+            queue.remove_secrets(self.settings, job.id)
         code = child.returncode
         if queue.finish(self.settings, job.id, "failed",
                         error=f"the job process exited with code {code} before reporting a result; see its log"):
-            self.log(f"job {job.id}: process ended with code {code} without a status, marked failed")
+            self.log(f"job {job.id}: process ended with code {code} without a status, marked failed", logging.WARNING)
         self.log(f"job {job.id} finished (exit code {code})")
 
     @staticmethod
@@ -164,14 +240,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="a running job without heartbeat for this long is marked interrupted")
     parser.add_argument("--cancel-grace", type=float, default=CANCEL_GRACE_S,
                         help="seconds a cancelled job gets to stop before it is killed")
+    parser.add_argument("--with-dashboards", action="store_true",
+                        help="exit once no dashboard of this data directory has been alive for a while and no job is "
+                             "waiting (how the dashboard starts its worker)")
+    parser.add_argument("--dashboards-gone-after", type=float, default=DASHBOARDS_GONE_AFTER_S, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    logs.setup()
     try:
-        worker = JobWorker(Settings.from_env(), args.device, args.poll, args.stale_after, args.cancel_grace)
+        worker = JobWorker(Settings.from_env(), args.device, args.poll, args.stale_after, args.cancel_grace,
+                           args.with_dashboards, args.dashboards_gone_after)
         signal.signal(signal.SIGTERM, worker.request_stop)
         signal.signal(signal.SIGINT, worker.request_stop)
         return worker.run(once=args.once)
     except Exception as exc:  # noqa: BLE001 - one readable line, e.g. the database cannot be reached
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        log.error("%s: %s", type(exc).__name__, exc)
         return 1
 
 

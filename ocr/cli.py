@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from ocr.config import add_training_options
+from ocr.config import add_training_options, finite_float
 
 
 class CLIError(Exception):
@@ -202,14 +202,14 @@ def _decoder_args(s: argparse.ArgumentParser) -> None:
     """The decoding options ``evaluate`` and ``predict`` share."""
     s.add_argument("--lexicon", metavar="names|FILE",
                    help="prefer a known name among the beam candidates (names-dataset, or a word list)")
-    s.add_argument("--lexicon-ratio", type=float, default=0.01,
+    s.add_argument("--lexicon-ratio", type=finite_float, default=0.01,
                    help="a name replaces the best reading if at least this fraction as probable (default 0.01)")
     s.add_argument("--lm", metavar="names|FILE",
                    help="beam search with a character language model of names (names-dataset) or of a word list; "
                         "open vocabulary, unlike --lexicon")
     from ocr.charlm import DEFAULT_WEIGHT
 
-    s.add_argument("--lm-weight", type=float, default=DEFAULT_WEIGHT,
+    s.add_argument("--lm-weight", type=finite_float, default=DEFAULT_WEIGHT,
                    help=f"weight of the language model (default {DEFAULT_WEIGHT})")
 
 

@@ -6,6 +6,7 @@ Kept free of torch so the command lines (``python -m ocr``, ``python -m jobs``) 
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 
 PRESET_NAMES = ("small", "large", "textbook")  # the keys of ocr.model.PRESETS
@@ -36,15 +37,37 @@ class TrainConfig:
 SCHEDULERS = ("onecycle", "cosine", "plateau", "constant")
 
 
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (``nan`` and ``inf`` are refused with a clear message)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0 (``nan``, ``inf`` and 0 are refused with a clear message)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+    return value
+
+
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     """The TrainConfig options both command lines take, with TrainConfig's defaults."""
     d = TrainConfig()
     parser.add_argument("--preset", default=d.preset, choices=PRESET_NAMES)
     parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--max-minutes", type=float, help="plan the run (and its LR schedule) for this budget")
+    parser.add_argument("--max-minutes", type=positive_float, help="plan the run (and its LR schedule) for this budget")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--lr", type=positive_float, default=d.lr)
     parser.add_argument("--scheduler", default=d.scheduler, choices=SCHEDULERS)
     parser.add_argument("--no-augment", action="store_true")
-    parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    parser.add_argument("--val-fraction", type=positive_float, default=d.val_fraction)
     parser.add_argument("--seed", type=int, default=d.seed)

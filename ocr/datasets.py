@@ -11,7 +11,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import shutil
+import stat
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +24,11 @@ import torch
 from PIL import Image
 
 from ocr.alphabet import Alphabet
-from ocr.preprocess import PreprocessConfig, load_image, normalize, pad_batch, resize_gray, to_gray
+from ocr.limits import MAX_LABEL_LENGTH, Limits, limits
+from ocr.preprocess import PreprocessConfig, check_size, load_image, normalize, pad_batch, resize_gray, to_gray
 
 SPLITS = ("train", "validation", "test")
-REASONS = ("blank", "unreadable", "empty", "bad_chars", "bad_image")
+REASONS = ("blank", "unreadable", "empty", "bad_chars", "too_long", "bad_image")
 MAX_EXAMPLES = 5
 
 
@@ -90,16 +94,101 @@ def image_dir(root: Path, split: str) -> Path:
     return root / f"{split}_v2" / split
 
 
-def safe_extract(archive: Path, target: Path) -> Path:
-    """Extract a zip into ``target``, refusing any member whose path would land outside it."""
-    target = target.resolve()
-    with zipfile.ZipFile(archive) as zf:
-        for member in zf.infolist():
-            dest = (target / member.filename).resolve()
-            if not dest.is_relative_to(target):
-                raise ValueError(f"unsafe path in zip: {member.filename!r} escapes the target folder")
-        zf.extractall(target)
+class DatasetError(ValueError):
+    """A source that cannot be read at all (bad zip, unreadable CSV), with a message meant for the user."""
+
+
+class NotKaggleLayout(DatasetError):
+    """A folder without ``written_name_*_v2.csv`` (it may still be a folder of unlabelled images)."""
+
+
+def _member_problem(member: zipfile.ZipInfo, target: Path) -> str:
+    name = member.filename
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or "\\" in name:
+        return "an absolute or Windows path"
+    if not (target / name).resolve().is_relative_to(target.resolve()):
+        return "a path that escapes the target folder"
+    if stat.S_ISLNK(member.external_attr >> 16):
+        return "a symbolic link"
+    return ""
+
+
+def safe_extract(archive: Path, target: Path, lim: Limits | None = None) -> Path:
+    """Extract a zip into the new folder ``target``. Every member is checked before anything is written: no path that
+    escapes the folder, no link, total uncompressed size and compression ratio within the limits. The files appear
+    under ``target`` only once all are written (a failed extraction leaves nothing)."""
+    lim = lim or limits()
+    archive, target = Path(archive), Path(target)
+    if target.exists():
+        raise DatasetError(f"{target} already exists: a zip is only extracted into a new folder")
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetError(f"{archive.name}: not a readable zip file ({exc})") from None
+    with zf:
+        members = zf.infolist()
+        files = [m for m in members if not m.is_dir()]
+        if not files:
+            raise DatasetError(f"{archive.name}: the zip is empty")
+        if len(members) > lim.max_zip_members:
+            raise DatasetError(f"{archive.name}: {len(members):,} entries, over the limit of {lim.max_zip_members:,}")
+        for member in members:
+            if problem := _member_problem(member, target):
+                raise DatasetError(f"{archive.name}: unsafe member {member.filename!r} ({problem}); nothing was extracted")
+        total = sum(m.file_size for m in files)
+        packed = max(1, sum(m.compress_size for m in files))
+        if total > lim.max_zip_bytes:
+            raise DatasetError(f"{archive.name}: it would expand to {total / 1e9:.2f} GB, over the limit of "
+                               f"{lim.max_zip_bytes / 1e9:g} GB (HWR_MAX_ZIP_GB raises it); nothing was extracted")
+        if total / packed > lim.max_zip_ratio:
+            raise DatasetError(f"{archive.name}: it would expand {total / packed:,.0f} times ({packed:,} -> {total:,} "
+                               f"bytes), over the limit of {lim.max_zip_ratio:g}x (HWR_MAX_ZIP_RATIO raises it): "
+                               "a zip bomb? nothing was extracted")
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            written = 0
+            for member in members:
+                dest = partial / member.filename
+                if member.is_dir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as src, dest.open("wb") as out:
+                    while chunk := src.read(1 << 20):
+                        written += len(chunk)
+                        if written > total:  # headers that lie about the sizes
+                            raise DatasetError(f"{archive.name}: members expand beyond their declared sizes; "
+                                               "nothing was extracted")
+                        out.write(chunk)
+            os.replace(partial, target)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise DatasetError(f"{archive.name}: corrupt zip ({exc}); nothing was extracted") from None
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def extract_zip(archive: Path, parent: Path | None = None, lim: Limits | None = None) -> Path:
+    """The folder a zip was extracted into: once, into a new folder named after it under ``parent`` (default: beside
+    it); never into a folder that holds anything else (``NAME-2``, ``NAME-3``... when the name is taken)."""
+    archive = Path(archive)
+    st = archive.stat()
+    identity = f"{archive.resolve()} {st.st_size} {st.st_mtime_ns}"
+    parent = Path(parent) if parent is not None else archive.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    stem = archive.name.removesuffix(".zip").removesuffix(".ZIP") or "archive"
+    for i in range(1, 1000):
+        target = parent / (stem if i == 1 else f"{stem}-{i}")
+        marker = target / ".extracted"
+        if target.exists():
+            if marker.is_file() and marker.read_text() == identity:
+                return target
+            continue
+        safe_extract(archive, target, lim)
+        marker.write_text(identity)
+        return target
+    raise DatasetError(f"{archive.name}: no free folder name to extract it into under {parent}")
 
 
 def find_root(path: Path) -> Path:
@@ -109,23 +198,21 @@ def find_root(path: Path) -> Path:
     for child in sorted(p for p in path.iterdir() if p.is_dir()):
         if any(csv_path(child, s).exists() for s in SPLITS):
             return child
-    raise ValueError(f"{path}: no written_name_{{train,validation,test}}_v2.csv found (not a Kaggle-layout folder)")
+    raise NotKaggleLayout(f"{path}: no written_name_{{train,validation,test}}_v2.csv found (not a Kaggle-layout folder)")
 
 
-def open_source(source: str | Path) -> Path:
-    """A folder or a zip in Kaggle layout -> the folder to read (zips are extracted once beside themselves)."""
+def open_source(source: str | Path, extract_to: Path | None = None) -> Path:
+    """A folder or a zip in Kaggle layout -> the folder to read (a zip is extracted once, into a new folder under
+    ``extract_to``, default beside it)."""
     source = Path(source)
     if not source.exists():
-        raise ValueError(f"{source}: no such file or folder")
+        raise DatasetError(f"{source}: no such file or folder")
     if source.is_file():
         if not zipfile.is_zipfile(source):
-            raise ValueError(f"{source}: not a folder or a zip file")
-        target = source.with_suffix("")
-        marker = target / ".extracted"
-        if not marker.exists():
-            safe_extract(source, target)
-            marker.write_text(source.name)
-        source = target
+            if source.suffix.lower() == ".zip":
+                raise DatasetError(f"{source.name}: not a readable zip file (corrupt or cut short)")
+            raise DatasetError(f"{source}: not a folder or a zip file")
+        source = extract_zip(source, extract_to)
     return find_root(source)
 
 
@@ -138,8 +225,11 @@ def check_image(path: Path) -> str:
         return "file not found"
     try:
         with Image.open(path) as im:
+            check_size(im)
             im.draft("L", (max(1, im.width // 8), max(1, im.height // 8)))  # fast JPEG check
             im.load()
+    except IsADirectoryError:
+        return "a folder, not an image file"
     except Image.DecompressionBombError:
         return f"image too large (over {Image.MAX_IMAGE_PIXELS:,} pixels)"
     except (OSError, SyntaxError, ValueError) as exc:
@@ -156,8 +246,35 @@ def classify_label(raw: str, alphabet: Alphabet) -> tuple[str, str, str]:
         return label, "unreadable", ""
     if label == "EMPTY":
         return label, "empty", ""
+    if len(label) > MAX_LABEL_LENGTH:
+        return label, "too_long", ""
     bad = "".join(alphabet.invalid_chars(label))
     return label, ("bad_chars" if bad else ""), bad
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, symbolic links resolved, is in ``root`` (a link to a file elsewhere is not)."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def _read_rows(table: Path):
+    """Rows of a labels CSV, or a ``DatasetError`` naming the file and the line (encoding, malformed CSV, columns)."""
+    try:
+        with table.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = set(reader.fieldnames or [])
+            missing = {"FILENAME", "IDENTITY"} - columns
+            if missing:
+                shown = ", ".join(sorted(c[:40] for c in columns)[:10]) or "none"
+                raise DatasetError(f"{table.name}: missing column(s) {', '.join(sorted(missing))} (found {shown}); "
+                                   "a labels CSV has the header FILENAME,IDENTITY")
+            rows = [(row["FILENAME"] or "", row["IDENTITY"] or "") for row in reader]
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{table.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start:,}); "
+                           "save it as UTF-8 and import again") from None
+    except csv.Error as exc:
+        raise DatasetError(f"{table.name} line {reader.line_num + 1:,}: not a readable CSV ({exc})") from None
+    return rows
 
 
 def import_kaggle(
@@ -165,43 +282,41 @@ def import_kaggle(
     splits: tuple[str, ...] | None = None,
     alphabet: Alphabet = Alphabet(),
     check_images: bool = True,
+    extract_to: Path | None = None,
 ) -> ImportResult:
-    """Read a Kaggle-layout folder or zip. Never raises for bad rows: they are excluded with a reason."""
-    root = open_source(source)
+    """Read a Kaggle-layout folder or zip. Never raises for bad rows: they are excluded with a reason; a source that
+    cannot be read at all (bad zip, unreadable CSV) is a ``DatasetError``."""
+    root = open_source(source, extract_to)
     result = ImportResult(root=root)
     wanted = splits or tuple(s for s in SPLITS if csv_path(root, s).exists())
+    tables = {}
     for split in wanted:
         table = csv_path(root, split)
         if not table.exists():
             result.errors.append(f"{table.name}: missing")
             continue
+        tables[split] = _read_rows(table)  # every CSV is read before any row is used: one bad file, no import
+    for split, rows in tables.items():
         images = Path(os.path.normpath(image_dir(root, split).absolute()))  # '..' in the given path too
-        with table.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            columns = set(reader.fieldnames or [])
-            missing = {"FILENAME", "IDENTITY"} - columns
-            if missing:
-                result.errors.append(
-                    f"{table.name}: missing column(s) {', '.join(sorted(missing))} "
-                    f"(found {', '.join(sorted(columns)) or 'none'}); split {split!r} skipped"
-                )
-                continue
-            for row in reader:
-                result.rows += 1
-                filename = (row["FILENAME"] or "").strip()
-                raw = row["IDENTITY"] or ""
-                label, reason, bad = classify_label(raw, alphabet)
-                detail = f"characters outside the alphabet {bad!r} in {label!r}" if bad else ""
-                path = Path(os.path.normpath(images / filename))  # lexical: '..' cannot escape, symlinks may point anywhere
-                if not reason:
-                    if not filename or not path.is_relative_to(images):
-                        reason, detail = "bad_image", f"path {filename!r} is outside the image folder"
-                    elif check_images and (problem := check_image(path)):
-                        reason, detail = "bad_image", problem
-                if reason:
-                    result.excluded.append(Excluded(filename, split, raw, reason, detail, bad))
-                else:
-                    result.samples.append(Sample(path, label, split))
+        for filename, raw in rows:
+            result.rows += 1
+            filename = filename.strip()
+            label, reason, bad = classify_label(raw, alphabet)
+            detail = f"characters outside the alphabet {bad!r} in {label!r}" if bad else ""
+            if reason == "too_long":
+                detail = f"label of {len(label):,} characters, over the limit of {MAX_LABEL_LENGTH}"
+            path = Path(os.path.normpath(images / filename))  # lexical: '..' cannot escape
+            if not reason:
+                if not filename or not path.is_relative_to(images):
+                    reason, detail = "bad_image", f"path {filename[:100]!r} is outside the image folder"
+                elif not inside(path, root):
+                    reason, detail = "bad_image", f"{filename[:100]!r} is a link to a file outside the dataset folder"
+                elif check_images and (problem := check_image(path)):
+                    reason, detail = "bad_image", problem
+            if reason:
+                result.excluded.append(Excluded(filename[:200], split, raw[:MAX_LABEL_LENGTH], reason, detail, bad))
+            else:
+                result.samples.append(Sample(path, label, split))
     return result
 
 

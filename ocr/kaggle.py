@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ocr.datasets import safe_extract
+from ocr.datasets import extract_zip
 
 DATASET = "landlord/handwriting-recognition"
 HOW = ("set KAGGLE_USERNAME and KAGGLE_KEY, or put kaggle.json in ~/.kaggle/ "
@@ -61,7 +61,4 @@ def download(out: str | Path, dataset: str = DATASET, client_factory=_client) ->
     zips = sorted(out.glob("*.zip"))
     if not zips:
         raise KaggleError(f"the download left no zip file in {out}")
-    target = out / zips[0].stem
-    safe_extract(zips[0], target)
-    (target / ".extracted").write_text(zips[0].name)
-    return target
+    return extract_zip(zips[0], out)

@@ -12,7 +12,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-Image.MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs with a clear error
+from ocr.limits import limits
+
+Image.MAX_IMAGE_PIXELS = 64_000_000  # PIL's own guard (it raises at twice this); ``check_size`` is the one that counts
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,10 @@ def normalize(gray: np.ndarray) -> np.ndarray:
 
 def preprocess(image: Image.Image | np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
     """Image -> float32 array of shape (cfg.height, W) with W <= cfg.max_width, ink = 1."""
+    h, w = (image.shape[0], image.shape[1]) if isinstance(image, np.ndarray) else (image.height, image.width)
+    if h * w > limits().max_image_pixels:
+        raise ValueError(f"image too large ({w:,} x {h:,} = {w * h:,} pixels, over the limit of "
+                         f"{limits().max_image_pixels:,}; HWR_MAX_IMAGE_MPX raises it)")
     return normalize(resize_gray(to_gray(image), cfg))
 
 
@@ -76,17 +82,26 @@ def pad_batch(images: list[np.ndarray], multiple: int = 8) -> tuple[torch.Tensor
     return torch.from_numpy(batch), widths
 
 
+def check_size(im: Image.Image) -> None:
+    """Refuse, before decoding, an image larger than the pixel limit (the same at import, prediction and drawing)."""
+    limit = limits().max_image_pixels
+    if im.width * im.height > limit:
+        raise ValueError(f"image too large ({im.width:,} x {im.height:,} = {im.width * im.height:,} pixels, over the "
+                         f"limit of {limit:,}; HWR_MAX_IMAGE_MPX raises it)")
+
+
 def load_image(path) -> Image.Image:
     """Open and fully decode an image file, raising ``ValueError`` with a readable reason."""
     try:
         with Image.open(path) as im:
+            check_size(im)
             if im.format == "JPEG" and im.mode != "L":
                 im.draft("L", im.size)  # decode straight to gray: the only channel preprocessing keeps
             im.load()
             if im.width == 0 or im.height == 0:
                 raise ValueError("image has zero size")
             return im.copy()
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         raise ValueError("file not found") from None
     except Image.DecompressionBombError:
         raise ValueError(f"image too large (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None

@@ -96,24 +96,50 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+CHECKPOINT_KEYS = ("model", "model_config", "alphabet", "preprocess")
+RESUME_KEYS = ("train_config", "optimizer", "scheduler", "scaler", "run_state")
+
+
+def load_checkpoint(path: str | Path, map_location="cpu", for_resume: bool = False) -> dict:
+    """A checkpoint of this project, loaded without running any code it holds (``weights_only=True``: tensors, numbers,
+    strings, lists and dicts only). Anything else, a pickle that would run code included, is a ``TrainingError``."""
+    import pickle
+
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise TrainingError(f"checkpoint {path} not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" in str(exc):  # the weights-only unpickler met a reference to a Python callable or class
+            raise TrainingError(f"{path} is not a checkpoint of this project: it holds Python objects that would run "
+                                "code when loaded, refused") from None
+        raise TrainingError(f"{path} is not a readable checkpoint (not a file of tensors, numbers and strings)") from None
+    except Exception as exc:  # noqa: BLE001 - any unreadable file means the same thing to the user
         raise TrainingError(f"{path} is not a readable checkpoint ({exc.__class__.__name__})") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
-        raise TrainingError(f"{path} is not a checkpoint of this project")
+    keys = CHECKPOINT_KEYS + (RESUME_KEYS if for_resume else ())
+    missing = [k for k in keys if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise TrainingError(f"{path} is not a checkpoint of this project (missing {', '.join(missing)})"
+                            + (" to resume from" if for_resume and isinstance(ckpt, dict) and "model" in ckpt else ""))
+    bad = [k for k, kind in (("model", dict), ("model_config", dict), ("alphabet", str), ("preprocess", dict))
+           if not isinstance(ckpt[k], kind)]
+    if bad:
+        raise TrainingError(f"{path} is not a checkpoint of this project (malformed {', '.join(bad)})")
     return ckpt
 
 
 def model_from_checkpoint(ckpt: dict, device: torch.device | str = "cpu") -> tuple[CRNN, Alphabet, PreprocessConfig]:
-    model = CRNN(CRNNConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
+    """The model, alphabet and preprocessing of a loaded checkpoint; a ``TrainingError`` when they do not fit together."""
+    try:
+        model = CRNN(CRNNConfig.from_dict(ckpt["model_config"]))
+        model.load_state_dict(ckpt["model"])
+        alphabet, pre = Alphabet(ckpt["alphabet"]), PreprocessConfig(**ckpt["preprocess"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
+        raise TrainingError(f"the checkpoint's model does not load: {first}") from None
     model.to(device).eval()
-    return model, Alphabet(ckpt["alphabet"]), PreprocessConfig(**ckpt["preprocess"])
+    return model, alphabet, pre
 
 
 def lr_factor(kind: str, step: int, total_steps: int) -> float:
@@ -201,8 +227,13 @@ def fit(
     state = RunState()
     resumed: dict | None = None
     if resume:
-        resumed = load_checkpoint(out / "last.pt")
-        cfg = TrainConfig(**resumed["train_config"])  # the run continues as it was planned
+        resumed = load_checkpoint(out / "last.pt", for_resume=True)
+        model_from_checkpoint(resumed)  # its parts fit together, or one clear error
+        try:
+            cfg = TrainConfig(**resumed["train_config"])  # the run continues as it was planned
+            RunState(**resumed["run_state"])
+        except TypeError as exc:
+            raise TrainingError(f"{out / 'last.pt'}: its training state does not fit this version ({exc})") from None
         alphabet = Alphabet(resumed["alphabet"])
     if cfg.scheduler not in SCHEDULERS:
         raise TrainingError(f"unknown scheduler {cfg.scheduler!r}; choose from {', '.join(SCHEDULERS)}")
@@ -213,6 +244,7 @@ def fit(
         model_cfg = CRNNConfig.from_dict(resumed["model_config"])
     elif init is not None:
         base = load_checkpoint(init)
+        model_from_checkpoint(base)
         if base["alphabet"] != alphabet.chars:
             raise TrainingError(f"{init}: its alphabet {base['alphabet']!r} differs from this run's {alphabet.chars!r}")
         model_cfg = CRNNConfig.from_dict(base["model_config"])

@@ -130,7 +130,8 @@ def settings(request, tmp_path, monkeypatch):
         url = f"{server}/{name}"
     monkeypatch.setenv("HWR_DATA_DIR", str(data_dir))
     monkeypatch.setenv("HWR_DATABASE_URL", url)
-    yield Settings(data_dir=data_dir, database_url=url)
+    monkeypatch.setenv("HWR_IMPORT_ROOTS", str(tmp_path))
+    yield Settings(data_dir=data_dir, database_url=url, import_roots=(tmp_path,))
     from db.engine import dispose_engines
 
     dispose_engines()

@@ -5,13 +5,13 @@ import zipfile
 import pytest
 from PIL import Image
 
-from ocr.datasets import holdout_split, import_kaggle, parse_data_arg, safe_extract
+from ocr.datasets import DatasetError, holdout_split, import_kaggle, parse_data_arg, safe_extract
 
 
 def test_real_sample_counts(real_data):
     s = import_kaggle(real_data).summary()
     assert s["rows"] == 1000
-    assert s["excluded"] == {"blank": 1, "unreadable": 1, "empty": 3, "bad_chars": 0, "bad_image": 0}
+    assert s["excluded"] == {"blank": 1, "unreadable": 1, "empty": 3, "bad_chars": 0, "too_long": 0, "bad_image": 0}
     assert s["usable"] == 995 and s["splits"] == {"validation": 995}
     assert "VALIDATION_0254.jpg" in s["examples"]["blank"][0]
 
@@ -55,7 +55,7 @@ def test_bad_input_is_reported_and_the_rest_loads(tmp_path):
     s = result.summary()
     assert [(x.path.name, x.label) for x in result.samples] == [("GOOD_1.jpg", "MARTIN"), ("GOOD_2.jpg", "LEA"),
                                                                  ("GOOD_1.jpg", "NAN")]
-    assert s["excluded"] == {"blank": 1, "unreadable": 1, "empty": 1, "bad_chars": 2, "bad_image": 6}
+    assert s["excluded"] == {"blank": 1, "unreadable": 1, "empty": 1, "bad_chars": 2, "too_long": 0, "bad_image": 6}
     assert s["bad_characters"] == {"É": 1, "Ô": 1, "2": 1}
     details = {e.filename: e.detail for e in result.excluded if e.reason == "bad_image"}
     assert "0 bytes" in details["ZERO.jpg"]
@@ -66,14 +66,13 @@ def test_bad_input_is_reported_and_the_rest_loads(tmp_path):
     assert "outside the image folder" in details["../../etc/passwd"]
 
 
-def test_missing_column_is_a_clear_error_other_splits_still_load(tmp_path):
+def test_missing_column_fails_the_whole_import_naming_the_file(tmp_path):
     folder = make_layout(tmp_path, [("A.jpg", "LEA")], "train")
     Image.new("RGB", (284, 36), "white").save(folder / "A.jpg")
     make_layout(tmp_path, [], "validation")
     (tmp_path / "written_name_validation_v2.csv").write_text("FILENAME,NAME\nB.jpg,LEA\n")
-    result = import_kaggle(tmp_path)
-    assert len(result.samples) == 1
-    assert "missing column(s) IDENTITY" in result.errors[0]
+    with pytest.raises(DatasetError, match=r"validation_v2.csv: missing column\(s\) IDENTITY \(found FILENAME, NAME\)"):
+        import_kaggle(tmp_path)
 
 
 def test_unsafe_zip_is_refused(tmp_path):
@@ -91,7 +90,7 @@ def test_not_a_dataset(tmp_path):
     with pytest.raises(ValueError, match="no such file"):
         import_kaggle(tmp_path / "nope")
     shutil.copy(__file__, tmp_path / "x.zip")
-    with pytest.raises(ValueError, match="not a folder or a zip"):
+    with pytest.raises(ValueError, match="x.zip: not a readable zip file"):
         import_kaggle(tmp_path / "x.zip")
 
 

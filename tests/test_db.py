@@ -99,11 +99,16 @@ def test_corrections_undo_history_and_training_data(settings, synth_dir, tmp_pat
     assert catalog.data_hash(catalog.training_items(settings, ["synth"])) == before
 
     corrections.set_status(settings, items[2].sample_id, "excluded")
-    corrections.correct_label(settings, items[3].sample_id, "LOUISE")
+    corrections.correct_label(settings, items[3].sample_id, "LOUISE", user="ana")
     out = catalog.export_kaggle(settings, "synth", tmp_path / "export")
     rows = list(csv.DictReader(out[0].open()))
     by_name = {r["FILENAME"]: r["IDENTITY"] for r in rows}
     assert len(rows) == 200 and by_name[items[3].path.name] == "LOUISE"
+    assert out[-1].name == "label_edits.csv"
+    edits = list(csv.DictReader(out[-1].open()))
+    assert edits[-1]["FILENAME"] == items[3].path.name and edits[-1]["new_label"] == "LOUISE"
+    assert edits[-1]["user"] == "ana"
+    assert len(edits) == sum(len(corrections.history(settings, it.sample_id)) for it in items[:4])
 
 
 def test_label_errors_rank_the_wrong_labels_first(settings, synth_dir, learned, tmp_path):

@@ -207,7 +207,8 @@ def test_bad_jobs_are_refused_and_nothing_is_written(settings, synth_dir):
         ("train", {"datasets": ["nope"]}, "no dataset named"),
         ("train", {"datasets": ["synth"], "init_model": 99}, "no model with id"),
         ("evaluate", {"model": 1, "dataset": "synth", "split": "dev"}, "unknown split"),
-        ("import", {"path": "/nonexistent/folder", "name": "x"}, "no such file"),
+        ("import", {"path": str(settings.data_dir / "nonexistent"), "name": "x"}, "no such file"),
+        ("import", {"path": "/nonexistent/folder", "name": "x"}, "outside the folders this server imports from"),
         ("synth", {"n": 0, "name": "x"}, "between"),
         ("bake", {}, "unknown job kind"),
     ]

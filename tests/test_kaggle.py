@@ -1,5 +1,6 @@
 """The download path up to the network: a stand-in client writes the zip the real API would."""
 
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -49,40 +50,72 @@ def test_no_credentials(tmp_path, monkeypatch):
         kaggle.download(tmp_path)
 
 
-def _credentials(settings) -> str:
-    import json as _json
-
-    folder = settings.data_dir / "secrets" / "x"
-    folder.mkdir(parents=True, mode=0o700)
-    (folder / "kaggle.json").write_text(_json.dumps({"username": "ana", "key": "k"}))
-    return str(folder)
+KAGGLE_JSON = '{"username": "ana", "key": "k"}'
 
 
 @pytest.mark.parametrize("outcome", ["downloads", "fails"])
 def test_kaggle_import_job_uses_then_deletes_the_credentials(settings, synth_dir, monkeypatch, outcome):
     """The Kaggle servers cannot be reached from here: a stand-in for ``ocr.kaggle.download`` checks what the job
     hands it; the job's import and clean-up are real."""
+    import stat
+
     import ocr.kaggle
+    from jobs import queue
     from jobs.tasks import JobContext, run_import
 
     monkeypatch.delenv("KAGGLE_CONFIG_DIR", raising=False)  # restored after the test: the job sets it
-    creds = _credentials(settings)
+    params = {"path": str(settings.data_dir / "datasets" / "kaggle"), "name": "kaggle", "kaggle_dataset": ocr.kaggle.DATASET}
+    job_id = queue.submit(settings, "import", params, secrets={"kaggle.json": KAGGLE_JSON})
+    folder = settings.data_dir / "secrets" / str(job_id)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "kaggle.json").stat().st_mode) == 0o600
+    assert "ana" not in json.dumps(queue.job_status(settings, job_id))
     seen = {}
 
     def download(out, dataset):
         seen["config"] = os.environ.get("KAGGLE_CONFIG_DIR")
-        seen["token"] = (Path(seen["config"]) / "kaggle.json").exists()
+        seen["token"] = (Path(seen["config"]) / "kaggle.json").read_text()
         if outcome == "fails":
             raise ocr.kaggle.KaggleError("could not download (no network)")
         return synth_dir
 
     monkeypatch.setattr(ocr.kaggle, "download", download)
-    params = {"path": str(settings.data_dir / "datasets" / "kaggle"), "name": "kaggle", "kaggle_dataset": ocr.kaggle.DATASET,
-              "credentials": creds}
+    ctx = JobContext(settings, job_id, queue.job_status(settings, job_id)["params"])
     if outcome == "fails":
         with pytest.raises(ocr.kaggle.KaggleError):
-            run_import(JobContext(settings, None, params))
+            run_import(ctx)
     else:
-        assert run_import(JobContext(settings, None, params))["added"] == 200
-    assert seen == {"config": creds, "token": True}
-    assert not Path(creds).exists()
+        assert run_import(ctx)["added"] == 200
+    assert seen == {"config": str(folder), "token": KAGGLE_JSON}
+    assert not folder.exists()
+
+
+def test_no_job_parameter_names_a_folder_to_delete(settings, tmp_path):
+    from jobs import queue
+    from jobs.params import ParamsError
+
+    victim = tmp_path / "precious"
+    victim.mkdir()
+    (victim / "kaggle.json").write_text("{}")
+    with pytest.raises(ParamsError, match="credentials="):
+        queue.submit(settings, "import", {"path": str(tmp_path), "name": "k", "kaggle_dataset": "a/b",
+                                          "credentials": str(victim)})
+    with pytest.raises(queue.JobError, match="needs the kaggle.json"):
+        queue.submit(settings, "import", {"path": str(tmp_path), "name": "k", "kaggle_dataset": "a/b",
+                                          "credentials": True})
+    assert (victim / "kaggle.json").exists() and queue.list_jobs(settings) == []
+
+
+def test_secrets_go_when_a_queued_job_is_cancelled_and_when_a_worker_starts(settings, tmp_path):
+    from jobs import queue
+
+    params = {"path": str(tmp_path), "name": "k", "kaggle_dataset": "a/b"}
+    cancelled = queue.submit(settings, "import", params, secrets={"kaggle.json": KAGGLE_JSON})
+    waiting = queue.submit(settings, "import", params, secrets={"kaggle.json": KAGGLE_JSON})
+    assert queue.request_cancel(settings, cancelled) == "cancelled"
+    assert not queue.secrets_dir(settings, cancelled).exists()
+    # a job that ended while its secrets could not be removed (its worker was killed): the next worker removes them
+    failed = queue.submit(settings, "import", params, secrets={"kaggle.json": KAGGLE_JSON})
+    queue.finish(settings, failed, "failed", error="x", only_if_running=False)
+    assert queue.clean_secrets(settings) == [failed]
+    assert queue.secrets_dir(settings, waiting).exists() and not queue.secrets_dir(settings, failed).exists()

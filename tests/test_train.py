@@ -86,7 +86,8 @@ def test_non_finite_losses_stop_with_a_clear_error(synth_dir, tmp_path):
     model = CRNN(preset("small", 30))
     for p in model.parameters():
         p.data.fill_(float("nan"))
-    ckpt = {"model": model.state_dict(), "model_config": model.cfg.to_dict(), "alphabet": " '-ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+    ckpt = {"model": model.state_dict(), "model_config": model.cfg.to_dict(), "alphabet": " '-ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+            "preprocess": {"height": 32, "max_width": 256}}
     save_checkpoint(tmp_path / "nan.pt", ckpt)
     samples = import_kaggle(synth_dir).samples[:80]
     with pytest.raises(TrainingError, match="non-finite loss"):

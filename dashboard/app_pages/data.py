@@ -8,7 +8,7 @@ import uuid
 import pandas as pd
 import streamlit as st
 
-from dashboard.state import dataset_choices, settings, show_error
+from dashboard.state import dataset_choices, plain, settings, show_error
 from db.catalog import browse, slug, splits_of
 from jobs import queue
 from ocr.kaggle import DATASET
@@ -17,9 +17,9 @@ s = settings()
 st.title("Data")
 
 
-def queue_import(values: dict) -> None:
+def queue_import(values: dict, secrets: dict[str, str] | None = None) -> None:
     try:
-        job_id = queue.submit(s, "import", values)
+        job_id = queue.submit(s, "import", values, secrets=secrets)
         st.success(f"Queued import job {job_id}: progress below.")
     except ValueError as exc:
         show_error(exc)
@@ -36,16 +36,11 @@ with kaggle_tab:
         key = c2.text_input("Kaggle API key", type="password", key="kaggle_key")
         name = c3.text_input("Dataset name", value="kaggle", key="kaggle_name")
         if st.form_submit_button("Download and import"):
-            credentials = None
+            secrets = None
             if user.strip() and key.strip():
-                folder = s.data_dir / "secrets" / uuid.uuid4().hex
-                folder.mkdir(parents=True, mode=0o700)
-                token = folder / "kaggle.json"
-                token.touch(mode=0o600)
-                token.write_text(json.dumps({"username": user.strip(), "key": key.strip()}))
-                credentials = str(folder)
+                secrets = {"kaggle.json": json.dumps({"username": user.strip(), "key": key.strip()})}
             queue_import({"path": str(s.data_dir / "datasets" / slug(name)), "name": name, "source": "kaggle",
-                          "kaggle_dataset": DATASET, "credentials": credentials})
+                          "kaggle_dataset": DATASET}, secrets)
 
 with folder_tab:
     with st.form("folder"):
@@ -54,8 +49,8 @@ with folder_tab:
                              "unlabelled images", key="folder_path")
         name = c2.text_input("Dataset name", key="folder_name")
         if st.form_submit_button("Import"):
-            if not path.strip() or not os.path.exists(path.strip()):
-                st.error(f"{path or 'the path'}: no such file or folder on the server")
+            if not path.strip():
+                st.error("give the path of a folder or zip on the server")
             else:
                 queue_import({"path": path.strip(), "name": name.strip() or slug(os.path.basename(path.strip())),
                               "source": "kaggle"})
@@ -120,7 +115,7 @@ rows, _ = browse(s, ds, None if split == "all" else split, None if status == "al
 cols = st.columns(4)
 for i, r in enumerate(rows):
     path = s.resolve(r["path"])
-    caption = f"#{r['id']} {r['label'] or '-'} ({r['status']}, {r['split']})"
+    caption = plain(f"#{r['id']} {r['label'] or '-'} ({r['status']}, {r['split']})")
     if path.exists():
         cols[i % 4].image(str(path), caption=caption, width="stretch")
     else:

@@ -5,7 +5,7 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas  # registers itself only inside a running app: import here
 
 from dashboard.drawing import is_blank, to_image, to_png
-from dashboard.state import load_recognizer, names_fusion, select_model, settings, show_error
+from dashboard.state import current_user, load_recognizer, names_fusion, select_model, settings, show_error
 from db.catalog import add_drawn_sample
 
 s = settings()
@@ -47,7 +47,7 @@ with st.form("add-drawing"):
     label = st.text_input("Label", key="draw_label")
     if st.form_submit_button("Add to training data"):
         try:
-            sid = add_drawn_sample(s, to_png(image), label, user="dashboard")
+            sid = add_drawn_sample(s, to_png(image), label, user=current_user())
             st.success(f"Saved as sample {sid} in dataset 'drawn': include it in the next training job.")
         except ValueError as exc:
             show_error(exc)

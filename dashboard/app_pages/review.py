@@ -3,7 +3,7 @@
 import streamlit as st
 from sqlalchemy import select
 
-from dashboard.state import dataset_choices, diff_html, select_model, settings, show_error
+from dashboard.state import current_user, dataset_choices, diff_html, plain, select_model, settings, show_error
 from db import corrections
 from db.catalog import kaggle_csv, splits_of
 from db.engine import session
@@ -73,7 +73,7 @@ def act(fn, *args, **kwargs) -> None:
 
 
 if err := st.session_state.pop("review_error", None):
-    st.error(err)
+    st.error(plain(err))
 for r in rows:
     sid = r["sample_id"]
     with st.container(border=True):
@@ -83,7 +83,7 @@ for r in rows:
             left.image(str(path), width="stretch")
         else:
             left.warning(f"image missing: {r['path']}")
-        right.markdown(f"**label** `{r['current_label'] or '-'}` &nbsp; **prediction** `{r['text'] or '(nothing)'}` "
+        right.markdown(f"**label** {plain(r['current_label'] or '-')} &nbsp; **prediction** {plain(r['text'] or '(nothing)')} "
                        f"&nbsp; confidence {r['confidence']:.3f} &nbsp; status {r['status']}"
                        + (f" &nbsp; label-error score {r['label_error_score']:.2f}" if r["label_error_score"] else ""))
         right.markdown(diff_html(r["current_label"], r["text"]), unsafe_allow_html=True)
@@ -91,25 +91,25 @@ for r in rows:
             new = st.text_input("Correct label", value=r["current_label"] or r["text"], key=f"label-{sid}")
             b1, b2, b3, b4, b5 = st.columns(5)
             if b1.form_submit_button("Save"):
-                act(corrections.correct_label, sid, new, user="dashboard")
+                act(corrections.correct_label, sid, new, user=current_user())
                 st.rerun()
             if b2.form_submit_button("Accept prediction", disabled=not r["text"]):
-                act(corrections.accept_prediction, sid, model_id, user="dashboard")
+                act(corrections.accept_prediction, sid, model_id, user=current_user())
                 st.rerun()
             if b3.form_submit_button("Unreadable"):
-                act(corrections.set_status, sid, "unreadable", user="dashboard")
+                act(corrections.set_status, sid, "unreadable", user=current_user())
                 st.rerun()
             if b4.form_submit_button("Exclude"):
-                act(corrections.set_status, sid, "excluded", user="dashboard")
+                act(corrections.set_status, sid, "excluded", user=current_user())
                 st.rerun()
             if b5.form_submit_button("Undo"):
-                act(corrections.undo_last, sid, user="dashboard")
+                act(corrections.undo_last, sid, user=current_user())
                 st.rerun()
         history = corrections.history(s, sid)
         if history:
             with right.expander(f"History ({len(history)} edits)"):
                 st.dataframe([{"time": h["time"], "from": h["old_label"], "to": h["new_label"],
-                               "status": f"{h['old_status']} -> {h['new_status']}", "by": h["user"] or h["source"],
+                               "status": f"{h['old_status']} -> {h['new_status']}", "by": h["user"] or "-",
                                "kind": h["source"]} for h in history], hide_index=True)
 
 st.divider()
@@ -121,3 +121,6 @@ if datasets:
     ds_split = c2.selectbox("Split", splits_of(s, datasets[ds_name]), key="export_split")
     st.download_button("Download CSV", lambda: kaggle_csv(s, ds_name, ds_split),  # built when clicked
                        file_name=f"written_name_{ds_split}_v2.csv", mime="text/csv", key="export_csv")
+    st.download_button("Download the edit history (CSV: who changed which label, when)",
+                       lambda: corrections.edits_csv(s, ds_name), file_name=f"label_edits_{ds_name}.csv",
+                       mime="text/csv", key="export_edits")

@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboard.state import dataset_choices, model_choices, settings, show_error
+from dashboard.state import dataset_choices, model_choices, plain, settings, show_error
 from jobs import queue
 from ocr.model import PRESETS
 from ocr.train import SCHEDULERS, TrainConfig
@@ -115,7 +115,7 @@ def curves(job_ids: list[int]) -> None:
 @st.fragment(run_every=2)
 def live() -> None:
     current = queue.job_status(s, picked)
-    st.caption(f"job {picked}: {current['status']}, {current['progress']:.0%}  {current['message'] or ''}")
+    st.caption(plain(f"job {picked}: {current['status']}, {current['progress']:.0%}  {current['message'] or ''}"))
     curves([picked, *compare])
     with st.expander("Log (tail)", expanded=current["status"] in ("failed", "interrupted")):
         st.code(queue.log_tail(s, picked, 40) or "(empty)", language=None)
