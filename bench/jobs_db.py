@@ -24,7 +24,8 @@ from bench.common import ROOT, emit
 def _settings(url: str | None, data_dir: Path):
     from db.settings import Settings
 
-    return Settings(data_dir=data_dir, database_url=url or f"sqlite:///{data_dir / 'hwr.db'}")
+    return Settings(data_dir=data_dir, database_url=url or f"sqlite:///{data_dir / 'hwr.db'}",
+                    import_roots=(data_dir.parent,))
 
 
 def bench_claim(settings, n: int = 200) -> None:

@@ -137,7 +137,6 @@ class JobWorker:
         self.log(f"started on {self.device}, database {self.settings.redacted_url}")
         last_recover = time.monotonic()
         ran = 0
-        exit_code = 0
         try:
             while not self.stopping:
                 if problem := self.storage_problem():
@@ -164,7 +163,7 @@ class JobWorker:
                 with session(self.settings, write=True) as s:
                     s.execute(update(Worker).where(Worker.id == self.id).values(stopped_at=utcnow(), job_id=None))
             self.log(f"stopped after {ran} job(s)")
-        return exit_code
+        return 0
 
     def run_job(self, job: Job) -> None:
         log_path = self.settings.resolve(job.log_path or f"logs/job-{job.id}.log")

@@ -418,3 +418,12 @@ def test_predict_job_on_a_split_with_unusable_labels_reads_every_image(settings,
     assert run(job_id, "cpu", settings) == 0
     result = queue.job_status(settings, job_id)["result"]
     assert result["n"] == 4 and result["scored"] == 1 and result["skipped_images"] == 0
+
+
+def test_upload_size_is_set_deliberately():
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    server = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]
+    assert server["maxUploadSize"] == 2000 and server["address"] == "127.0.0.1"

@@ -129,6 +129,43 @@ def test_review_page_corrects_accepts_undoes_and_retrains(populated):
     assert len(corrections.history(s, int(field.key.split("-")[1]))) == before
 
 
+def test_edits_carry_the_name_of_whoever_made_them(populated):
+    """No login configured: the name given on Settings for this browser session, else the OS user."""
+    import getpass
+
+    from db import corrections
+
+    s = populated["settings"]
+    at = _page("review")
+    field = [t for t in at.text_input if t.key and t.key.startswith("label-")][0]
+    field.input("ANNA")
+    _button(at, "Save").click().run()
+    assert corrections.history(s, int(field.key.split("-")[1]))[-1]["user"] == getpass.getuser()
+    at.switch_page(str(ROOT / "dashboard" / "app_pages" / "settings.py")).run()
+    at.text_input(key="user_name_input").input("  Ana   Lima ").run()
+    assert not at.exception
+    at.switch_page(str(ROOT / "dashboard" / "app_pages" / "review.py")).run()
+    field = [t for t in at.text_input if t.key and t.key.startswith("label-")][0]
+    field.input("LEA")
+    _button(at, "Save").click().run()
+    history = corrections.history(s, int(field.key.split("-")[1]))
+    assert history[-1]["user"] == "Ana Lima"
+    assert "Ana Lima" in corrections.edits_csv(s, "synth")
+
+
+def test_a_dashboard_open_to_the_network_without_login_says_so(app_env):
+    from streamlit import config
+
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not any("without a login" in w.value for w in at.warning)
+    config.set_option("server.address", "0.0.0.0")
+    try:
+        at = AppTest.from_file(APP, default_timeout=30).run()
+    finally:
+        config.set_option("server.address", "127.0.0.1")
+    assert any("listens on 0.0.0.0 without a login" in w.value for w in at.warning)
+
+
 def test_pages_keep_their_model_while_a_training_job_registers_better_ones(populated):
     """A running job rewrites its best.pt each epoch and soon becomes the default model: a page left open on a model
     keeps it, and what is submitted there applies to that model."""
