@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import os
 import re
-import time
 from difflib import SequenceMatcher
 from pathlib import Path
 
@@ -80,11 +79,7 @@ def ensure_background_worker() -> None:
     if os.environ.get("HWR_START_WORKER", "1") == "0":
         return
     s = settings()
-    holder = _dashboard_worker(str(s.data_dir), s.database_url, os.environ.get("HWR_DEVICE", "auto"))
-    now = time.monotonic()
-    if now - getattr(holder, "checked", 0.0) > 5.0:
-        holder.checked = now
-        holder.ensure()
+    _dashboard_worker(str(s.data_dir), s.database_url, os.environ.get("HWR_DEVICE", "auto")).ensure(every=5.0)
 
 
 def dataset_choices(s: Settings) -> dict[str, int]:

@@ -4,11 +4,13 @@ the dashboards' presence that such a worker lives by."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from db.settings import Settings
@@ -48,9 +50,14 @@ class DashboardWorker:
         self.settings, self.device = settings, device
         self.proc: subprocess.Popen | None = None
         self.lock = threading.Lock()
+        self.checked_at = -math.inf
 
-    def ensure(self) -> subprocess.Popen | None:
+    def ensure(self, every: float = 0.0) -> subprocess.Popen | None:
+        """Reap a dead worker and start one when none is alive; at most once per ``every`` seconds."""
         with self.lock:
+            if time.monotonic() - self.checked_at < every:
+                return self.proc
+            self.checked_at = time.monotonic()
             return self._ensure()
 
     def _ensure(self) -> subprocess.Popen | None:

@@ -3,6 +3,7 @@ it gone, dying under a dashboard (reaped and replaced), and logs that say when a
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -119,7 +120,8 @@ def test_dashboard_reaps_its_dead_worker_and_starts_another(sqlite_settings):
     try:
         wait_for(lambda: queue.alive_workers(sqlite_settings), 30, "the first worker")
         first.kill()
-        wait_for(lambda: process_state(first.pid) is None, 10, "the kill")
+        # dead and waiting to be reaped (WNOWAIT leaves that to the dashboard)
+        wait_for(lambda: os.waitid(os.P_PID, first.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None, 10, "the kill")
         # the worker row still looks alive for a few seconds; recover() marks it stopped since its pid is gone
         queue.recover(sqlite_settings)
         second = holder.ensure()
