@@ -167,14 +167,18 @@ def diff_html(label: str | None, prediction: str) -> str:
 
 
 _MARKDOWN_SIGNIFICANT = re.compile(r"([!-/:-@\[-`{-~])")
+_AUTOLINK_PARTS = re.compile(r"([:.@])|(?=www)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
 
 
 def plain(text: object) -> str:
-    """``text`` for a Streamlit element that renders Markdown (captions, alerts, ``st.markdown``), shown exactly as
-    typed: every ASCII punctuation character is backslash-escaped (CommonMark allows it for all of them), so a label
-    such as ``[X](HTTPS://EVIL.EXAMPLE)`` is no link, no autolink, no HTML, no ``:color[...]`` directive, no math;
-    line breaks become spaces."""
-    return _MARKDOWN_SIGNIFICANT.sub(r"\\\1", " ".join(str(text).splitlines()))
+    """``text`` for a Streamlit element that renders Markdown (captions, alerts, ``st.markdown``), shown as typed:
+    every ASCII punctuation character is backslash-escaped (CommonMark allows it for all of them), so a label such as
+    ``[X](HTTPS://EVIL.EXAMPLE)`` is no link, no HTML, no ``:color[...]`` directive, no math. GitHub-flavoured
+    autolinks (``https://...``, ``www....``, ``a@b.c``) are found in the text after escapes are undone, so an invisible
+    word joiner (U+2060) follows every ``:``, ``.`` and ``@`` and precedes ``www``; line breaks become spaces."""
+    text = _AUTOLINK_PARTS.sub(lambda m: (m.group(1) or "") + WORD_JOINER, " ".join(str(text).splitlines()))
+    return _MARKDOWN_SIGNIFICANT.sub(r"\\\1", text)
 
 
 def show_error(exc: Exception) -> None:

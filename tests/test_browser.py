@@ -18,6 +18,7 @@ from sqlalchemy import select
 from tests.conftest import PY, ROOT, _free_port, populate, process_state, stop_process, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
+EVIL_LABEL = "[X](HTTPS://EVIL.EXAMPLE/LOGIN) WWW.EVIL.EXAMPLE <B>:RED[BOLD]</B>"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
@@ -157,6 +158,23 @@ def _train_review_draw(page, dashboard, tmp_path: Path) -> None:
 
     with session(settings) as s:
         assert s.scalar(select(LabelEdit.new_label).where(LabelEdit.new_label == "PLAYWRIGHT")) == "PLAYWRIGHT"
+
+    # Data: a label written as Markdown shows as typed, no link, no markup
+    from sqlalchemy import update
+
+    from db.models import Sample
+
+    with session(settings, write=True) as s:  # how an import keeps a label with characters outside the alphabet
+        sid = s.scalar(select(Sample.id).where(Sample.id <= 24, Sample.label != "PLAYWRIGHT").order_by(Sample.id))
+        s.execute(update(Sample).where(Sample.id == sid).values(label=EVIL_LABEL, status="excluded"))
+    page.goto(f"{dashboard['url']}/data")
+    _idle(page)
+    caption = page.get_by_text(f"#{sid} [X]", exact=False).first
+    caption.wait_for()
+    assert caption.inner_text().replace("\u2060", "") == f"#{sid} {EVIL_LABEL} (excluded, train)"  # as typed
+    links = page.locator('a[href*="evil" i]')
+    assert links.count() == 0, [links.nth(i).evaluate("a => a.outerHTML") for i in range(links.count())]
+    assert page.locator("b", has_text="BOLD").count() == 0
 
 
 def _edits(settings, label: str) -> bool:
