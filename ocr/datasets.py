@@ -113,7 +113,7 @@ def _member_problem(member: zipfile.ZipInfo, target: Path) -> str:
     return ""
 
 
-def safe_extract(archive: Path, target: Path, lim: Limits | None = None) -> Path:
+def safe_extract(archive: Path, target: Path, lim: Limits | None = None, marker: str | None = None) -> Path:
     """Extract a zip into the new folder ``target``. Every member is checked before anything is written: no path that
     escapes the folder, no link, total uncompressed size and compression ratio within the limits. The files appear
     under ``target`` only once all are written (a failed extraction leaves nothing)."""
@@ -161,6 +161,8 @@ def safe_extract(archive: Path, target: Path, lim: Limits | None = None) -> Path
                             raise DatasetError(f"{archive.name}: members expand beyond their declared sizes; "
                                                "nothing was extracted")
                         out.write(chunk)
+            if marker is not None:  # written before the rename: a folder that exists is a complete extraction
+                (partial / ".extracted").write_text(marker)
             os.replace(partial, target)
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
             raise DatasetError(f"{archive.name}: corrupt zip ({exc}); nothing was extracted") from None
@@ -185,9 +187,7 @@ def extract_zip(archive: Path, parent: Path | None = None, lim: Limits | None = 
             if marker.is_file() and marker.read_text() == identity:
                 return target
             continue
-        safe_extract(archive, target, lim)
-        marker.write_text(identity)
-        return target
+        return safe_extract(archive, target, lim, marker=identity)
     raise DatasetError(f"{archive.name}: no free folder name to extract it into under {parent}")
 
 
