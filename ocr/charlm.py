@@ -16,9 +16,9 @@ of ~100k names is small enough that counts in dictionaries train in a few second
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
-import pickle
 from collections import Counter, defaultdict
 from functools import lru_cache
 
@@ -29,7 +29,7 @@ from ocr.names import cache_dir
 
 BOS = "\x02"
 EOS = "\x03"
-CHARLM_VERSION = 1
+CHARLM_VERSION = 2
 DEFAULT_ORDER = 7
 DEFAULT_WEIGHT = 0.6  # log P_lm's weight in the beam (ocr.decode.Fusion); chosen on real held-out names
 FREQUENCY_TOKENS = 100_000  # names drawn in proportion to their frequency, on top of one of each
@@ -109,22 +109,36 @@ class CharLM:
 
     @classmethod
     def names(cls, alphabet: Alphabet = Alphabet(), order: int = DEFAULT_ORDER) -> CharLM:
-        """Trained on the names lexicon; pickled in the cache after the first use (training takes a few seconds)."""
-        path = cache_dir() / f"charlm-names-v{CHARLM_VERSION}-{order}-{hashlib.sha1(alphabet.chars.encode()).hexdigest()[:8]}.pkl"
+        """Trained on the names lexicon; kept in the cache as JSON after the first use (training takes a few seconds;
+        JSON, not a pickle, so nothing in the cache folder can run code when it is read)."""
+        key = hashlib.sha1(alphabet.chars.encode()).hexdigest()[:8]
+        path = cache_dir() / f"charlm-names-v{CHARLM_VERSION}-{order}-{key}.json"
         if path.exists():
             try:
-                with open(path, "rb") as f:
-                    lm = pickle.load(f)
-                if isinstance(lm, cls) and lm.alphabet == alphabet and lm.order == order:
-                    return lm
-            except Exception:  # a stale or broken cache is rebuilt
+                return cls.from_state(json.loads(path.read_text(encoding="utf-8")), alphabet, order)
+            except (ValueError, KeyError, TypeError, OSError):  # a stale or broken cache is rebuilt
                 pass
         lm = cls(names_corpus(alphabet), alphabet, order, source="names-dataset")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(lm, f, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.write_text(json.dumps(lm.state(), ensure_ascii=False), encoding="utf-8")
         tmp.replace(path)
+        return lm
+
+    def state(self) -> dict:
+        """Everything the model is, as JSON-safe data."""
+        return {"version": CHARLM_VERSION, "alphabet": self.alphabet.chars, "order": self.order, "source": self.source,
+                "n_words": self.n_words, "grams": self._grams, "contexts": self._contexts, "discounts": self._discounts}
+
+    @classmethod
+    def from_state(cls, state: dict, alphabet: Alphabet, order: int) -> CharLM:
+        if state["version"] != CHARLM_VERSION or state["alphabet"] != alphabet.chars or state["order"] != order:
+            raise ValueError("cached model of another version, alphabet or order")
+        lm = cls.__new__(cls)
+        lm.alphabet, lm.order, lm.source, lm.n_words = alphabet, order, state["source"], state["n_words"]
+        lm.symbols, lm.end_index = alphabet.chars + EOS, alphabet.num_classes
+        lm._grams, lm._contexts, lm._discounts = state["grams"], state["contexts"], state["discounts"]
+        lm._cached = lru_cache(maxsize=200_000)(lm._log_probs)
         return lm
 
     @classmethod
@@ -135,16 +149,6 @@ class CharLM:
         from ocr.lexicon import Lexicon
 
         return cls(sorted(Lexicon.from_file(spec, alphabet).words), alphabet, order, source=str(spec))
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state.pop("_cached")
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._cached = lru_cache(maxsize=200_000)(self._log_probs)
-
 
 
 def names_corpus(alphabet: Alphabet = Alphabet(), frequency_tokens: int = FREQUENCY_TOKENS) -> list[str]:
