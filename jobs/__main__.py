@@ -24,7 +24,7 @@ def _submit(args, settings) -> int:
         values = {"n": args.n, "name": args.name, "seed": args.seed, "validation": args.validation}
     elif args.kind == "train":
         config = {"preset": args.preset, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                  "scheduler": args.scheduler, "augment": not args.no_augment, "seed": args.seed,
+                  "scheduler": args.scheduler, "precision": args.precision, "augment": not args.no_augment, "seed": args.seed,
                   "device": args.device, "val_fraction": args.val_fraction}
         if args.max_minutes is not None:
             config["max_minutes"] = args.max_minutes

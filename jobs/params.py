@@ -8,9 +8,9 @@ import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
+from ocr.config import PRECISIONS, SCHEDULERS, TrainConfig
 from ocr.datasets import SPLITS
 from ocr.model import PRESETS
-from ocr.train import SCHEDULERS, TrainConfig
 
 
 class ParamsError(ValueError):
@@ -120,6 +120,8 @@ def parse(kind: str, values: dict):
         cfg = train_config(p)
         if cfg.preset not in PRESETS:
             raise ParamsError(f"train job: unknown preset {cfg.preset!r}; choose from {', '.join(PRESETS)}")
+        if cfg.precision not in ("auto", *PRECISIONS):
+            raise ParamsError(f"train job: unknown precision {cfg.precision!r}; choose from auto, {', '.join(PRECISIONS)}")
         if cfg.scheduler not in SCHEDULERS:
             raise ParamsError(f"train job: unknown scheduler {cfg.scheduler!r}; choose from {', '.join(SCHEDULERS)}")
         if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or (cfg.max_minutes is not None and cfg.max_minutes <= 0):

@@ -89,7 +89,7 @@ def cmd_train(args) -> int:
     if args.resume and not (out / "last.pt").exists():
         raise CLIError(f"{out / 'last.pt'} not found: nothing to resume")
     cfg = TrainConfig(preset=args.preset, epochs=args.epochs, max_minutes=args.max_minutes, batch_size=args.batch_size,
-                      lr=args.lr, scheduler=args.scheduler, augment=not args.no_augment, seed=args.seed,
+                      lr=args.lr, scheduler=args.scheduler, precision=args.precision, augment=not args.no_augment, seed=args.seed,
                       device=args.device, workers=args.workers, diagnose=args.diagnose,
                       val_fraction=args.val_fraction, data_on_device=args.data_on_device)
     train = _load_samples(args.data)

@@ -28,13 +28,22 @@ class TrainConfig:
     device: str = "auto"
     workers: int = -1  # -1: 0 on CPU, 4 on a GPU
     data_on_device: bool | None = None  # images + augmentation on the training device (ocr.device_data); None: on CUDA
-    amp: bool = True  # mixed precision, on CUDA only
+    precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp16 there; fp32 on the CPU) | fp32 | bf16 | fp16
     max_bad_batches: int = 20  # consecutive non-finite losses before giving up
     log_every: int = 10
     diagnose: bool = False
 
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """From a checkpoint's or a job's saved config; checkpoints of earlier versions said ``amp`` for precision."""
+        d = dict(d)
+        if "amp" in d:
+            d.setdefault("precision", "auto" if d.pop("amp") else "fp32")
+        return cls(**d)
+
 
 SCHEDULERS = ("onecycle", "cosine", "plateau", "constant")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def finite_float(text: str) -> float:
@@ -68,6 +77,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=positive_float, default=d.lr)
     parser.add_argument("--scheduler", default=d.scheduler, choices=SCHEDULERS)
+    parser.add_argument("--precision", default=d.precision, choices=("auto", *PRECISIONS),
+                        help="auto: bf16 on a GPU that has it, else fp16 there; fp32 on the CPU")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--val-fraction", type=positive_float, default=d.val_fraction)
     parser.add_argument("--seed", type=int, default=d.seed)

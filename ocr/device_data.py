@@ -111,6 +111,10 @@ class DeviceBatches:
         self.aug_gen.manual_seed(seed)
 
     @property
+    def num_samples(self) -> int:
+        return self.n
+
+    @property
     def nbytes(self) -> int:
         return self.images.numel()
 

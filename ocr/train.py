@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from ocr.alphabet import BLANK, Alphabet
 from ocr.augment import Augment, AugmentConfig
-from ocr.config import SCHEDULERS, TrainConfig
+from ocr.config import PRECISIONS, SCHEDULERS, TrainConfig
 from ocr.datasets import LineDataset, Sample, collate, data_fingerprint
 from ocr.decode import ctc_min_length, greedy_decode
 from ocr.metrics import cer, exact_match
@@ -209,6 +209,269 @@ class RunState:
     history: list = field(default_factory=list)
 
 
+# --- setup ------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Precision:
+    """How forward passes run: fp32, or ``torch.autocast`` with bfloat16 or float16 (float16 with a gradient scaler).
+    bfloat16 runs on the CPU too, so the autocast path a GPU takes is the one the CPU tests take."""
+
+    name: str
+    device_type: str
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+
+    def scaler(self) -> torch.amp.GradScaler:
+        return torch.amp.GradScaler(self.device_type if self.name == "fp16" else "cpu", enabled=self.name == "fp16")
+
+
+def resolve_precision(name: str, device: torch.device) -> Precision:
+    """``auto``: bfloat16 on a GPU that has it, else float16 there; fp32 on the CPU (bf16 is asked for explicitly)."""
+    if name == "auto":
+        name = "fp32"
+        if device.type == "cuda":
+            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if name not in PRECISIONS:
+        raise TrainingError(f"unknown precision {name!r}; choose from auto, {', '.join(PRECISIONS)}")
+    if name == "fp16" and device.type != "cuda":
+        raise TrainingError("fp16 mixed precision needs a CUDA GPU; use bf16 on the CPU")
+    return Precision(name, device.type)
+
+
+class LoaderBatches:
+    """The DataLoader path (per-item augmentation in worker processes) behind the interface the loop uses for both
+    data paths: ``len()`` batches, ``num_samples``, ``seed(epoch_seed)``, and (images, widths, targets, lengths)."""
+
+    def __init__(self, dataset: LineDataset, batch_size: int, workers: int, device: torch.device):
+        self.gen = torch.Generator()
+        self.num_samples = len(dataset)
+        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate, num_workers=workers,
+                                 generator=self.gen, drop_last=len(dataset) > batch_size,
+                                 pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def seed(self, seed: int) -> None:
+        self.gen.manual_seed(seed)
+
+    def __iter__(self):
+        return iter(self.loader)
+
+
+def training_batches(train_ds: LineDataset, cfg: TrainConfig, device: torch.device):
+    """``DeviceBatches`` (images and augmentation on the device; the default on CUDA) or ``LoaderBatches``."""
+    on_device = cfg.data_on_device if cfg.data_on_device is not None else device.type == "cuda"
+    if on_device:
+        from ocr.device_data import DeviceBatches
+
+        return DeviceBatches(train_ds.images, train_ds.targets, device, cfg.batch_size,
+                             AugmentConfig() if cfg.augment else None, drop_last=len(train_ds) > cfg.batch_size)
+    workers = cfg.workers if cfg.workers >= 0 else (4 if device.type == "cuda" else 0)
+    return LoaderBatches(train_ds, cfg.batch_size, workers, device)
+
+
+def _resolve_run(out: Path, cfg: TrainConfig, alphabet: Alphabet, init, resume: bool):
+    """(config, alphabet, model config, checkpoint resumed from, checkpoint initialised from) of the run."""
+    resumed = base = None
+    if resume:
+        resumed = load_checkpoint(out / "last.pt", for_resume=True)
+        model_from_checkpoint(resumed)  # its parts fit together, or one clear error
+        try:
+            cfg = TrainConfig.from_dict(resumed["train_config"])  # the run continues as it was planned
+            RunState(**resumed["run_state"])
+        except TypeError as exc:
+            raise TrainingError(f"{out / 'last.pt'}: its training state does not fit this version ({exc})") from None
+        alphabet = Alphabet(resumed["alphabet"])
+        return cfg, alphabet, CRNNConfig.from_dict(resumed["model_config"]), resumed, None
+    if init is not None:
+        base = load_checkpoint(init)
+        model_from_checkpoint(base)
+        if base["alphabet"] != alphabet.chars:
+            raise TrainingError(f"{init}: its alphabet {base['alphabet']!r} differs from this run's {alphabet.chars!r}")
+        return cfg, alphabet, CRNNConfig.from_dict(base["model_config"]), None, base
+    return cfg, alphabet, preset(cfg.preset, alphabet.num_classes), None, None
+
+
+def _datasets(train_samples: list[Sample], val_samples: list[Sample], alphabet: Alphabet, model_cfg: CRNNConfig,
+              cfg: TrainConfig, cb: Callback) -> tuple[LineDataset, LineDataset]:
+    """Both sets decoded into memory, without the labels the model cannot emit (reported)."""
+    if not train_samples:
+        raise TrainingError("no usable training samples")
+    if not val_samples:
+        raise TrainingError("no validation samples (give --val, or more than one training sample)")
+    pre = PreprocessConfig(height=model_cfg.height)
+    cb.on_message(f"decoding {len(train_samples) + len(val_samples):,} images into memory")
+    train_ds = LineDataset(train_samples, alphabet, pre, Augment(AugmentConfig()) if cfg.augment else None)
+    val_ds = LineDataset(val_samples, alphabet, pre)
+    for name, ds in (("training", train_ds), ("validation", val_ds)):
+        problems = label_fit_problems(ds.samples, model_cfg, [im.shape[1] for im in ds.images])
+        if problems:
+            keep = [i for i, (s, im) in enumerate(zip(ds.samples, ds.images))
+                    if ctc_min_length(s.label) <= model_cfg.output_length(im.shape[1])]
+            cb.on_message(f"{len(problems)} {name} label(s) longer than the model can emit, left out: "
+                          + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+            ds.keep(keep)
+    if not len(train_ds) or not len(val_ds):
+        raise TrainingError("no sample left whose label fits the model's output length")
+    return train_ds, val_ds
+
+
+# --- one step, one epoch ----------------------------------------------------------------------------------------------
+
+def train_step(model: CRNN, batch, opt, sched, scaler, precision: Precision, cfg: TrainConfig,
+               device: torch.device) -> float | None:
+    """Forward (under the run's precision), CTC loss, backward, clipped update, schedule step. Returns the loss, or
+    None when it was not finite (the batch is skipped and nothing is updated)."""
+    images, widths, targets, lengths = batch
+    with precision.autocast():
+        logits = model(images.to(device, non_blocking=True))
+    loss = ctc_loss(logits, targets, model.output_lengths(widths), lengths)
+    opt.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        return None
+    value = loss.item()
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(opt)
+    scaler.update()
+    if cfg.scheduler != "plateau":
+        sched.step()
+    return value
+
+
+@dataclass
+class EpochResult:
+    seen: int = 0
+    loss_sum: float = 0.0
+    stopped: str | None = None
+
+    @property
+    def train_loss(self) -> float:
+        return self.loss_sum / max(1, self.seen)
+
+
+def train_epoch(run: _Run, epoch: int, deadline: float, progress: bool) -> EpochResult:
+    """One pass over the training batches, seeded by the epoch (an exact resume replays it); stops early on a stop
+    request or the time budget. Every ``log_every`` steps a step record goes to the log and the callback."""
+    cfg, state = run.cfg, run.state
+    run.batches.seed(cfg.seed * 100_003 + epoch)
+    torch.manual_seed(cfg.seed * 7919 + epoch)
+    run.model.train()
+    result = EpochResult()
+    window_t, window_n = time.monotonic(), 0
+    bar = _progress(len(run.batches), f"epoch {epoch}/{state.planned_epochs}", progress)
+    try:
+        for batch in run.batches:
+            loss = train_step(run.model, batch, run.opt, run.sched, run.scaler, run.precision, cfg, run.device)
+            if loss is None:
+                run.bad_in_a_row += 1
+                run.cb.on_message(f"step {state.step}: non-finite loss, batch skipped")
+                run.write({"type": "bad_batch", "step": state.step, "loss": "nan"})
+                if run.bad_in_a_row >= cfg.max_bad_batches:
+                    raise TrainingError(f"{run.bad_in_a_row} batches in a row gave a non-finite loss; "
+                                        "lower the learning rate or check the labels")
+                continue
+            run.bad_in_a_row = 0
+            state.step += 1
+            n = len(batch[1])
+            result.seen += n
+            result.loss_sum += loss * n
+            window_n += n
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}")
+            if state.step % cfg.log_every == 0:
+                now = time.monotonic()
+                m = {"type": "step", "step": state.step, "epoch": epoch, "planned_epochs": state.planned_epochs,
+                     "train_loss": loss, "lr": run.opt.param_groups[0]["lr"],
+                     "samples_per_s": window_n / max(1e-9, now - window_t)}
+                window_t, window_n = now, 0
+                run.write(m)
+                run.cb.on_step(m)
+            if run.cb.should_stop():
+                result.stopped = "stop requested"
+                break
+            if time.monotonic() > deadline:
+                result.stopped = "time budget reached"
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    return result
+
+
+@dataclass
+class _Run:
+    """Everything one training run holds between its steps."""
+
+    cfg: TrainConfig
+    alphabet: Alphabet
+    model_cfg: CRNNConfig
+    device: torch.device
+    precision: Precision
+    model: CRNN
+    opt: torch.optim.Optimizer
+    sched: object
+    scaler: torch.amp.GradScaler
+    batches: object
+    val_loader: DataLoader
+    state: RunState
+    cb: Callback
+    write: object
+    fingerprint: str = ""
+    bad_in_a_row: int = 0
+
+    def snapshot(self) -> dict:
+        """The checkpoint: weights, configs, optimizer/scheduler/scaler state and the run state (an exact resume)."""
+        return {
+            "version": CHECKPOINT_VERSION, "model": self.model.state_dict(), "model_config": self.model_cfg.to_dict(),
+            "alphabet": self.alphabet.chars, "preprocess": asdict(PreprocessConfig(height=self.model_cfg.height)),
+            "train_config": asdict(self.cfg), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(), "run_state": asdict(self.state), "data_fingerprint": self.fingerprint,
+            "metrics": self.state.history[-1] if self.state.history else {},
+        }
+
+
+def _end_epoch(run: _Run, out: Path, epoch: int, result: EpochResult, t0: float, started: float, deadline: float,
+               resumed: bool) -> None:
+    """Validation, the epoch record, re-planning after the first epoch of a budgeted run, and the checkpoints."""
+    cfg, state = run.cfg, run.state
+    val = evaluate_loader(run.model, run.val_loader, run.alphabet, run.device)
+    if cfg.scheduler == "plateau":
+        run.sched.step(val["val_cer"])
+    state.epoch = epoch
+    m = {"type": "epoch", "epoch": epoch, "planned_epochs": state.planned_epochs, "step": state.step,
+         "train_loss": result.train_loss, **val, "lr": run.opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0}
+    state.history.append(m)
+    run.write(m)
+    run.cb.on_epoch(m)
+    is_best = val["val_cer"] < state.best_cer
+    if is_best:
+        state.best_cer = val["val_cer"]
+    if epoch == 1 and not resumed and cfg.max_minutes is not None:
+        # re-plan from the measured first epoch, so the schedule ends when the budget does
+        per_epoch = time.monotonic() - started
+        fits = max(1, int((deadline - started) * 0.98 / per_epoch))
+        if fits != state.planned_epochs:
+            run.cb.on_message(f"re-planned: {min(cfg.epochs, fits)} epoch(s) of {per_epoch:.0f} s fit the budget")
+            state.planned_epochs = min(cfg.epochs, fits)
+    snap = run.snapshot()
+    save_checkpoint(out / "last.pt", snap)
+    run.cb.on_checkpoint(out / "last.pt", "last", m)
+    if is_best:
+        save_checkpoint(out / "best.pt", snap)
+        run.cb.on_checkpoint(out / "best.pt", "best", m)
+
+
+# --- the run ----------------------------------------------------------------------------------------------------------
+
 def fit(
     train_samples: list[Sample],
     val_samples: list[Sample],
@@ -224,83 +487,28 @@ def fit(
     cb = callback or Callback()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = RunState()
-    resumed: dict | None = None
-    if resume:
-        resumed = load_checkpoint(out / "last.pt", for_resume=True)
-        model_from_checkpoint(resumed)  # its parts fit together, or one clear error
-        try:
-            cfg = TrainConfig(**resumed["train_config"])  # the run continues as it was planned
-            RunState(**resumed["run_state"])
-        except TypeError as exc:
-            raise TrainingError(f"{out / 'last.pt'}: its training state does not fit this version ({exc})") from None
-        alphabet = Alphabet(resumed["alphabet"])
+    cfg, alphabet, model_cfg, resumed, base = _resolve_run(out, cfg, alphabet, init, resume)
     if cfg.scheduler not in SCHEDULERS:
         raise TrainingError(f"unknown scheduler {cfg.scheduler!r}; choose from {', '.join(SCHEDULERS)}")
     device = select_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
     seed_everything(cfg.seed)
-
-    if resumed is not None:
-        model_cfg = CRNNConfig.from_dict(resumed["model_config"])
-    elif init is not None:
-        base = load_checkpoint(init)
-        model_from_checkpoint(base)
-        if base["alphabet"] != alphabet.chars:
-            raise TrainingError(f"{init}: its alphabet {base['alphabet']!r} differs from this run's {alphabet.chars!r}")
-        model_cfg = CRNNConfig.from_dict(base["model_config"])
-    else:
-        model_cfg = preset(cfg.preset, alphabet.num_classes)
-    pre = PreprocessConfig(height=model_cfg.height)
-
-    if not train_samples:
-        raise TrainingError("no usable training samples")
-    if not val_samples:
-        raise TrainingError("no validation samples (give --val, or more than one training sample)")
-    cb.on_message(f"decoding {len(train_samples) + len(val_samples):,} images into memory")
-    train_ds = LineDataset(train_samples, alphabet, pre, Augment(AugmentConfig()) if cfg.augment else None)
-    val_ds = LineDataset(val_samples, alphabet, pre)
-    for name, ds in (("training", train_ds), ("validation", val_ds)):
-        problems = label_fit_problems(ds.samples, model_cfg, [im.shape[1] for im in ds.images])
-        if problems:
-            keep = [i for i, (s, im) in enumerate(zip(ds.samples, ds.images))
-                    if ctc_min_length(s.label) <= model_cfg.output_length(im.shape[1])]
-            cb.on_message(f"{len(problems)} {name} label(s) longer than the model can emit, left out: "
-                          + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
-            ds.keep(keep)
-    if not len(train_ds) or not len(val_ds):
-        raise TrainingError("no sample left whose label fits the model's output length")
-
-    workers = cfg.workers if cfg.workers >= 0 else (4 if device.type == "cuda" else 0)
-    loader_gen = torch.Generator()
-    on_device = cfg.data_on_device if cfg.data_on_device is not None else device.type == "cuda"
-    if on_device:
-        from ocr.device_data import DeviceBatches
-
-        train_loader = DeviceBatches(train_ds.images, train_ds.targets, device, cfg.batch_size,
-                                     AugmentConfig() if cfg.augment else None, drop_last=len(train_ds) > cfg.batch_size)
-        workers = 0
-    else:
-        train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,
-                                  num_workers=workers, generator=loader_gen, drop_last=len(train_ds) > cfg.batch_size,
-                                  pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    train_ds, val_ds = _datasets(train_samples, val_samples, alphabet, model_cfg, cfg, cb)
+    batches = training_batches(train_ds, cfg, device)
+    val_workers = 0 if not isinstance(batches, LoaderBatches) else batches.loader.num_workers
     val_loader = DataLoader(val_ds, batch_size=max(64, cfg.batch_size), shuffle=False, collate_fn=collate,
-                            num_workers=workers, pin_memory=device.type == "cuda")
+                            num_workers=val_workers, pin_memory=device.type == "cuda")
 
     model = CRNN(model_cfg).to(device)
-    if resumed is None and init is not None:
+    if base is not None:
         model.load_state_dict(base["model"])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    steps_per_epoch = len(train_loader)
-
-    if resumed is not None:
-        state = RunState(**resumed["run_state"])
-    else:
-        state.planned_epochs = cfg.epochs
-        if cfg.max_minutes is not None:
-            state.planned_epochs = min(cfg.epochs, _plan_epochs(model, train_loader, val_ds, cfg, device, cb))
+    state = RunState(**resumed["run_state"]) if resumed is not None else RunState(planned_epochs=cfg.epochs)
+    if resumed is None and cfg.max_minutes is not None:
+        state.planned_epochs = min(cfg.epochs, _plan_epochs(model, batches, val_ds, cfg, device, precision, cb))
+    steps_per_epoch = len(batches)
     sched = _scheduler(opt, cfg, lambda: state.planned_epochs * steps_per_epoch)
+    scaler = precision.scaler()
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         opt.load_state_dict(resumed["optimizer"])
@@ -308,124 +516,34 @@ def fit(
         scaler.load_state_dict(resumed["scaler"])
         cb.on_message(f"resuming after epoch {state.epoch} (step {state.step}) of {state.planned_epochs}")
 
-    fingerprint = data_fingerprint(train_ds.samples)
-    info = {"device": str(device), "model": model_cfg.describe(), "parameters": sum(p.numel() for p in model.parameters()),
-            "train_samples": len(train_ds), "val_samples": len(val_ds), "epochs": state.planned_epochs,
-            "steps_per_epoch": steps_per_epoch, "data_fingerprint": fingerprint, "amp": use_amp,
-            "data_on_device": on_device}
-    cb.on_start(info)
     log = (out / "metrics.jsonl").open("a", encoding="utf-8")
 
     def write(record: dict) -> None:
         log.write(json.dumps(record) + "\n")
         log.flush()
 
+    run = _Run(cfg, alphabet, model_cfg, device, precision, model, opt, sched, scaler, batches, val_loader, state, cb,
+               write, data_fingerprint(train_ds.samples))
+    info = {"device": str(device), "model": model_cfg.describe(), "parameters": sum(p.numel() for p in model.parameters()),
+            "train_samples": len(train_ds), "val_samples": len(val_ds), "epochs": state.planned_epochs,
+            "steps_per_epoch": steps_per_epoch, "data_fingerprint": run.fingerprint, "precision": precision.name,
+            "data_on_device": not isinstance(batches, LoaderBatches)}
+    cb.on_start(info)
     write({"type": "start", "time": time.time(), **info, "train_config": asdict(cfg)})
     if cfg.diagnose:
-        _diagnose(model, train_loader, model_cfg, cb)
-
-    def snapshot() -> dict:
-        return {
-            "version": CHECKPOINT_VERSION, "model": model.state_dict(), "model_config": model_cfg.to_dict(),
-            "alphabet": alphabet.chars, "preprocess": asdict(pre), "train_config": asdict(cfg),
-            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-            "run_state": asdict(state), "data_fingerprint": fingerprint, "metrics": state.history[-1] if state.history else {},
-        }
+        _diagnose(model, batches, model_cfg, cb)
 
     started = time.monotonic()
     deadline = started + cfg.max_minutes * 60 if cfg.max_minutes is not None else math.inf
-    bad_in_a_row = 0
     stopped = None
     try:
         while state.epoch < state.planned_epochs and stopped is None:
-            epoch = state.epoch + 1
-            # per-epoch seeds: a run resumed at an epoch boundary sees the same shuffles, augmentations, dropout
-            loader_gen.manual_seed(cfg.seed * 100_003 + epoch)
-            if on_device:
-                train_loader.seed(cfg.seed * 100_003 + epoch)
-            torch.manual_seed(cfg.seed * 7919 + epoch)
-            model.train()
-            t0 = time.monotonic()
-            seen, loss_sum, loss_n = 0, 0.0, 0
-            window_t, window_n = time.monotonic(), 0
-            bar = _progress(steps_per_epoch, f"epoch {epoch}/{state.planned_epochs}", progress)
-            for images, widths, targets, lengths in train_loader:
-                images = images.to(device, non_blocking=True)
-                in_len = model.output_lengths(widths)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    logits = model(images)
-                loss = ctc_loss(logits, targets, in_len, lengths)
-                opt.zero_grad(set_to_none=True)
-                if not torch.isfinite(loss):
-                    bad_in_a_row += 1
-                    cb.on_message(f"step {state.step}: non-finite loss ({loss.item()}), batch skipped")
-                    write({"type": "bad_batch", "step": state.step, "loss": str(loss.item())})
-                    if bad_in_a_row >= cfg.max_bad_batches:
-                        raise TrainingError(f"{bad_in_a_row} batches in a row gave a non-finite loss; "
-                                            "lower the learning rate or check the labels")
-                    continue
-                bad_in_a_row = 0
-                loss_value = loss.item()
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                if cfg.scheduler != "plateau":
-                    sched.step()
-                state.step += 1
-                n = len(widths)
-                seen += n
-                window_n += n
-                loss_sum += loss_value * n
-                loss_n += n
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_value:.3f}")
-                if state.step % cfg.log_every == 0:
-                    now = time.monotonic()
-                    m = {"type": "step", "step": state.step, "epoch": epoch, "planned_epochs": state.planned_epochs,
-                         "train_loss": loss_value,
-                         "lr": opt.param_groups[0]["lr"], "samples_per_s": window_n / max(1e-9, now - window_t)}
-                    window_t, window_n = now, 0
-                    write(m)
-                    cb.on_step(m)
-                if cb.should_stop():
-                    stopped = "stop requested"
-                    break
-                if time.monotonic() > deadline:
-                    stopped = "time budget reached"
-                    break
-            if bar is not None:
-                bar.close()
-            if stopped is not None and seen < len(train_ds) // 2:
+            epoch, t0 = state.epoch + 1, time.monotonic()
+            result = train_epoch(run, epoch, deadline, progress)
+            stopped = result.stopped
+            if stopped is not None and result.seen < len(train_ds) // 2:
                 break  # a partial epoch is not a finished epoch: keep the last complete one
-            val = evaluate_loader(model, val_loader, alphabet, device)
-            if cfg.scheduler == "plateau":
-                sched.step(val["val_cer"])
-            state.epoch = epoch
-            m = {"type": "epoch", "epoch": epoch, "planned_epochs": state.planned_epochs, "step": state.step,
-                 "train_loss": loss_sum / max(1, loss_n),
-                 **val, "lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0}
-            state.history.append(m)
-            write(m)
-            cb.on_epoch(m)
-            is_best = val["val_cer"] < state.best_cer
-            if is_best:
-                state.best_cer = val["val_cer"]
-            if epoch == 1 and resumed is None and cfg.max_minutes is not None:
-                # re-plan from the measured first epoch, so the schedule ends when the budget does
-                per_epoch = time.monotonic() - started
-                fits = max(1, int((deadline - started) * 0.98 / per_epoch))
-                if fits != state.planned_epochs:
-                    cb.on_message(f"re-planned: {min(cfg.epochs, fits)} epoch(s) of {per_epoch:.0f} s fit the budget")
-                    state.planned_epochs = min(cfg.epochs, fits)
-            snap = snapshot()
-            save_checkpoint(out / "last.pt", snap)
-            cb.on_checkpoint(out / "last.pt", "last", m)
-            if is_best:
-                save_checkpoint(out / "best.pt", snap)
-                cb.on_checkpoint(out / "best.pt", "best", m)
+            _end_epoch(run, out, epoch, result, t0, started, deadline, resumed is not None)
     finally:
         write({"type": "end", "time": time.time(), "epoch": state.epoch, "step": state.step,
                "stopped": stopped, "best_val_cer": state.best_cer if state.best_cer < math.inf else None})
@@ -435,17 +553,20 @@ def fit(
             "stopped": stopped, "best": best, "last": state.history[-1] if state.history else {}}
 
 
-def _plan_epochs(model: CRNN, loader: DataLoader, val_ds, cfg: TrainConfig, device, cb: Callback) -> int:
-    """Epochs that fit in ``cfg.max_minutes``, from the timed speed of a few real training steps on a copy."""
+def _plan_epochs(model: CRNN, batches, val_ds, cfg: TrainConfig, device, precision: Precision, cb: Callback) -> int:
+    """Epochs that fit in ``cfg.max_minutes``, from the timed speed of a few real training steps on a copy (same data
+    path, same precision)."""
     import copy
 
     probe = copy.deepcopy(model).train()
     opt = torch.optim.AdamW(probe.parameters(), lr=0.0)
     rng_state = torch.get_rng_state()
+    batches.seed(cfg.seed * 100_003)
     times, n_seen = [], 0
-    for i, (images, widths, targets, lengths) in enumerate(loader):
+    for i, (images, widths, targets, lengths) in enumerate(batches):
         t = time.perf_counter()
-        logits = probe(images.to(device))
+        with precision.autocast():
+            logits = probe(images.to(device))
         loss = ctc_loss(logits, targets, probe.output_lengths(widths), lengths)
         opt.zero_grad()
         loss.backward()
@@ -459,7 +580,7 @@ def _plan_epochs(model: CRNN, loader: DataLoader, val_ds, cfg: TrainConfig, devi
             break
     torch.set_rng_state(rng_state)
     per_sample = sum(times) / max(1, n_seen) if times else 1e-3
-    epoch_s = per_sample * len(loader.dataset) * 1.05 + per_sample / 3 * len(val_ds)  # + loader, + validation
+    epoch_s = per_sample * batches.num_samples * 1.05 + per_sample / 3 * len(val_ds)  # + loading, + validation
     epochs = max(1, int(cfg.max_minutes * 60 * 0.95 / epoch_s))
     cb.on_message(f"planned {epochs} epoch(s) of ~{epoch_s:.0f} s for a {cfg.max_minutes:g}-minute budget")
     return epochs
