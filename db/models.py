@@ -83,6 +83,8 @@ class Worker(Base):
     host: Mapped[str] = mapped_column(String(200))
     pid: Mapped[int] = mapped_column(Integer)
     device: Mapped[str] = mapped_column(String(40))
+    # what it runs jobs on: [{"name": "cuda:0", "label": "NVIDIA H100 80GB HBM3", "memory_gb": 79.1}, ...]
+    devices: Mapped[list | None] = mapped_column(JSON, default=None)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(default=None)

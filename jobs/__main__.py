@@ -49,7 +49,7 @@ def _status(args, settings) -> int:
         if args.json:
             print(json.dumps(st, default=str))
         else:
-            print(f"job {st['id']} {st['kind']}: {st['status']} {st['progress']:.0%}  {st['message'] or ''}")
+            print(f"job {st['id']} {st['kind']}: {st['status']} {st['progress']:.0%}  {st['waiting'] or st['message'] or ''}")
             for k, v in st["metrics"].items():
                 print(f"  {k}: {v:.4g}")
             for c in st["checkpoints"]:
@@ -62,7 +62,8 @@ def _status(args, settings) -> int:
         print(json.dumps(jobs, default=str))
     else:
         for j in jobs:
-            print(f"{j['id']:>5}  {j['kind']:<9} {j['status']:<11} {j['progress']:>4.0%}  {j['message'] or j['error'] or ''}")
+            print(f"{j['id']:>5}  {j['kind']:<9} {j['status']:<11} {j['progress']:>4.0%}  "
+                  f"{j['waiting'] or j['message'] or j['error'] or ''}")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import socket
 from dataclasses import replace
@@ -52,7 +53,7 @@ def submit(settings: Settings, kind: str, values: dict, secrets: dict[str, str] 
             _dataset_exists_or_coming(settings, name)
         if p.init_model is not None:
             get_model(settings, p.init_model)
-        device = P.train_config(p).device
+        device = check_device(P.train_config(p).device)
     elif kind in ("evaluate", "predict"):
         get_model(settings, p.model)
         _dataset_exists_or_coming(settings, p.dataset)
@@ -131,10 +132,40 @@ def _dataset_exists_or_coming(settings: Settings, name: str) -> None:
             raise
 
 
-def claim(settings: Settings, worker_id: str, device: str) -> Job | None:
-    """Take the oldest queued job this worker can run. ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the
-    write transaction (BEGIN IMMEDIATE) serializes claimers. The status check in the UPDATE makes it exact on both."""
-    devices = ["auto", device, device.split(":")[0]]
+DEVICE_NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device(name: str) -> str:
+    if not DEVICE_NAME.match(name or ""):
+        raise JobError(f"unknown device {name!r}; choose from auto, cpu, mps, cuda, cuda:N")
+    return name
+
+
+def servable(device: str, gpus: int | None = None) -> list[str]:
+    """The device names a worker on ``device`` runs jobs for: ``auto``, its own, its type (``cuda`` for ``cuda:1``),
+    and every ``cuda:N`` of its ``gpus`` when it serves them all (``device`` is ``cuda``)."""
+    names = ["auto", device, device.split(":")[0]]
+    if device == "cuda":
+        names += [f"cuda:{i}" for i in range(gpus or 0)]
+    return list(dict.fromkeys(names))
+
+
+def serves(worker_device: str, requested: str, gpus: int | None = None) -> bool:
+    """Whether a worker on ``worker_device`` (with ``gpus`` GPUs; unknown: any) can run a job asking for ``requested``."""
+    if requested in servable(worker_device, gpus):
+        return True
+    return worker_device == "cuda" and gpus is None and requested.startswith("cuda:")
+
+
+def run_device(requested: str, worker_device: str) -> str:
+    """The device a claimed job runs on: the GPU it named, else the worker's."""
+    return requested if ":" in requested else worker_device
+
+
+def claim(settings: Settings, worker_id: str, device: str, gpus: int | None = None) -> Job | None:
+    """Take the oldest queued job this worker can run (``servable``). ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite
+    the write transaction (BEGIN IMMEDIATE) serializes claimers. The status check in the UPDATE makes it exact on both."""
+    devices = servable(device, gpus)
     with session(settings, write=True) as s:
         job = s.scalar(select(Job).where(Job.status == "queued", Job.requested_device.in_(devices))
                        .order_by(Job.id).limit(1).with_for_update(skip_locked=True))
@@ -142,7 +173,8 @@ def claim(settings: Settings, worker_id: str, device: str) -> Job | None:
             return None
         now = utcnow()
         done = s.execute(update(Job).where(Job.id == job.id, Job.status == "queued")
-                         .values(status="running", worker_id=worker_id, device=device, started_at=now, heartbeat_at=now,
+                         .values(status="running", worker_id=worker_id, device=run_device(job.requested_device, device),
+                                 started_at=now, heartbeat_at=now,
                                  finished_at=None, error=None, attempts=Job.attempts + 1)
                          .execution_options(synchronize_session=False))
         if done.rowcount != 1:
@@ -280,6 +312,18 @@ def alive_workers(settings: Settings, within: float = WORKER_ALIVE_S) -> list[Wo
         return list(s.scalars(select(Worker).where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff)))
 
 
+def live_devices(settings: Settings) -> dict[str, str]:
+    """Device name -> description, over the live workers (what a training job can ask for besides ``auto``)."""
+    out: dict[str, str] = {}
+    for w in alive_workers(settings):
+        for d in w.devices or [{"name": w.device, "label": w.device}]:
+            memory = f", {d['memory_gb']:g} GB" if d.get("memory_gb") else ""
+            out[d["name"]] = f"{d['name']} ({d.get('label', d['name'])}{memory})" if d["name"] != d.get("label") else d["name"]
+    if any(name.startswith("cuda:") for name in out):
+        out["cuda"] = "cuda (any free GPU of a worker)"
+    return dict(sorted(out.items()))
+
+
 def latest_metrics(settings: Settings, job_id: int) -> dict:
     """The newest value of each metric name (step and epoch metrics apart: ``train_loss`` vs ``epoch_train_loss``)."""
     with session(settings) as s:
@@ -311,6 +355,17 @@ def clear_metrics_after(settings: Settings, job_id: int, epoch: int) -> None:
         s.execute(delete(JobMetric).where(JobMetric.job_id == job_id, JobMetric.epoch > epoch))
 
 
+def waiting_reason(requested: str, workers: list[Worker]) -> str | None:
+    """Why a queued job asking for ``requested`` is not being taken, when no live worker can run it; else None."""
+    if not workers:
+        return "waiting: no worker is alive (start one: python -m jobs.worker)"
+    if any(serves(w.device, requested, len([d for d in w.devices or [] if d["name"].startswith("cuda:")])
+                  if w.devices is not None else None) for w in workers):
+        return None
+    have = sorted({d["name"] for w in workers for d in (w.devices or [{"name": w.device}])})
+    return f"waiting: no live worker has {requested} (live workers run on {', '.join(have)})"
+
+
 def job_status(settings: Settings, job_id: int) -> dict:
     with session(settings) as s:
         job = s.get(Job, job_id)
@@ -318,11 +373,12 @@ def job_status(settings: Settings, job_id: int) -> dict:
             raise JobError(f"no job with id {job_id}")
         models = s.execute(select(Model.id, Model.kind, Model.path, Model.epoch).where(Model.job_id == job_id)
                            .order_by(Model.id)).all()
-    return {**job_summary(job), "metrics": latest_metrics(settings, job_id),
+    waiting = waiting_reason(job.requested_device, alive_workers(settings)) if job.status == "queued" else None
+    return {**job_summary(job, waiting), "metrics": latest_metrics(settings, job_id),
             "checkpoints": [{"model_id": m.id, "kind": m.kind, "path": m.path, "epoch": m.epoch} for m in models]}
 
 
-def job_summary(job: Job) -> dict:
+def job_summary(job: Job, waiting: str | None = None) -> dict:
     def iso(dt):
         return as_utc(dt).isoformat() if dt is not None else None
 
@@ -331,7 +387,7 @@ def job_summary(job: Job) -> dict:
             "created_at": iso(job.created_at), "started_at": iso(job.started_at), "finished_at": iso(job.finished_at),
             "heartbeat_at": iso(job.heartbeat_at), "cancel_requested": job.cancel_requested, "error": job.error,
             "result": job.result, "log": job.log_path, "data_count": job.data_count, "data_hash": job.data_hash,
-            "finished": job.status in FINISHED}
+            "finished": job.status in FINISHED, "waiting": waiting}
 
 
 def list_jobs(settings: Settings, limit: int = 50, statuses: tuple[str, ...] | None = None) -> list[dict]:
@@ -339,7 +395,9 @@ def list_jobs(settings: Settings, limit: int = 50, statuses: tuple[str, ...] | N
     if statuses:
         stmt = stmt.where(Job.status.in_(statuses))
     with session(settings) as s:
-        return [job_summary(j) for j in s.scalars(stmt)]
+        jobs = list(s.scalars(stmt))
+    workers = alive_workers(settings) if any(j.status == "queued" for j in jobs) else []
+    return [job_summary(j, waiting_reason(j.requested_device, workers) if j.status == "queued" else None) for j in jobs]
 
 
 def log_tail(settings: Settings, job_id: int, lines: int = 50) -> str:

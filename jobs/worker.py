@@ -35,6 +35,21 @@ CANCEL_GRACE_S = 10.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def list_devices(device: str) -> list[dict]:
+    """What this worker runs jobs on, for the queue and the Train page: the CPU, or each GPU it serves with its name and
+    memory (``cuda``: every GPU of the machine; ``cuda:N``: that one)."""
+    if not device.startswith("cuda"):
+        return [{"name": device, "label": device}]
+    import torch
+
+    indices = range(torch.cuda.device_count()) if device == "cuda" else [int(device.split(":")[1])]
+    out = []
+    for i in indices:
+        props = torch.cuda.get_device_properties(i)
+        out.append({"name": f"cuda:{i}", "label": props.name, "memory_gb": round(props.total_memory / 2**30, 1)})
+    return out
+
+
 def resolve_device(name: str) -> str:
     if name != "auto":
         return name
@@ -60,6 +75,8 @@ class JobWorker:
         self.dashboards_seen = time.monotonic()
         self.identity = self._storage_identity()
         self.device = resolve_device(device)
+        self.devices = list_devices(self.device)
+        self.gpus = len(self.devices) if self.device == "cuda" else None
         self.poll = poll
         self.stale_after = stale_after
         self.cancel_grace = cancel_grace
@@ -123,7 +140,8 @@ class JobWorker:
     def register(self) -> None:
         get_engine(self.settings)
         with session(self.settings, write=True) as s:
-            s.add(Worker(id=self.id, host=socket.gethostname(), pid=os.getpid(), device=self.device))
+            s.add(Worker(id=self.id, host=socket.gethostname(), pid=os.getpid(), device=self.device,
+                         devices=self.devices))
         queue.recover(self.settings, self.stale_after)
         for job_id in queue.clean_secrets(self.settings):
             self.log(f"job {job_id}: removed the secrets of a job that is no longer waiting")
@@ -150,7 +168,7 @@ class JobWorker:
                 if time.monotonic() - last_recover > 60:
                     queue.recover(self.settings, self.stale_after)
                     last_recover = time.monotonic()
-                job = queue.claim(self.settings, self.id, self.device)
+                job = queue.claim(self.settings, self.id, self.device, self.gpus)
                 if job is None:
                     if once:
                         break
@@ -168,10 +186,11 @@ class JobWorker:
     def run_job(self, job: Job) -> None:
         log_path = self.settings.resolve(job.log_path or f"logs/job-{job.id}.log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log(f"job {job.id} ({job.kind}) started, log {log_path}")
+        self.log(f"job {job.id} ({job.kind}) started on {job.device}, log {log_path}")
         with log_path.open("ab") as log:
             self.child = subprocess.Popen(
-                [sys.executable, "-m", "jobs.runner", str(job.id), "--parent", str(os.getpid()), "--device", self.device],
+                [sys.executable, "-m", "jobs.runner", str(job.id), "--parent", str(os.getpid()), "--device",
+                 job.device or self.device],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True,
                 env={**os.environ, "HWR_DATA_DIR": str(self.settings.data_dir),
                      "HWR_DATABASE_URL": self.settings.database_url, "PYTHONUNBUFFERED": "1"})

@@ -14,13 +14,6 @@ st.title("Train")
 defaults = TrainConfig()
 
 
-def gpu_devices() -> list[str]:
-    try:
-        import torch
-
-        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    except Exception:  # noqa: BLE001 - no torch CUDA: CPU only
-        return []
 
 
 datasets = dataset_choices(s)
@@ -37,8 +30,9 @@ with st.form("new-train-job"):
     c1, c2, c3, c4 = st.columns(4)
     lr = c1.number_input("Learning rate", 1e-6, 1.0, defaults.lr, format="%.4f", key="train_lr")
     scheduler = c2.selectbox("Scheduler", SCHEDULERS, key="train_scheduler")
-    device = c3.selectbox("Device", ["auto", "cpu", *gpu_devices()], key="train_device",
-                          help="auto: the worker's device (a GPU when it has one)")
+    devices = {"auto": "auto (the worker's device: a GPU when it has one)", **queue.live_devices(s)}
+    device = c3.selectbox("Device", list(devices), key="train_device", format_func=lambda d: devices.get(d, d),
+                          help="The devices of the live workers (not of the machine running this page)")
     init = c4.selectbox("Start from", [None, *models], key="train_init",
                         format_func=lambda i: "a new model" if i is None else models.get(i, f"#{i}"))
     augment = st.checkbox("Augmentation", value=True, key="train_augment")
@@ -64,7 +58,8 @@ if not train_jobs:
 
 @st.fragment(run_every=2)
 def job_table() -> None:
-    rows = [{"job": j["id"], "status": j["status"], "progress": j["progress"], "progress / ETA": j["message"] or "",
+    rows = [{"job": j["id"], "status": j["status"], "progress": j["progress"],
+             "progress / ETA": j["waiting"] or j["message"] or "",
              "datasets": ", ".join(j["params"].get("datasets", [])), "device": j["device"],
              "error": j["error"] or ""} for j in queue.list_jobs(s, limit=50) if j["kind"] == "train"]
     st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
