@@ -26,10 +26,33 @@ def test_schema_is_created_and_kept_at_the_newest_revision(settings):
         if engine.dialect.name == "sqlite":
             assert c.execute(text("pragma journal_mode")).scalar() == "wal"
             assert c.execute(text("pragma foreign_keys")).scalar() == 1
-    assert version == "0001"
+    assert version == "0002"
     migrate(engine)  # a second start changes nothing
     with session(settings) as s:
         assert s.scalar(select(func.count()).select_from(Dataset)) == 0
+
+
+def test_a_database_of_the_first_revision_is_upgraded_keeping_its_rows(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    from db.engine import MIGRATIONS, make_engine
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with create_engine(url).begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(text("insert into workers (id, host, pid, device, started_at, heartbeat_at) "
+                          "values ('w', 'h', 1, 'cpu', '2026-11-01', '2026-11-01')"))
+    engine = make_engine(url)
+    migrate(engine)
+    with engine.connect() as c:
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0002"
+        assert c.execute(text("select id, devices from workers")).all() == [("w", None)]
+    engine.dispose()
 
 
 def test_real_import_keeps_every_row_reason_and_is_idempotent(settings, real_data):
