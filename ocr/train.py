@@ -449,6 +449,8 @@ def _end_epoch(run: _Run, out: Path, epoch: int, result: EpochResult, t0: float,
     state.epoch = epoch
     m = {"type": "epoch", "epoch": epoch, "planned_epochs": state.planned_epochs, "step": state.step,
          "train_loss": result.train_loss, **val, "lr": run.opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0}
+    if run.device.type == "cuda":
+        m["gpu_memory_peak_gb"] = round(torch.cuda.max_memory_allocated(run.device) / 2**30, 2)
     state.history.append(m)
     run.write(m)
     run.cb.on_epoch(m)
@@ -528,6 +530,9 @@ def fit(
             "train_samples": len(train_ds), "val_samples": len(val_ds), "epochs": state.planned_epochs,
             "steps_per_epoch": steps_per_epoch, "data_fingerprint": run.fingerprint, "precision": precision.name,
             "data_on_device": not isinstance(batches, LoaderBatches)}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info |= {"gpu": props.name, "gpu_memory_gb": round(props.total_memory / 2**30, 1)}
     cb.on_start(info)
     write({"type": "start", "time": time.time(), **info, "train_config": asdict(cfg)})
     if cfg.diagnose:
@@ -544,6 +549,8 @@ def fit(
             if stopped is not None and result.seen < len(train_ds) // 2:
                 break  # a partial epoch is not a finished epoch: keep the last complete one
             _end_epoch(run, out, epoch, result, t0, started, deadline, resumed is not None)
+    except torch.OutOfMemoryError:
+        raise TrainingError(out_of_memory_message(device, cfg)) from None
     finally:
         write({"type": "end", "time": time.time(), "epoch": state.epoch, "step": state.step,
                "stopped": stopped, "best_val_cer": state.best_cer if state.best_cer < math.inf else None})
@@ -551,6 +558,13 @@ def fit(
     best = min(state.history, key=lambda h: h["val_cer"]) if state.history else {}
     return {**info, "planned_epochs": state.planned_epochs, "epochs": state.epoch, "steps": state.step,
             "stopped": stopped, "best": best, "last": state.history[-1] if state.history else {}}
+
+
+def out_of_memory_message(device: torch.device, cfg: TrainConfig) -> str:
+    """What to lower when the device ran out of memory (the job ends with this; its worker goes on)."""
+    smaller = "the small preset" if cfg.preset != "small" else "a smaller batch"
+    return (f"{device} ran out of memory with batch size {cfg.batch_size} and the {cfg.preset} preset: lower "
+            f"--batch-size (e.g. {max(1, cfg.batch_size // 2)}) or use {smaller}, or free the device of other jobs")
 
 
 def _plan_epochs(model: CRNN, batches, val_ds, cfg: TrainConfig, device, precision: Precision, cb: Callback) -> int:

@@ -155,3 +155,17 @@ def test_a_real_gpu_trains_on_device_in_bf16(samples, tmp_path):
     assert summary["data_on_device"] is True and summary["precision"] in ("bf16", "fp16")
     losses = _epoch_losses(tmp_path)
     assert losses[-1] < losses[0]
+
+
+def test_running_out_of_device_memory_ends_the_run_saying_what_to_lower(samples, tmp_path):
+    """The branch a CUDA out-of-memory error takes, raised here where a GPU would raise it (inside a training step)."""
+
+    class OutOfMemory(Callback):
+        def on_step(self, m):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    cfg = TrainConfig(epochs=2, preset="large", batch_size=64, log_every=1, device="cpu")
+    with pytest.raises(TrainingError, match="cpu ran out of memory with batch size 64 and the large preset: lower "
+                                            r"--batch-size \(e.g. 32\) or use the small preset"):
+        fit(samples, samples[:16], tmp_path, cfg, callback=OutOfMemory(), progress=False)
+    assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["type"] == "end"
