@@ -24,6 +24,7 @@ from bench.common import CACHE, REAL, emit, real_split, synthetic
 from ocr.charlm import CharLM
 from ocr.datasets import Sample, csv_path, import_kaggle
 from ocr.decode import Fusion
+from ocr.decoder import DecoderConfig
 from ocr.recognize import Recognizer
 from ocr.train import Callback, TrainConfig, fit
 
@@ -33,11 +34,11 @@ def pseudo_labels(checkpoint: str, min_confidence: float, lm: bool) -> list[Samp
     or with ``lm`` of the reading of beam search with the names language model (more kept at the same precision)."""
     files = sorted((REAL / "unlabelled" / "train_v2" / "train").glob("*.jpg"))
     rec = Recognizer(checkpoint)
-    fusion = Fusion(CharLM.names(rec.alphabet)) if lm else None
+    decoder = rec.decoder(DecoderConfig(lm="names" if lm else None))
     out = []
     for i in range(0, len(files), 256):
         chunk = files[i:i + 256]
-        for f, p in zip(chunk, rec.read(chunk, beam=20 if lm else 0, fusion=fusion)):
+        for f, p in zip(chunk, rec.read(chunk, decoder)):
             if p.confidence >= min_confidence and len(p.text) >= 2:
                 out.append(Sample(f, p.text, "train"))
     return out

@@ -89,16 +89,19 @@ def main() -> None:
              rerun_p50_ms=round(statistics.median(reruns) * 1e3), rerun_max_ms=round(max(reruns) * 1e3),
              note="AppTest, server side (script run), no browser")
 
-    from dashboard.state import load_recognizer, names_fusion
+    from dashboard.state import decoder as page_decoder
+    from dashboard.state import load_recognizer
+    from ocr.decoder import DecoderConfig
 
     rec = load_recognizer(s, model_id)
-    for beam, fusion, decoder in ((10, None, "beam10 top5"), (20, names_fusion(rec.alphabet.chars), "beam20+names LM top5")):
+    for config in (DecoderConfig(beam=10), DecoderConfig(beam=10, lm="names")):  # the Draw page's two decoders
+        reader, decoder = page_decoder(rec.alphabet.chars, config), f"{config.describe()} top5"
         rng = np.random.default_rng(0)
         times = []
         for i in range(220):
             pixels = drawing(rng)
             t = time.perf_counter()
-            pred = rec.read_prepared([rec.prepare(to_image(pixels))], beam=beam, top_k=5, fusion=fusion)[0]
+            pred = rec.read_prepared([rec.prepare(to_image(pixels))], reader)[0]
             if i >= 20:  # warm-up
                 times.append(time.perf_counter() - t)
         times.sort()

@@ -132,13 +132,12 @@ def recognizer(path: str, mtime: float):
 
 
 @st.cache_resource(show_spinner="loading the names language model (the first time: ~20 s)")
-def names_fusion(alphabet_chars: str):
-    """Beam search with the character language model of names (``ocr.charlm``), shared by every page and session."""
+def decoder(alphabet_chars: str, config):
+    """An ``ocr.decoder.Decoder`` for the pages (the language model loaded once, shared by every page and session)."""
     from ocr.alphabet import Alphabet
-    from ocr.charlm import CharLM
-    from ocr.decode import Fusion
+    from ocr.decoder import Decoder
 
-    return Fusion(CharLM.names(Alphabet(alphabet_chars)))
+    return Decoder(config, Alphabet(alphabet_chars))
 
 
 def load_recognizer(s: Settings, model_id: int):

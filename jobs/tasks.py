@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select
@@ -22,6 +23,9 @@ from db.registry import get_model, model_file, register_checkpoint
 from db.settings import Settings
 from jobs import params as P
 from jobs import queue
+
+if TYPE_CHECKING:
+    from ocr.decoder import DecoderConfig
 
 METRIC_FLUSH_S = 2.0
 
@@ -227,17 +231,13 @@ def run_train(ctx: JobContext) -> dict:
     return json.loads(json.dumps(summary, default=str))
 
 
-def _score(rec, images: list, labels: list[str | None], beam: int = 0, fusion=None) -> list[dict]:
-    """Reading (greedy, or beam search with an optional language model), P(reading), log P(label) for one batch of
-    decoded images."""
-    from ocr.decode import beam_decode, greedy_decode, label_log_prob
+def _score(rec, decoder, images: list, labels: list[str | None]) -> list[dict]:
+    """Reading (the job's decoder), P(reading), log P(label) for one batch of decoded images."""
+    from ocr.decode import label_log_prob
 
     arrays = [rec.prepare(image) for image in images]
     logits, lengths = rec.logits(arrays)
-    if beam or fusion is not None:
-        preds = beam_decode(logits, lengths, rec.alphabet, beam=beam or 20, fusion=fusion)
-    else:
-        preds = greedy_decode(logits, lengths, rec.alphabet)
+    preds = decoder(logits, lengths)
     texts = [pr.text for pr in preds]
     text_lp = label_log_prob(logits, lengths, texts, rec.alphabet).tolist()
     known = [i for i, lab in enumerate(labels) if lab is not None]
@@ -255,21 +255,22 @@ def _score(rec, images: list, labels: list[str | None], beam: int = 0, fusion=No
     return out
 
 
+def job_decoder(p) -> DecoderConfig:
+    """An evaluate or predict job's decoder: its beam (0: greedy), and the names language model when ``lm``."""
+    from ocr.decoder import DecoderConfig
+
+    return DecoderConfig(beam=p.beam, lm="names" if p.lm else None)
+
+
 def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, split_name: Callable[[str], str],
-             beam: int = 0, lm: bool = False) -> dict:
+             config: DecoderConfig) -> dict:
     import editdistance
 
     from ocr.recognize import Recognizer
 
     rec = Recognizer(model_file(ctx.settings, model_id), device=ctx.device)
-    fusion = None
-    if lm:
-        from ocr.charlm import CharLM
-        from ocr.decode import Fusion
-
-        fusion = Fusion(CharLM.names(rec.alphabet))
-        beam = max(beam, 20)
-    ctx.log(f"decoder: {decoder_name(beam, lm)}")
+    decoder = rec.decoder(config)
+    ctx.log(f"decoder: {config.describe()}")
     from ocr.preprocess import load_image
 
     def scorable(r) -> str | None:
@@ -292,7 +293,7 @@ def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, split_n
         loaded = [(r, im) for r in rows[start:start + batch] if (im := image(r)) is not None]
         chunk, images = [r for r, _ in loaded], [im for _, im in loaded]
         labels = [scorable(r) for r in chunk]
-        for r, label, scored in zip(chunk, labels, _score(rec, images, labels, beam, fusion) if chunk else []):
+        for r, label, scored in zip(chunk, labels, _score(rec, decoder, images, labels) if chunk else []):
             wrong = label is not None and scored["text"] != label
             records.append({
                 "model_id": model_id, "sample_id": r.id, "job_id": ctx.job_id, "split": split_name(r.split),
@@ -321,12 +322,6 @@ def model_alphabet(ctx: JobContext, model_id: int) -> str:
     return load_checkpoint(model_file(ctx.settings, model_id))["alphabet"]
 
 
-def decoder_name(beam: int, lm: bool) -> str:
-    if lm:
-        return f"beam{max(beam, 20)}+names LM"
-    return f"beam{beam}" if beam else "greedy"
-
-
 def _samples(ctx: JobContext, dataset: str, where) -> list:
     ds = catalog.dataset_id(ctx.settings, dataset)
     with session(ctx.settings) as s:
@@ -343,7 +338,7 @@ def run_evaluate(ctx: JobContext) -> dict:
     if not rows:
         raise ValueError(f"dataset {p.dataset!r} has no usable sample in split {p.split!r}")
     ctx.log(f"evaluating model {p.model} on {len(rows):,} samples of {p.dataset}:{p.split}")
-    done = _predict(ctx, p.model, rows, True, lambda s: s, p.beam, p.lm)
+    done = _predict(ctx, p.model, rows, True, lambda s: s, job_decoder(p))
     if "stopped" in done:
         ctx.cancelled = True
         return done
@@ -361,7 +356,8 @@ def run_evaluate(ctx: JobContext) -> dict:
             .group_by(Sample.status)).all())
     metrics["not_scored"] = len(done["records"]) - len(scored)
     metrics["skipped_images"] = done["skipped_images"]
-    result = {"model": p.model, "dataset": p.dataset, "split": p.split, "decoder": decoder_name(p.beam, p.lm), **metrics,
+    result = {"model": p.model, "dataset": p.dataset, "split": p.split, "decoder": job_decoder(p).describe(),
+              "decoder_config": job_decoder(p).to_dict(), **metrics,
               "label_errors_suggested": sum(1 for r in done["records"] if r["label_error_score"] is not None
                                             and r["label_error_score"] > 0)}
     if p.report:
@@ -384,7 +380,7 @@ def _report(ctx: JobContext, p, records: list[dict], rows: list, metrics: dict, 
     wrong = [(paths[r["sample_id"]], r["label"], r["text"], r["confidence"]) for r in records if not r["correct"]]
     model = get_model(ctx.settings, p.model)
     write_report(out, {**metrics, "split": p.split, "data": p.dataset, "checkpoint": f"model {p.model} ({model.name})",
-                       "decoder": decoder_name(p.beam, p.lm)}, read_history(path, ckpt), by_length, top_confusions, wrong,
+                       "decoder": job_decoder(p).describe()}, read_history(path, ckpt), by_length, top_confusions, wrong,
                  model=model.description or model.name)
     return ctx.settings.relative(out)
 
@@ -398,12 +394,13 @@ def run_predict(ctx: JobContext) -> dict:
         raise ValueError(f"dataset {p.dataset!r} has no sample to predict" + (f" in split {p.split!r}" if p.split else
                                                                              " without a label"))
     labelled = p.split is not None
-    done = _predict(ctx, p.model, rows, labelled, lambda s: s, p.beam, p.lm)
+    done = _predict(ctx, p.model, rows, labelled, lambda s: s, job_decoder(p))
     if "stopped" in done:
         ctx.cancelled = True
         return done
     conf = [r["confidence"] for r in done["records"]]
-    return {"model": p.model, "dataset": p.dataset, "n": done["n"], "skipped_images": done["skipped_images"],
+    return {"model": p.model, "dataset": p.dataset, "decoder_config": job_decoder(p).to_dict(), "n": done["n"],
+            "skipped_images": done["skipped_images"],
             "scored": sum(1 for r in done["records"] if r["label"] is not None),
             "mean_confidence": float(np.mean(conf)) if conf else None, "below_0.5": sum(1 for c in conf if c < 0.5)}
 

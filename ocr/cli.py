@@ -125,34 +125,27 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _lexicon(spec: str | None, alphabet):
-    if not spec:
-        return None
-    from ocr.lexicon import Lexicon
+def _decoder_config(args):
+    from ocr.decoder import DecoderConfig
 
+    return DecoderConfig(beam=args.beam, lm=args.lm, lm_weight=args.lm_weight, lexicon=args.lexicon,
+                         lexicon_ratio=args.lexicon_ratio, top_k=getattr(args, "top_k", 5))
+
+
+def _decoder(rec, args):
+    """The reader's decoder; a language model or lexicon that cannot be read is one line naming it."""
     try:
-        return Lexicon.load(spec, alphabet)
+        return rec.decoder(_decoder_config(args))
     except (OSError, ValueError) as exc:
-        raise CLIError(f"lexicon {spec!r}: {exc}") from None
-
-
-def _fusion(spec: str | None, weight: float, alphabet):
-    if not spec:
-        return None
-    from ocr.charlm import CharLM
-    from ocr.decode import Fusion
-
-    try:
-        return Fusion(CharLM.load(spec, alphabet), weight=weight)
-    except (OSError, ValueError) as exc:
-        raise CLIError(f"language model {spec!r}: {exc}") from None
+        what = f"language model {args.lm!r}" if args.lm else f"lexicon {args.lexicon!r}"
+        raise CLIError(f"{what}: {exc}") from None
 
 
 def cmd_evaluate(args) -> int:
     from ocr.evaluate import evaluate
 
-    metrics = evaluate(args.checkpoint, args.data, args.split, args.out, beam=args.beam, device=args.device,
-                       lexicon=args.lexicon, lexicon_ratio=args.lexicon_ratio, lm=args.lm, lm_weight=args.lm_weight)
+    metrics = evaluate(args.checkpoint, args.data, args.split, args.out, decoder=_decoder_config(args),
+                       device=args.device)
     print(json.dumps(metrics) if args.json else
           f"n {metrics['n']}  exact_match {metrics['exact_match']:.4f}  cer {metrics['cer']:.4f}  "
           f"wer {metrics['wer']:.4f}  char_accuracy {metrics['char_accuracy']:.4f}  -> {args.out}")
@@ -163,8 +156,7 @@ def cmd_predict(args) -> int:
     from ocr.recognize import Recognizer
 
     rec = Recognizer(args.checkpoint, device=args.device)
-    lexicon = _lexicon(args.lexicon, rec.alphabet)
-    fusion = _fusion(args.lm, args.lm_weight, rec.alphabet)
+    decoder = _decoder(rec, args)
     images, failed = [], 0
     for path in args.images:
         try:
@@ -174,11 +166,7 @@ def cmd_predict(args) -> int:
             failed += 1
     preds = []
     for i in range(0, len(images), 64):
-        preds += rec.read_prepared([a for _, a in images[i:i + 64]],
-                                   beam=max(args.beam, 20 if fusion else 10 if lexicon else 0),
-                                   top_k=max(args.top_k, 10 if lexicon else 0), fusion=fusion)
-    if lexicon is not None:
-        preds = [lexicon.apply(p, args.lexicon_ratio) for p in preds]
+        preds += rec.read_prepared([a for _, a in images[i:i + 64]], decoder)
     for (path, _), p in zip(images, preds):
         if args.json:
             print(json.dumps({"file": str(path), "text": p.text, "confidence": p.confidence,

@@ -9,9 +9,8 @@ import re
 import shutil
 from pathlib import Path
 
-from ocr.charlm import DEFAULT_WEIGHT
 from ocr.datasets import import_kaggle
-from ocr.decode import Fusion
+from ocr.decoder import DecoderConfig
 from ocr.metrics import accuracy_by_length, confusions, edit_distance, summarize
 from ocr.recognize import Recognizer
 from ocr.report import write_report
@@ -35,43 +34,27 @@ def read_history(checkpoint: Path, ckpt: dict) -> list[dict]:
     return [{"type": "epoch", **h} for h in ckpt.get("run_state", {}).get("history", [])]
 
 
-def evaluate(checkpoint: str | Path, data: str | Path, split: str, out: str | Path, beam: int = 0,
-             device: str = "cpu", lexicon: str | None = None, lexicon_ratio: float = 0.01, lm: str | None = None,
-             lm_weight: float = DEFAULT_WEIGHT) -> dict:
-    """``lexicon``: ``names`` or a word-list file for lexicon-assisted decoding (``ocr.lexicon``; beam 10 at least).
-    ``lm``: ``names`` or a word-list file for a character language model in the beam (``ocr.charlm``; beam 20)."""
+def evaluate(checkpoint: str | Path, data: str | Path, split: str, out: str | Path,
+             decoder: DecoderConfig = DecoderConfig(), device: str = "cpu") -> dict:
+    """Every usable sample of the split read with ``decoder`` (greedy by default; see ``ocr.decoder``)."""
     checkpoint, out = Path(checkpoint), Path(out)
     rec = Recognizer(checkpoint, device=device)
-    fusion = None
-    if lm:
-        from ocr.charlm import CharLM
-
-        fusion = Fusion(CharLM.load(lm, rec.alphabet), weight=lm_weight)
-        beam = max(beam, 20)
-    lex = None
-    if lexicon:
-        from ocr.lexicon import Lexicon
-
-        lex = Lexicon.load(lexicon, rec.alphabet)
-        beam = max(beam, 10)
+    reader = rec.decoder(decoder)
     result = import_kaggle(data, (split,), alphabet=rec.alphabet)
     if result.errors and not result.samples:
         raise ValueError("; ".join(result.errors))
     samples = result.samples
     if not samples:
         raise ValueError(f"{data}: no usable sample in split {split!r}")
-    preds = rec.read([s.path for s in samples], beam=beam, top_k=10 if lex else 5, fusion=fusion)
-    if lex is not None:
-        preds = [lex.apply(p, lexicon_ratio) for p in preds]
+    preds = rec.read([s.path for s in samples], reader)
     labels = [s.label for s in samples]
     texts = [p.text for p in preds]
 
     out.mkdir(parents=True, exist_ok=True)
     metrics = summarize(labels, texts)
     metrics["excluded"] = result.summary()["excluded"]
-    metrics.update({"split": split, "data": str(data), "checkpoint": str(checkpoint),
-                    "decoder": (f"beam{beam}" if beam else "greedy") + (f"+lm({lm}, {lm_weight})" if fusion else "")
-                    + (f"+lexicon({lexicon}, {lexicon_ratio})" if lex else "")})
+    metrics.update({"split": split, "data": str(data), "checkpoint": str(checkpoint), "decoder": decoder.describe(),
+                    "decoder_config": decoder.to_dict()})
     by_length = accuracy_by_length(labels, texts)
     top_confusions = confusions(labels, texts)
     (out / "metrics.json").write_text(json.dumps({**metrics, "by_length": by_length,

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ocr.decode import Fusion, Prediction, beam_decode, greedy_decode
+from ocr.decode import Prediction
+from ocr.decoder import Decoder, DecoderConfig
 from ocr.preprocess import load_image, pad_batch, preprocess
 from ocr.train import load_checkpoint, model_from_checkpoint, select_device
 
@@ -34,19 +35,17 @@ class Recognizer:
         logits = self.model(images.to(self.device))
         return logits.float().cpu(), self.model.output_lengths(widths)
 
-    def read(self, images: list, beam: int = 0, top_k: int = 5, batch_size: int = 64,
-             fusion: Fusion | None = None) -> list[Prediction]:
-        """Paths, PIL images or raw uint8 arrays -> predictions (greedy when ``beam`` is 0, else beam search, with a
-        character language model when ``fusion`` is given)."""
+    def decoder(self, config: DecoderConfig = DecoderConfig()) -> Decoder:
+        return Decoder(config, self.alphabet)
+
+    def read(self, images: list, decoder: Decoder | None = None, batch_size: int = 64) -> list[Prediction]:
+        """Paths, PIL images or raw uint8 arrays -> predictions (greedy without a ``decoder``)."""
         out: list[Prediction] = []
         for i in range(0, len(images), batch_size):
-            out += self.read_prepared([self.prepare(im) for im in images[i:i + batch_size]], beam, top_k, fusion)
+            out += self.read_prepared([self.prepare(im) for im in images[i:i + batch_size]], decoder)
         return out
 
-    def read_prepared(self, arrays: list[np.ndarray], beam: int = 0, top_k: int = 5,
-                      fusion: Fusion | None = None) -> list[Prediction]:
+    def read_prepared(self, arrays: list[np.ndarray], decoder: Decoder | None = None) -> list[Prediction]:
         """Arrays already through ``prepare`` (one batch) -> predictions."""
         logits, lengths = self.logits(arrays)
-        if beam or fusion is not None:
-            return beam_decode(logits, lengths, self.alphabet, beam=beam or 10, top_k=top_k, fusion=fusion)
-        return greedy_decode(logits, lengths, self.alphabet)
+        return (decoder or self.decoder())(logits, lengths)

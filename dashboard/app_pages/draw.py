@@ -5,8 +5,9 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas  # registers itself only inside a running app: import here
 
 from dashboard.drawing import is_blank, to_image, to_png
-from dashboard.state import current_user, load_recognizer, names_fusion, select_model, settings, show_error
+from dashboard.state import current_user, decoder, load_recognizer, select_model, settings, show_error
 from db.catalog import add_drawn_sample
+from ocr.decoder import DecoderConfig
 
 s = settings()
 st.title("Draw")
@@ -31,8 +32,7 @@ except ValueError as exc:
     show_error(exc)
     st.stop()
 arr = rec.prepare(image)
-fusion = names_fusion(rec.alphabet.chars) if use_lm else None
-pred = rec.read_prepared([arr], beam=20 if use_lm else 10, top_k=5, fusion=fusion)[0]
+pred = rec.read_prepared([arr], decoder(rec.alphabet.chars, DecoderConfig(beam=10, lm="names" if use_lm else None)))[0]
 c1, c2 = st.columns([2, 3])
 c1.metric("Prediction", pred.text or "(nothing)", f"confidence {pred.confidence:.2f}", delta_color="off")
 c1.caption("What the model sees (same preprocessing as training):")

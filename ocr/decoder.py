@@ -1,0 +1,78 @@
+"""How a model's outputs become text, configured once: greedy, beam width, the character language model and its
+weight, a lexicon. Every reader of the project (the CLI's evaluate and predict, the jobs, the Draw page) builds a
+``Decoder`` from a ``DecoderConfig``, and every evaluation and prediction records the config it used, so a confidence
+means the same everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ocr.alphabet import Alphabet
+from ocr.charlm import DEFAULT_WEIGHT
+from ocr.decode import Fusion, Prediction, beam_decode, greedy_decode
+
+LM_BEAM = 20  # a language model needs room in the beam to change the reading
+LEXICON_BEAM = 10  # a lexicon picks among the beam's candidates
+LEXICON_RATIO = 0.01
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    beam: int = 0  # 0: greedy (unless a language model or a lexicon asks for a beam)
+    lm: str | None = None  # "names" or a word-list file: a character language model in the beam (ocr.charlm)
+    lm_weight: float = DEFAULT_WEIGHT
+    lexicon: str | None = None  # "names" or a word-list file: prefer a known word among the candidates (ocr.lexicon)
+    lexicon_ratio: float = LEXICON_RATIO
+    top_k: int = 5
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.beam <= 100:
+            raise ValueError(f"beam={self.beam} must be between 0 (greedy) and 100")
+
+    @property
+    def beam_width(self) -> int:
+        """The beam actually used: at least 20 with a language model, 10 with a lexicon; 0 means greedy."""
+        return max(self.beam, LM_BEAM if self.lm else 0, LEXICON_BEAM if self.lexicon else 0)
+
+    def describe(self) -> str:
+        """A short name for reports and job results: ``greedy``, ``beam10``, ``beam20+names LM``..."""
+        text = f"beam{self.beam_width}" if self.beam_width else "greedy"
+        if self.lm:
+            text += "+names LM" if self.lm == "names" and self.lm_weight == DEFAULT_WEIGHT else \
+                f"+lm({self.lm}, {self.lm_weight:g})"
+        if self.lexicon:
+            text += f"+lexicon({self.lexicon}, {self.lexicon_ratio:g})"
+        return text
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "beam_width": self.beam_width, "name": self.describe()}
+
+
+class Decoder:
+    """A ``DecoderConfig`` made ready for one alphabet (language model and lexicon loaded once)."""
+
+    def __init__(self, config: DecoderConfig, alphabet: Alphabet):
+        self.config, self.alphabet = config, alphabet
+        self.fusion = None
+        if config.lm:
+            from ocr.charlm import CharLM
+
+            self.fusion = Fusion(CharLM.load(config.lm, alphabet), weight=config.lm_weight)
+        self.lexicon = None
+        if config.lexicon:
+            from ocr.lexicon import Lexicon
+
+            self.lexicon = Lexicon.load(config.lexicon, alphabet)
+
+    def __call__(self, logits: torch.Tensor, lengths: torch.Tensor) -> list[Prediction]:
+        """logits (T, N, C) and output lengths (N,) -> N predictions with P(text | image) as confidence."""
+        cfg = self.config
+        if not cfg.beam_width:
+            return greedy_decode(logits, lengths, self.alphabet)
+        top_k = max(cfg.top_k, LEXICON_BEAM if self.lexicon else 0)
+        preds = beam_decode(logits, lengths, self.alphabet, beam=cfg.beam_width, top_k=top_k, fusion=self.fusion)
+        if self.lexicon is not None:
+            preds = [self.lexicon.apply(p, cfg.lexicon_ratio) for p in preds]
+        return preds
