@@ -13,7 +13,6 @@ import io
 import os
 import re
 import shutil
-import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,8 +60,6 @@ def _rows(path: Path, alphabet: Alphabet, extract_to: Path) -> tuple[Path, list[
     A zip is extracted into a new folder under ``extract_to``; files reached through a link that leaves the folder
     are never read."""
     if path.is_file():
-        if not zipfile.is_zipfile(path):
-            raise CatalogError(f"{path.name}: not a readable zip file (corrupt or cut short), nor a folder")
         path = extract_zip(path, extract_to)
     if not path.is_dir():
         raise CatalogError(f"{path}: not a Kaggle-layout folder or zip, nor a folder of images")

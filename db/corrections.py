@@ -12,8 +12,9 @@ from db.engine import session
 from db.models import SAMPLE_STATUSES, LabelEdit, Prediction, Sample
 from db.settings import Settings
 from ocr.alphabet import Alphabet
+from ocr.limits import MAX_LABEL_LENGTH
 
-MAX_LABEL = 200
+MAX_LABEL = MAX_LABEL_LENGTH  # the one label limit: imports, corrections and drawings
 
 
 class CorrectionError(ValueError):

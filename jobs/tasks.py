@@ -275,7 +275,7 @@ def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, split_n
 
     def scorable(r) -> str | None:
         """The label to score against: a usable one the model can spell, else None (predicted, not scored)."""
-        if not labelled or r.label is None or getattr(r, "status", "ok") != "ok" or rec.alphabet.invalid_chars(r.label):
+        if not labelled or r.label is None or r.status != "ok" or rec.alphabet.invalid_chars(r.label):
             return None
         return r.label
 
@@ -316,12 +316,6 @@ def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, split_n
     return {"n": len(records), "records": records, "skipped_images": len(skipped)}
 
 
-def model_alphabet(ctx: JobContext, model_id: int) -> str:
-    from ocr.train import load_checkpoint
-
-    return load_checkpoint(model_file(ctx.settings, model_id))["alphabet"]
-
-
 def _samples(ctx: JobContext, dataset: str, where) -> list:
     ds = catalog.dataset_id(ctx.settings, dataset)
     with session(ctx.settings) as s:
@@ -338,14 +332,15 @@ def run_evaluate(ctx: JobContext) -> dict:
     if not rows:
         raise ValueError(f"dataset {p.dataset!r} has no usable sample in split {p.split!r}")
     ctx.log(f"evaluating model {p.model} on {len(rows):,} samples of {p.dataset}:{p.split}")
-    done = _predict(ctx, p.model, rows, True, lambda s: s, job_decoder(p))
+    decoder = job_decoder(p)
+    done = _predict(ctx, p.model, rows, True, lambda s: s, decoder)
     if "stopped" in done:
         ctx.cancelled = True
         return done
     scored = [r for r in done["records"] if r["label"] is not None]  # labels the model can spell
     if not scored:
-        raise ValueError(f"no sample of {p.dataset}:{p.split} has a label this model can read (its characters: "
-                         f"{model_alphabet(ctx, p.model)!r})")
+        raise ValueError(f"no sample of {p.dataset}:{p.split} has a label this model can spell (every label has "
+                         "characters outside the model's alphabet)")
     labels = [r["label"] for r in scored]
     texts = [r["text"] for r in scored]
     metrics = summarize(labels, texts)
@@ -356,8 +351,8 @@ def run_evaluate(ctx: JobContext) -> dict:
             .group_by(Sample.status)).all())
     metrics["not_scored"] = len(done["records"]) - len(scored)
     metrics["skipped_images"] = done["skipped_images"]
-    result = {"model": p.model, "dataset": p.dataset, "split": p.split, "decoder": job_decoder(p).describe(),
-              "decoder_config": job_decoder(p).to_dict(), **metrics,
+    result = {"model": p.model, "dataset": p.dataset, "split": p.split, "decoder": decoder.describe(),
+              "decoder_config": decoder.to_dict(), **metrics,
               "label_errors_suggested": sum(1 for r in done["records"] if r["label_error_score"] is not None
                                             and r["label_error_score"] > 0)}
     if p.report:

@@ -175,6 +175,9 @@ def extract_zip(archive: Path, parent: Path | None = None, lim: Limits | None = 
     """The folder a zip was extracted into: once, into a new folder named after it under ``parent`` (default: beside
     it); never into a folder that holds anything else (``NAME-2``, ``NAME-3``... when the name is taken)."""
     archive = Path(archive)
+    if not zipfile.is_zipfile(archive):
+        raise DatasetError(f"{archive.name}: " + ("not a readable zip file (corrupt or cut short)"
+                                                   if archive.suffix.lower() == ".zip" else "not a folder or a zip file"))
     st = archive.stat()
     identity = f"{archive.resolve()} {st.st_size} {st.st_mtime_ns}"
     parent = Path(parent) if parent is not None else archive.parent
@@ -208,10 +211,6 @@ def open_source(source: str | Path, extract_to: Path | None = None) -> Path:
     if not source.exists():
         raise DatasetError(f"{source}: no such file or folder")
     if source.is_file():
-        if not zipfile.is_zipfile(source):
-            if source.suffix.lower() == ".zip":
-                raise DatasetError(f"{source.name}: not a readable zip file (corrupt or cut short)")
-            raise DatasetError(f"{source}: not a folder or a zip file")
         source = extract_zip(source, extract_to)
     return find_root(source)
 

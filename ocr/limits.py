@@ -28,7 +28,6 @@ class Limits:
     max_zip_bytes: int = 20 * 10**9  # HWR_MAX_ZIP_GB: total uncompressed size of a zip's members
     max_zip_ratio: float = 100.0  # HWR_MAX_ZIP_RATIO: uncompressed / compressed size of a zip (JPEG zips are ~1)
     max_zip_members: int = 2_000_000  # files in one zip (the whole Kaggle dataset has ~410,000)
-    max_label_length: int = MAX_LABEL_LENGTH
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -41,7 +40,7 @@ class Limits:
         return {"HWR_MAX_IMAGE_MPX": f"{self.max_image_pixels / 1e6:g} Mpx per image",
                 "HWR_MAX_ZIP_GB": f"{self.max_zip_bytes / 1e9:g} GB uncompressed per zip",
                 "HWR_MAX_ZIP_RATIO": f"{self.max_zip_ratio:g}x uncompressed / compressed",
-                "label length": f"{self.max_label_length} characters"}
+                "label length": f"{MAX_LABEL_LENGTH} characters (the database's label columns)"}
 
 
 def limits() -> Limits:

@@ -62,10 +62,7 @@ def normalize(gray: np.ndarray) -> np.ndarray:
 
 def preprocess(image: Image.Image | np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
     """Image -> float32 array of shape (cfg.height, W) with W <= cfg.max_width, ink = 1."""
-    h, w = (image.shape[0], image.shape[1]) if isinstance(image, np.ndarray) else (image.height, image.width)
-    if h * w > limits().max_image_pixels:
-        raise ValueError(f"image too large ({w:,} x {h:,} = {w * h:,} pixels, over the limit of "
-                         f"{limits().max_image_pixels:,}; HWR_MAX_IMAGE_MPX raises it)")
+    check_size(image)
     return normalize(resize_gray(to_gray(image), cfg))
 
 
@@ -82,12 +79,14 @@ def pad_batch(images: list[np.ndarray], multiple: int = 8) -> tuple[torch.Tensor
     return torch.from_numpy(batch), widths
 
 
-def check_size(im: Image.Image) -> None:
-    """Refuse, before decoding, an image larger than the pixel limit (the same at import, prediction and drawing)."""
+def check_size(image: Image.Image | np.ndarray) -> None:
+    """Refuse an image larger than the pixel limit (for a file, from its header before decoding): the same limit at
+    import, prediction and drawing."""
+    h, w = image.shape[:2] if isinstance(image, np.ndarray) else (image.height, image.width)
     limit = limits().max_image_pixels
-    if im.width * im.height > limit:
-        raise ValueError(f"image too large ({im.width:,} x {im.height:,} = {im.width * im.height:,} pixels, over the "
-                         f"limit of {limit:,}; HWR_MAX_IMAGE_MPX raises it)")
+    if w * h > limit:
+        raise ValueError(f"image too large ({w:,} x {h:,} = {w * h:,} pixels, over the limit of {limit:,}; "
+                         "HWR_MAX_IMAGE_MPX raises it)")
 
 
 def load_image(path) -> Image.Image:
