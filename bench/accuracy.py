@@ -23,7 +23,6 @@ import time
 from bench.common import CACHE, REAL, emit, real_split, synthetic
 from ocr.charlm import CharLM
 from ocr.datasets import Sample, csv_path, import_kaggle
-from ocr.decode import Fusion
 from ocr.decoder import DecoderConfig
 from ocr.recognize import Recognizer
 from ocr.train import Callback, TrainConfig, fit
@@ -103,10 +102,10 @@ def main() -> None:
 
 
 def decode_variants(checkpoint: str, val: list[Sample]) -> dict:
-    """Greedy, beam 10, beam 20 + the names character LM (``ocr.charlm``) at several weights, its weight chosen by
-    2-fold cross-validation, and the names lexicon, on the held-out real images. The last line is the default decoder
-    of ``--lm names``."""
-    from ocr.decode import beam_decode, greedy_decode
+    """Greedy, beam 10, the names lexicon, beam 20 + the names character LM (``ocr.charlm``) at several weights, its
+    weight chosen by 2-fold cross-validation, on the held-out real images: each a ``DecoderConfig``, as the product
+    decodes. The last line is the default decoder of ``--lm names``."""
+    from ocr.decoder import Decoder
     from ocr.lexicon import Lexicon
     from ocr.metrics import cer, exact_match
 
@@ -114,26 +113,29 @@ def decode_variants(checkpoint: str, val: list[Sample]) -> dict:
     labels = [s.label for s in val]
     logits, lengths = rec.logits([rec.prepare(s.path) for s in val])
 
+    def read(config: DecoderConfig) -> list[str]:
+        return [p.text for p in Decoder(config, rec.alphabet)(logits, lengths)]
+
     def report(decoder: str, texts: list[str], **extra) -> dict:
         figures = {"decoder": decoder, "exact_match": round(exact_match(labels, texts), 4),
                    "cer": round(cer(labels, texts), 4), "n": len(val)}
         emit("accuracy.decode", **figures, **extra)
         return figures
 
-    report("greedy", [p.text for p in greedy_decode(logits, lengths, rec.alphabet)])
-    beam = beam_decode(logits, lengths, rec.alphabet, beam=10, top_k=10)
-    report("beam10", [p.text for p in beam])
+    for config in (DecoderConfig(), DecoderConfig(beam=10)):
+        report(config.describe(), read(config))
     lex = Lexicon.names(rec.alphabet)
-    report("beam10+names lexicon 0.01", [lex.apply(p, 0.01).text for p in beam], lexicon_size=len(lex),
+    report(DecoderConfig(lexicon="names").describe(), read(DecoderConfig(lexicon="names")), lexicon_size=len(lex),
            labels_in_lexicon=round(sum(t in lex for t in labels) / len(labels), 3))
     t0 = time.monotonic()
     lm = CharLM.names(rec.alphabet)
     emit("accuracy.charlm", order=lm.order, words=lm.n_words, load_s=round(time.monotonic() - t0, 1))
     fused: dict[float, list[str]] = {}
     for weight in (0.3, 0.45, 0.6, 0.8, 1.0):
+        config = DecoderConfig(lm="names", lm_weight=weight)
         t0 = time.monotonic()
-        fused[weight] = [p.text for p in beam_decode(logits, lengths, rec.alphabet, beam=20, fusion=Fusion(lm, weight))]
-        report(f"beam20+names LM {weight}", fused[weight], ms_per_image=round(1000 * (time.monotonic() - t0) / len(val), 2))
+        fused[weight] = read(config)
+        report(config.describe(), fused[weight], ms_per_image=round(1000 * (time.monotonic() - t0) / len(val), 2))
     # the weight chosen on one half, scored on the other: what tuning on these images is worth
     halves = [list(range(0, len(val), 2)), list(range(1, len(val), 2))]
     cv = [""] * len(val)
@@ -144,9 +146,8 @@ def decode_variants(checkpoint: str, val: list[Sample]) -> dict:
         for i in score:
             cv[i] = fused[w][i]
     report("beam20+names LM, weight by 2-fold cross-validation", cv, weights=chosen)
-    default = Fusion(lm)
-    texts = [p.text for p in beam_decode(logits, lengths, rec.alphabet, beam=20, top_k=10, fusion=default)]
-    return report(f"beam20+names LM {default.weight} (default of --lm names)", texts)
+    default = DecoderConfig(lm="names")
+    return report(f"{default.describe()} (default of --lm names)", read(default))
 
 
 if __name__ == "__main__":

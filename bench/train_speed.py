@@ -5,8 +5,9 @@ data (synthetic default data + the first 800 real rows), then scored on the othe
     python -m bench.train_speed [--minutes 8] [--presets small,textbook] [--data-path loader|device|both]
                                 [--precision auto|fp32|bf16] [--device cpu|cuda]
 
-``--data-path both`` trains each preset once per data path (DataLoader with per-item augmentation, and batches with
-augmentation on the device) on the same data and budget, to compare them on this machine.
+``--data-path both`` trains each preset once per data path (batches built and augmented by DataLoader workers on the
+CPU, and on the training device; the same batches, see ``ocr.batches``) on the same data and budget, to compare them
+on this machine.
 """
 
 from __future__ import annotations

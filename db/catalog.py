@@ -24,10 +24,19 @@ from db.engine import session
 from db.models import SOURCES, Dataset, Sample
 from db.settings import Settings
 from ocr.alphabet import Alphabet
-from ocr.datasets import SPLITS, NotKaggleLayout, check_image, csv_path, extract_zip, image_dir, import_kaggle, inside
+from ocr.datasets import (
+    SPLITS,
+    NotKaggleLayout,
+    check_image,
+    csv_path,
+    extract_zip,
+    image_dir,
+    image_files,
+    import_kaggle,
+    inside,
+)
 from ocr.limits import MAX_LABEL_LENGTH
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 POOL_SPLIT = "pool"  # images imported without labels; those labelled later are trained on
 CHUNK = 2000
 STATUS_OF_REASON = {"blank": "unlabelled", "unreadable": "unreadable", "empty": "empty", "bad_chars": "excluded",
@@ -43,7 +52,7 @@ class CatalogError(ValueError):
 class TrainingItem:
     sample_id: int
     path: Path
-    label: str
+    label: str | None  # None only in a self-training pool
     split: str
 
 
@@ -82,7 +91,7 @@ def _rows(path: Path, alphabet: Alphabet, extract_to: Path) -> tuple[Path, list[
                          "status": STATUS_OF_REASON[e.reason], "note": e.detail or None})
         return root, rows, result.summary()
     root = path
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(root, inside_only=False)
     outside = [f for f in files if not inside(f, root)]
     files = [f for f in files if inside(f, root)]
     if not files:
@@ -231,6 +240,16 @@ def training_items(settings: Settings, datasets: list[str], splits: list[str] | 
     with session(settings) as s:
         rows = s.execute(stmt.order_by(Sample.id)).all()
     return [TrainingItem(i, settings.resolve(p), label, split) for i, p, label, split in rows]
+
+
+def pool_items(settings: Settings, datasets: list[str]) -> list[TrainingItem]:
+    """The samples of these datasets that have no label yet (status unlabelled): a self-training pool."""
+    ids = [dataset_id(settings, n) for n in datasets]
+    stmt = select(Sample.id, Sample.path, Sample.split).where(
+        Sample.dataset_id.in_(ids), Sample.status == "unlabelled", Sample.label.is_(None))
+    with session(settings) as s:
+        rows = s.execute(stmt.order_by(Sample.id)).all()
+    return [TrainingItem(i, settings.resolve(p), None, split) for i, p, split in rows]
 
 
 def data_hash(items: list[TrainingItem]) -> str:

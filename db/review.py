@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, delete, func, insert, or_, select
 
 from db.engine import session
 from db.models import Prediction, Sample
@@ -70,6 +70,16 @@ def _order(sort: str) -> list:
     if sort == "sample":
         return [Prediction.sample_id]
     raise ValueError(f"unknown sort {sort!r}; choose from {', '.join(SORTS)}")
+
+
+def store_predictions(settings: Settings, model_id: int, records: list[dict]) -> None:
+    """Replace this model's predictions on the records' samples with ``records`` (``Prediction`` columns)."""
+    ids = [r["sample_id"] for r in records]
+    with session(settings, write=True) as s:
+        for i in range(0, len(ids), 5000):
+            s.execute(delete(Prediction).where(Prediction.model_id == model_id, Prediction.sample_id.in_(ids[i:i + 5000])))
+        for i in range(0, len(records), 5000):
+            s.execute(insert(Prediction), records[i:i + 5000])
 
 
 def review_page(settings: Settings, q: ReviewQuery, page: int = 0, page_size: int = 50) -> tuple[list[dict], int]:

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from ocr.config import add_training_options
+from ocr.config import add_training_options, training_options
 
 
 def _submit(args, settings) -> int:
@@ -23,13 +23,10 @@ def _submit(args, settings) -> int:
     elif args.kind == "synth":
         values = {"n": args.n, "name": args.name, "seed": args.seed, "validation": args.validation}
     elif args.kind == "train":
-        config = {"preset": args.preset, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                  "scheduler": args.scheduler, "precision": args.precision, "augment": not args.no_augment, "seed": args.seed,
-                  "device": args.device, "val_fraction": args.val_fraction}
-        if args.max_minutes is not None:
-            config["max_minutes"] = args.max_minutes
+        config = {**training_options(args), "device": args.device}
         values = {"datasets": args.dataset, "splits": args.split, "val_datasets": args.val_dataset,
-                  "val_splits": args.val_split, "init_model": args.init, "config": config}
+                  "val_splits": args.val_split, "init_model": args.init, "config": config,
+                  "unlabelled_datasets": args.unlabelled}
     elif args.kind == "evaluate":
         values = {"model": args.model, "dataset": args.dataset, "split": args.split, "beam": args.beam,
                   "report": not args.no_report, "lm": args.lm}
@@ -130,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     add_training_options(k)
     k.add_argument("--device", default="auto", help="auto (the worker's device), cpu, cuda, cuda:N")
     k.add_argument("--init", type=int, metavar="MODEL_ID", help="fine-tune from this model")
+    k.add_argument("--unlabelled", action="append", default=[], metavar="NAME",
+                   help="self-training reads the samples without a label of this dataset (with --self-train)")
     for name, help_ in (("evaluate", "read a split with a model and store one prediction per sample"),
                         ("predict", "read the unlabelled samples of a dataset (or a split) with a model")):
         k = kinds.add_parser(name, help=help_)

@@ -43,6 +43,7 @@ class TrainParams:
     init_model: int | None = None  # fine-tune from this model id
     resume: bool = False
     config: dict = field(default_factory=dict)  # TrainConfig fields to override
+    unlabelled_datasets: list[str] = field(default_factory=list)  # the pool self-training reads (config.self_train)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,13 @@ def parse(kind: str, values: dict):
             raise ParamsError("train job: epochs, batch_size, lr and max_minutes must be positive")
         if not 0 < cfg.val_fraction < 1:
             raise ParamsError("train job: val_fraction must be between 0 and 1")
+        if not 0 <= cfg.self_train < 1:
+            raise ParamsError(f"train job: self_train={cfg.self_train} must be a share of the run in [0, 1)")
+        if not 0 < cfg.pseudo_threshold <= 1:
+            raise ParamsError(f"train job: pseudo_threshold={cfg.pseudo_threshold} must be in (0, 1]")
+        if cfg.self_train > 0 and not p.unlabelled_datasets:
+            raise ParamsError("train job: self-training needs unlabelled_datasets, the datasets whose samples "
+                              "without a label it reads")
     if kind in ("evaluate", "predict") and not 0 <= p.beam <= 100:
         raise ParamsError(f"{kind} job: beam={p.beam} must be between 0 (greedy) and 100")
     if kind == "evaluate" and p.split not in SPLITS:

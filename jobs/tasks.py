@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import func, select
 
 from db import catalog
 from db.engine import session
-from db.models import Prediction, Sample
+from db.models import Sample
 from db.registry import get_model, model_file, register_checkpoint
+from db.review import store_predictions
 from db.settings import Settings
 from jobs import params as P
 from jobs import queue
@@ -128,8 +129,9 @@ class DbCallback:
 
     STEP_METRICS = ("train_loss", "lr", "samples_per_s")
 
-    def __init__(self, ctx: JobContext):
+    def __init__(self, ctx: JobContext, pool_ids: dict[Path, int] | None = None):
         self.ctx = ctx
+        self.pool_ids = pool_ids or {}
         self.buffer: list[dict] = []
         self.last_flush = time.monotonic()
         self.steps_per_epoch = 1
@@ -177,6 +179,17 @@ class DbCallback:
         register_checkpoint(self.ctx.settings, path, kind, job_id=self.ctx.job_id, epoch=metrics.get("epoch"),
                             metrics=clean)
 
+    def on_pseudo_labels(self, teacher: Path, labels: list, info: dict) -> None:
+        """Pseudo-labels are predictions of the first phase's model (registered as this job's ``teacher``), never
+        labels: they stay out of exports and of every label count."""
+        model_id = register_checkpoint(self.ctx.settings, teacher, "teacher", job_id=self.ctx.job_id,
+                                       epoch=info["teacher_epochs"], metrics=info["teacher_best"])
+        records = [{"model_id": model_id, "sample_id": self.pool_ids[p.path], "job_id": self.ctx.job_id,
+                    "split": "pool", "text": p.text, "text_length": len(p.text), "confidence": p.confidence}
+                   for p in labels if p.path in self.pool_ids]
+        store_predictions(self.ctx.settings, model_id, records)
+        self.ctx.log(f"{len(records):,} pseudo-labels stored as predictions of model {model_id} (the teacher)")
+
     def on_message(self, text: str) -> None:
         self.ctx.log(text)
         queue.set_progress(self.ctx.settings, self.ctx.job_id, message=text)
@@ -188,7 +201,7 @@ class DbCallback:
 def run_train(ctx: JobContext) -> dict:
     from ocr.datasets import Sample as OcrSample
     from ocr.datasets import holdout_split
-    from ocr.train import fit
+    from ocr.selftrain import completed_epochs, fit_self_training
 
     p: P.TrainParams = P.parse("train", ctx.params)
     cfg = P.train_config(p)
@@ -212,18 +225,20 @@ def run_train(ctx: JobContext) -> dict:
     val = [OcrSample(it.path, it.label, it.split) for it in val_items]
     if not val:
         train, val = holdout_split(train, cfg.val_fraction, cfg.seed)
+    pool = catalog.pool_items(ctx.settings, p.unlabelled_datasets) if p.unlabelled_datasets else []
+    if pool:
+        ctx.log(f"unlabelled pool: {len(pool):,} samples from {', '.join(p.unlabelled_datasets)}")
     out = queue.run_dir(ctx.settings, ctx.job_id)
-    resume = p.resume and (out / "last.pt").exists()
+    done_epochs = completed_epochs(out) if p.resume else None
+    resume = done_epochs is not None
     init = model_file(ctx.settings, p.init_model) if p.init_model is not None and not resume else None
     if resume:
-        from ocr.train import load_checkpoint
-
-        done_epochs = load_checkpoint(out / "last.pt", for_resume=True)["run_state"]["epoch"]
         queue.clear_metrics_after(ctx.settings, ctx.job_id, done_epochs)
-        ctx.log(f"resuming from {out / 'last.pt'} after epoch {done_epochs}")
-    cb = DbCallback(ctx)
+        ctx.log(f"resuming {out} after epoch {done_epochs}")
+    cb = DbCallback(ctx, {it.path: it.sample_id for it in pool})
     try:
-        summary = fit(train, val, out, cfg, init=init, resume=resume, callback=cb, progress=False)
+        summary = fit_self_training(train, val, [it.path for it in pool], out, cfg, init=init, resume=resume,
+                                    callback=cb, progress=False)
     finally:
         cb.flush()
     if summary.get("stopped") == "stop requested":
@@ -307,12 +322,7 @@ def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, split_n
         ctx.progress(min(len(rows), start + batch) / len(rows) * 0.95, f"read {min(len(rows), start + batch):,} of {len(rows):,}")
         if ctx.should_stop():
             return {"stopped": "stop requested", "read": len(records)}
-    ids = [r["sample_id"] for r in records]
-    with session(ctx.settings, write=True) as s:
-        for i in range(0, len(ids), 5000):
-            s.execute(delete(Prediction).where(Prediction.model_id == model_id, Prediction.sample_id.in_(ids[i:i + 5000])))
-        for i in range(0, len(records), 5000):
-            s.execute(insert(Prediction), records[i:i + 5000])
+    store_predictions(ctx.settings, model_id, records)
     return {"n": len(records), "records": records, "skipped_images": len(skipped)}
 
 

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from ocr.config import add_training_options, finite_float
+from ocr.config import add_training_options, finite_float, training_options
 
 
 class CLIError(Exception):
@@ -75,7 +75,8 @@ def _load_samples(specs: list[str]):
 
 def cmd_train(args) -> int:
     from ocr.datasets import holdout_split
-    from ocr.train import Callback, TrainConfig, fit
+    from ocr.selftrain import check_self_training, fit_self_training, pool_files
+    from ocr.train import Callback, TrainConfig
 
     out = Path(args.out)
     run_file = out / "run.json"
@@ -84,14 +85,20 @@ def cmd_train(args) -> int:
             raise CLIError(f"{out}: nothing to resume (no run.json / last.pt); give --data to start a run")
         saved = json.loads(run_file.read_text())
         args.data, args.val = saved["data"], saved["val"]
+        args.unlabelled = saved.get("unlabelled", [])
     if not args.data:
         raise CLIError("give at least one --data DIR[:SPLITS]")
-    if args.resume and not (out / "last.pt").exists():
+    if args.resume and not ((out / "last.pt").exists() or (out / "teacher" / "last.pt").exists()):
         raise CLIError(f"{out / 'last.pt'} not found: nothing to resume")
-    cfg = TrainConfig(preset=args.preset, epochs=args.epochs, max_minutes=args.max_minutes, batch_size=args.batch_size,
-                      lr=args.lr, scheduler=args.scheduler, precision=args.precision, augment=not args.no_augment, seed=args.seed,
-                      device=args.device, workers=args.workers, diagnose=args.diagnose,
-                      val_fraction=args.val_fraction, data_on_device=args.data_on_device)
+    cfg = TrainConfig(**training_options(args), device=args.device, workers=args.workers, diagnose=args.diagnose,
+                      data_on_device=args.data_on_device)
+    if cfg.self_train > 0 and not args.unlabelled:
+        raise CLIError("--self-train needs --unlabelled DIR: a folder of images without labels")
+    pool = [f for folder in args.unlabelled for f in pool_files(folder)]
+    if not args.resume:
+        check_self_training(cfg, pool)
+    if pool:
+        _print_err(f"unlabelled pool: {len(pool):,} images")
     train = _load_samples(args.data)
     if args.val:
         val = _load_samples(args.val)
@@ -100,7 +107,7 @@ def cmd_train(args) -> int:
         _print_err(f"holding out {len(val):,} of the training samples for validation (seed {cfg.seed})")
     out.mkdir(parents=True, exist_ok=True)
     if not args.resume:
-        run_file.write_text(json.dumps({"data": args.data, "val": args.val}, indent=1))
+        run_file.write_text(json.dumps({"data": args.data, "val": args.val, "unlabelled": args.unlabelled}, indent=1))
 
     class Printer(Callback):
         def on_start(self, info):
@@ -116,8 +123,8 @@ def cmd_train(args) -> int:
         def on_message(self, text):
             _print_err(text)
 
-    summary = fit(train, val, out, cfg, init=args.init, resume=args.resume, callback=Printer(),
-                  progress=not args.quiet and sys.stderr.isatty())
+    summary = fit_self_training(train, val, pool, out, cfg, init=args.init, resume=args.resume, callback=Printer(),
+                                progress=not args.quiet and sys.stderr.isatty())
     best = summary["best"]
     print(f"done: {summary['epochs']} epoch(s); best val_cer {best.get('val_cer', float('nan')):.4f}, "
           f"val_exact_match {best.get('val_exact_match', float('nan')):.3f}; checkpoints in {out}"
@@ -235,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, metavar="RUNDIR")
     add_training_options(s)
     s.add_argument("--init", metavar="CKPT", help="fine-tune from this checkpoint")
+    s.add_argument("--unlabelled", action="append", default=[], metavar="DIR",
+                   help="a folder of images without labels for --self-train (repeatable)")
     s.add_argument("--resume", action="store_true", help="continue RUNDIR/last.pt exactly")
     s.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps")
     s.add_argument("--workers", type=int, default=-1, help="DataLoader workers (default: 0 on CPU, 4 on GPU)")

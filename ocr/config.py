@@ -27,11 +27,16 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = -1  # -1: 0 on CPU, 4 on a GPU
-    data_on_device: bool | None = None  # images + augmentation on the training device (ocr.device_data); None: on CUDA
+    data_on_device: bool | None = None  # batches built on the training device (ocr.batches), not by CPU workers; None: on CUDA
     precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp16 there; fp32 on the CPU) | fp32 | bf16 | fp16
     max_bad_batches: int = 20  # consecutive non-finite losses before giving up
     log_every: int = 10
     diagnose: bool = False
+    # self-training (ocr.selftrain): the share of the run (epochs or budget) that fine-tunes on pseudo-labels of the
+    # unlabelled pool read by the first phase's model; 0 turns it off
+    self_train: float = 0.0
+    pseudo_threshold: float = 0.9  # keep a reading of the pool when P(text | image) is at least this
+    pseudo_lm: str | None = "names"  # the language model the pool is read with ("names", a word list; None: greedy)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -68,6 +73,22 @@ def positive_float(text: str) -> float:
     return value
 
 
+def share(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    value = finite_float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1): the share of the run")
+    return value
+
+
+def probability(text: str) -> float:
+    """An argparse type: a number in (0, 1]."""
+    value = finite_float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
+    return value
+
+
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     """The TrainConfig options both command lines take, with TrainConfig's defaults."""
     d = TrainConfig()
@@ -82,3 +103,20 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--val-fraction", type=positive_float, default=d.val_fraction)
     parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--self-train", type=share, default=d.self_train, metavar="SHARE",
+                        help="the last SHARE of the run fine-tunes on pseudo-labels of the unlabelled images "
+                             "(ocr: --unlabelled DIR; jobs: --unlabelled DATASET); 0.4 is a good start")
+    parser.add_argument("--pseudo-threshold", type=probability, default=d.pseudo_threshold,
+                        help="keep a reading of an unlabelled image when P(text | image) is at least this")
+    parser.add_argument("--pseudo-lm", default=d.pseudo_lm,
+                        help="read the unlabelled images with this language model ('names', a word-list file, "
+                             "'none' for greedy)")
+
+
+def training_options(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields of parsed ``add_training_options`` arguments."""
+    return {"preset": args.preset, "epochs": args.epochs, "max_minutes": args.max_minutes,
+            "batch_size": args.batch_size, "lr": args.lr, "scheduler": args.scheduler, "precision": args.precision,
+            "augment": not args.no_augment, "val_fraction": args.val_fraction, "seed": args.seed,
+            "self_train": args.self_train, "pseudo_threshold": args.pseudo_threshold,
+            "pseudo_lm": None if args.pseudo_lm in (None, "", "none") else args.pseudo_lm}

@@ -25,7 +25,7 @@ from PIL import Image
 
 from ocr.alphabet import Alphabet
 from ocr.limits import MAX_LABEL_LENGTH, Limits, limits
-from ocr.preprocess import PreprocessConfig, check_size, load_image, normalize, pad_batch, resize_gray, to_gray
+from ocr.preprocess import PreprocessConfig, check_size, ink_map, load_image, pad_batch
 
 SPLITS = ("train", "validation", "test")
 REASONS = ("blank", "unreadable", "empty", "bad_chars", "too_long", "bad_image")
@@ -349,17 +349,26 @@ def data_fingerprint(samples: list[Sample]) -> str:
     return h.hexdigest()[:16]
 
 
-class LineDataset(torch.utils.data.Dataset):
-    """Samples decoded once into memory as gray uint8 at the model height; augmentation and
-    normalisation run per item, so an epoch never touches the disk."""
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
-    def __init__(self, samples: list[Sample], alphabet: Alphabet, cfg: PreprocessConfig, augment=None):
+
+def image_files(root: Path, inside_only: bool = True) -> list[Path]:
+    """The image files under ``root`` at any depth, sorted; links that lead outside it are left out unless asked."""
+    files = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return [f for f in files if inside(f, root)] if inside_only else files
+
+
+class LineDataset(torch.utils.data.Dataset):
+    """Samples decoded once into memory through ``ocr.preprocess.preprocess`` (the function evaluation, prediction
+    and drawing use), kept as uint8 ink maps (ink 255, paper 0) so an epoch never touches the disk. Items are float
+    ink maps in [0, 1] for validation; training batches and their augmentation come from ``ocr.batches``."""
+
+    def __init__(self, samples: list[Sample], alphabet: Alphabet, cfg: PreprocessConfig):
         self.samples = samples
         self.alphabet = alphabet
         self.cfg = cfg
-        self.augment = augment
         self.targets = [alphabet.encode(s.label) for s in samples]
-        self.images = [resize_gray(to_gray(load_image(s.path)), cfg) for s in samples]
+        self.images = [ink_map(load_image(s.path), cfg) for s in samples]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -371,10 +380,7 @@ class LineDataset(torch.utils.data.Dataset):
         self.targets = [self.targets[i] for i in indices]
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, list[int]]:
-        gray = self.images[i]
-        if self.augment is not None:
-            gray = self.augment(gray)
-        return normalize(gray), self.targets[i]
+        return self.images[i].astype(np.float32) / 255, self.targets[i]
 
 
 def collate(items: list[tuple[np.ndarray, list[int]]]):
@@ -403,5 +409,5 @@ def summary_text(summary: dict) -> str:
 
 __all__ = [
     "Sample", "Excluded", "ImportResult", "import_kaggle", "open_source", "safe_extract", "parse_data_arg",
-    "holdout_split", "LineDataset", "collate", "data_fingerprint", "summary_text",
+    "holdout_split", "image_files", "LineDataset", "collate", "data_fingerprint", "summary_text",
 ]

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ocr.alphabet import BLANK, Alphabet
-from ocr.augment import Augment, AugmentConfig
+from ocr.augment import AugmentConfig
+from ocr.batches import Batches, LoaderBatches
 from ocr.config import PRECISIONS, SCHEDULERS, TrainConfig
 from ocr.datasets import LineDataset, Sample, collate, data_fingerprint
 from ocr.decode import ctc_min_length, greedy_decode
@@ -243,37 +244,15 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
     return Precision(name, device.type)
 
 
-class LoaderBatches:
-    """The DataLoader path (per-item augmentation in worker processes) behind the interface the loop uses for both
-    data paths: ``len()`` batches, ``num_samples``, ``seed(epoch_seed)``, and (images, widths, targets, lengths)."""
-
-    def __init__(self, dataset: LineDataset, batch_size: int, workers: int, device: torch.device):
-        self.gen = torch.Generator()
-        self.num_samples = len(dataset)
-        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate, num_workers=workers,
-                                 generator=self.gen, drop_last=len(dataset) > batch_size,
-                                 pin_memory=device.type == "cuda", persistent_workers=workers > 0)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def seed(self, seed: int) -> None:
-        self.gen.manual_seed(seed)
-
-    def __iter__(self):
-        return iter(self.loader)
-
-
-def training_batches(train_ds: LineDataset, cfg: TrainConfig, device: torch.device):
-    """``DeviceBatches`` (images and augmentation on the device; the default on CUDA) or ``LoaderBatches``."""
+def training_batches(train_ds: LineDataset, cfg: TrainConfig, device: torch.device) -> Batches | LoaderBatches:
+    """``Batches`` on the device (the default on CUDA) or ``LoaderBatches`` (built by CPU workers): the same batches."""
     on_device = cfg.data_on_device if cfg.data_on_device is not None else device.type == "cuda"
+    batches = Batches(train_ds.images, train_ds.targets, cfg.batch_size, AugmentConfig() if cfg.augment else None,
+                      device if on_device else torch.device("cpu"))
     if on_device:
-        from ocr.device_data import DeviceBatches
-
-        return DeviceBatches(train_ds.images, train_ds.targets, device, cfg.batch_size,
-                             AugmentConfig() if cfg.augment else None, drop_last=len(train_ds) > cfg.batch_size)
+        return batches
     workers = cfg.workers if cfg.workers >= 0 else (4 if device.type == "cuda" else 0)
-    return LoaderBatches(train_ds, cfg.batch_size, workers, device)
+    return LoaderBatches(batches, workers, pin_memory=device.type == "cuda")
 
 
 def _resolve_run(out: Path, cfg: TrainConfig, alphabet: Alphabet, init, resume: bool):
@@ -307,7 +286,7 @@ def _datasets(train_samples: list[Sample], val_samples: list[Sample], alphabet: 
         raise TrainingError("no validation samples (give --val, or more than one training sample)")
     pre = PreprocessConfig(height=model_cfg.height)
     cb.on_message(f"decoding {len(train_samples) + len(val_samples):,} images into memory")
-    train_ds = LineDataset(train_samples, alphabet, pre, Augment(AugmentConfig()) if cfg.augment else None)
+    train_ds = LineDataset(train_samples, alphabet, pre)
     val_ds = LineDataset(val_samples, alphabet, pre)
     for name, ds in (("training", train_ds), ("validation", val_ds)):
         problems = label_fit_problems(ds.samples, model_cfg, [im.shape[1] for im in ds.images])
@@ -426,6 +405,7 @@ class _Run:
     cb: Callback
     write: object
     fingerprint: str = ""
+    provenance: dict = field(default_factory=dict)
     bad_in_a_row: int = 0
 
     def snapshot(self) -> dict:
@@ -435,7 +415,7 @@ class _Run:
             "alphabet": self.alphabet.chars, "preprocess": asdict(PreprocessConfig(height=self.model_cfg.height)),
             "train_config": asdict(self.cfg), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict(), "run_state": asdict(self.state), "data_fingerprint": self.fingerprint,
-            "metrics": self.state.history[-1] if self.state.history else {},
+            "metrics": self.state.history[-1] if self.state.history else {}, "provenance": self.provenance,
         }
 
 
@@ -484,8 +464,10 @@ def fit(
     resume: bool = False,
     callback: Callback | None = None,
     progress: bool = True,
+    provenance: dict | None = None,
 ) -> dict:
-    """Train and write ``out_dir/{last,best}.pt`` and ``metrics.jsonl``. Returns the final summary."""
+    """Train and write ``out_dir/{last,best}.pt`` and ``metrics.jsonl``. Returns the final summary. ``provenance``
+    (where the training data came from, e.g. pseudo-labels) is stored in every checkpoint."""
     cb = callback or Callback()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -497,7 +479,7 @@ def fit(
     seed_everything(cfg.seed)
     train_ds, val_ds = _datasets(train_samples, val_samples, alphabet, model_cfg, cfg, cb)
     batches = training_batches(train_ds, cfg, device)
-    val_workers = 0 if not isinstance(batches, LoaderBatches) else batches.loader.num_workers
+    val_workers = batches.workers if isinstance(batches, LoaderBatches) else 0
     val_loader = DataLoader(val_ds, batch_size=max(64, cfg.batch_size), shuffle=False, collate_fn=collate,
                             num_workers=val_workers, pin_memory=device.type == "cuda")
 
@@ -525,7 +507,7 @@ def fit(
         log.flush()
 
     run = _Run(cfg, alphabet, model_cfg, device, precision, model, opt, sched, scaler, batches, val_loader, state, cb,
-               write, data_fingerprint(train_ds.samples))
+               write, data_fingerprint(train_ds.samples), provenance or {})
     info = {"device": str(device), "model": model_cfg.describe(), "parameters": sum(p.numel() for p in model.parameters()),
             "train_samples": len(train_ds), "val_samples": len(val_ds), "epochs": state.planned_epochs,
             "steps_per_epoch": steps_per_epoch, "data_fingerprint": run.fingerprint, "precision": precision.name,
@@ -536,7 +518,7 @@ def fit(
     cb.on_start(info)
     write({"type": "start", "time": time.time(), **info, "train_config": asdict(cfg)})
     if cfg.diagnose:
-        _diagnose(model, batches, model_cfg, cb)
+        _diagnose(model, batches, model_cfg, cb, device)
 
     started = time.monotonic()
     deadline = started + cfg.max_minutes * 60 if cfg.max_minutes is not None else math.inf
@@ -600,11 +582,11 @@ def _plan_epochs(model: CRNN, batches, val_ds, cfg: TrainConfig, device, precisi
     return epochs
 
 
-def _diagnose(model: CRNN, loader: DataLoader, model_cfg: CRNNConfig, cb: Callback, batches: int = 3) -> None:
+def _diagnose(model: CRNN, loader, model_cfg: CRNNConfig, cb: Callback, device: torch.device, batches: int = 3) -> None:
     model.eval()
     with torch.no_grad():
         for i, (images, widths, targets, lengths) in enumerate(loader):
-            logits = model(images)
+            logits = model(images.to(device))
             in_len = model.output_lengths(widths)
             loss = F.ctc_loss(logits.log_softmax(2), targets, in_len, lengths, blank=BLANK, reduction="none")
             hist = Counter(lengths.tolist())

@@ -95,6 +95,24 @@ def test_a_budgeted_resume_keeps_its_plan(samples, tmp_path):
     assert again["planned_epochs"] == first["planned_epochs"]
 
 
+def test_validation_during_training_agrees_with_a_later_evaluation(samples, learned, tmp_path):
+    """The best epoch's validation figures are what ``ocr evaluate`` (greedy) then reports for the same split: one
+    preprocessing, one decoding."""
+    from ocr.evaluate import evaluate
+    from ocr.synth import generate
+
+    val_dir = generate(tmp_path / "val", 48, seed=5, split="validation")
+    val = import_kaggle(val_dir, ("validation",)).samples
+    cfg = TrainConfig(epochs=1, scheduler="constant", **{**FAST, "lr": 1e-5})
+    summary = fit(samples, val, tmp_path / "run", cfg, init=learned[0], progress=False)
+    best = summary["best"]
+    assert 0 < best["val_cer"] < 1  # partly right, so agreement is not trivial
+    metrics = evaluate(tmp_path / "run" / "best.pt", val_dir, "validation", tmp_path / "eval")
+    assert metrics["n"] == best["n_val"] == 48
+    assert metrics["cer"] == pytest.approx(best["val_cer"], abs=1e-9)
+    assert metrics["exact_match"] == pytest.approx(best["val_exact_match"], abs=1e-9)
+
+
 def test_precision_choice():
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu).name == "fp32"

@@ -1,0 +1,160 @@
+"""Self-training as a training option: the first phase reads the unlabelled pool, confident readings become
+pseudo-labels kept apart from labels, the second phase fine-tunes on both; resumable, recorded in the checkpoint, and
+refused with a clear message when it cannot work."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from ocr.config import TrainConfig
+from ocr.datasets import import_kaggle
+from ocr.selftrain import completed_epochs, fit_self_training, read_pool
+from ocr.train import Callback, TrainingError, load_checkpoint
+from tests.conftest import PY, ROOT
+
+FAST = {"batch_size": 16, "lr": 1e-4, "log_every": 2, "augment": False, "device": "cpu", "scheduler": "constant"}
+
+
+@pytest.fixture(scope="module")
+def labelled(synth_dir):
+    samples = import_kaggle(synth_dir).samples
+    return samples[:64], samples[:16]
+
+
+@pytest.fixture(scope="module")
+def pool(synth_dir, labelled, tmp_path_factory):
+    """The memorised images again, without their labels, so the teacher's readings can be checked against the truth."""
+    folder = tmp_path_factory.mktemp("pool")
+    for s in labelled[0]:
+        shutil.copy(s.path, folder / s.path.name)
+    return sorted(folder.glob("*.jpg")), {s.path.name: s.label for s in labelled[0]}
+
+
+class Record(Callback):
+    def __init__(self, stop_at_phase_epoch: int | None = None):
+        self.epochs, self.pseudo, self.checkpoints, self.stop_at = [], None, [], stop_at_phase_epoch
+
+    def on_epoch(self, m):
+        self.epochs.append((m["phase"], m["epoch"], m["planned_epochs"]))
+
+    def on_checkpoint(self, path, kind, metrics):
+        self.checkpoints.append(path)
+
+    def on_pseudo_labels(self, teacher, labels, info):
+        self.pseudo = (teacher, labels, info)
+
+    def should_stop(self):
+        return self.stop_at is not None and sum(p == "self-training" for p, *_ in self.epochs) >= self.stop_at
+
+
+def test_self_training_reads_the_pool_and_fine_tunes_on_labels_and_pseudo_labels(labelled, pool, learned, tmp_path):
+    train, val = labelled
+    files, truth = pool
+    cfg = TrainConfig(epochs=3, self_train=0.34, pseudo_threshold=0.5, pseudo_lm=None, **FAST)
+    cb = Record()
+    summary = fit_self_training(train, val, files, tmp_path, cfg, init=learned[0], callback=cb)
+    # one run to the callback: the teacher's epochs, then the student's, numbered on
+    assert cb.epochs == [("teacher", 1, 2), ("teacher", 2, 2), ("self-training", 3, 3)]
+    assert summary["epochs"] == 3 and all(p.parent == tmp_path for p in cb.checkpoints)  # only the student's
+    teacher, labels, info = cb.pseudo
+    assert teacher == tmp_path / "teacher" / "best.pt" and info["read"] == len(files) == 64
+    assert len(labels) == info["kept"] >= 16 and all(p.confidence >= 0.5 for p in labels)
+    right = sum(truth[p.path.name] == p.text for p in labels)
+    assert right >= 0.9 * len(labels), f"{right} of {len(labels)} pseudo-labels right"
+    with (tmp_path / "pseudo_labels.csv").open() as f:
+        assert [r["text"] for r in csv.DictReader(f)] == [p.text for p in labels]
+    provenance = load_checkpoint(tmp_path / "best.pt")["provenance"]["self_training"]
+    assert provenance["pseudo_labels"] == len(labels) and provenance["threshold"] == 0.5
+    assert provenance["teacher"] == str(teacher) and provenance["decoder"] == "greedy" and provenance["share"] == 0.34
+    assert summary["self_training"]["pseudo_labels"] == len(labels)
+
+
+def test_a_stopped_self_training_run_resumes_where_it_was(labelled, pool, learned, tmp_path):
+    train, val = labelled
+    cfg = TrainConfig(epochs=4, self_train=0.5, pseudo_threshold=0.5, pseudo_lm=None, **FAST)
+    first = Record(stop_at_phase_epoch=1)
+    stopped = fit_self_training(train, val, pool[0], tmp_path, cfg, init=learned[0], callback=first)
+    assert stopped["stopped"] == "stop requested" and completed_epochs(tmp_path) == 3
+    rest = Record()
+    # resumed with the defaults: the run's own plan (saved beside it) decides, and the pool is not read again
+    done = fit_self_training(train, val, [], tmp_path, TrainConfig(device="cpu"), resume=True, callback=rest)
+    assert rest.pseudo is None and rest.epochs == [("self-training", 4, 4)]
+    assert done["epochs"] == 4 and completed_epochs(tmp_path) == 4
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"self_train": 0.4}, "self-training needs unlabelled images, and the pool given has none"),
+    ({"self_train": 1.0}, r"self_train=1.0 must be a share of the run in \[0, 1\)"),
+    ({"self_train": 0.4, "pseudo_threshold": 0.0}, r"pseudo_threshold=0.0 must be in \(0, 1\]"),
+])
+def test_a_self_training_run_that_cannot_work_is_refused_before_anything_is_written(labelled, tmp_path, change,
+                                                                                    message):
+    with pytest.raises(TrainingError, match=message):
+        fit_self_training(*labelled, [], tmp_path / "run", TrainConfig(epochs=2, **FAST, **change))
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreadable_pool_images_are_counted_and_left_out(pool, learned, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    labels, counts = read_pool(learned[0], [bad, *pool[0][:8]], TrainConfig(pseudo_threshold=0.5, pseudo_lm=None))
+    assert counts["unreadable"] == 1 and counts["read"] == 8 and counts["pool"] == 9
+    assert bad not in {p.path for p in labels}
+
+
+def test_ocr_train_self_train_needs_a_pool_and_a_valid_threshold(synth_dir, tmp_path):
+    def run(*args):
+        return subprocess.run([PY, "-m", "ocr", "train", "--data", f"{synth_dir}:train", "--out", str(tmp_path / "r"),
+                               "--epochs", "1", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    out = run("--self-train", "0.4")
+    assert out.returncode != 0 and "--self-train needs --unlabelled DIR" in out.stderr
+    out = run("--self-train", "0.4", "--unlabelled", str(tmp_path), "--pseudo-threshold", "1.5")
+    assert out.returncode != 0 and "'1.5' must be in (0, 1]" in out.stderr
+    (tmp_path / "empty").mkdir()
+    out = run("--self-train", "0.4", "--unlabelled", str(tmp_path / "empty"))
+    assert out.returncode != 0 and "the pool given has none" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "r" / "teacher").exists()
+
+
+def test_a_train_job_self_trains_and_keeps_pseudo_labels_apart_from_labels(settings, synth_dir, learned, tmp_path):
+    from sqlalchemy import select
+
+    from db import catalog
+    from db.engine import session
+    from db.models import Model, Prediction, Sample
+    from jobs import queue
+    from jobs.params import ParamsError
+    from jobs.tasks import JobContext, run_train
+    from ocr.synth import generate
+
+    catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
+    unlabelled = tmp_path / "scans"
+    unlabelled.mkdir()
+    for f in (generate(tmp_path / "other", 30, seed=9) / "train_v2" / "train").glob("*.jpg"):
+        shutil.move(f, unlabelled / f.name)  # images without a labels file: imported as a pool
+    catalog.import_dataset(settings, unlabelled, "pool", "upload")
+    config = {**FAST, "epochs": 2, "self_train": 0.5, "pseudo_threshold": 0.01, "pseudo_lm": None}
+    with pytest.raises(ParamsError, match="self-training needs unlabelled_datasets"):
+        queue.submit(settings, "train", {"datasets": ["synth"], "config": config})
+    from db.registry import register_checkpoint
+
+    base = register_checkpoint(settings, learned[0], "best", name="learned")
+    params = {"datasets": ["synth"], "config": config, "unlabelled_datasets": ["pool"], "init_model": base}
+    job_id = queue.submit(settings, "train", params)
+    result = run_train(JobContext(settings, job_id, params))
+    assert result["self_training"]["read"] == 30
+    with session(settings) as s:
+        teacher = s.scalars(select(Model).where(Model.job_id == job_id, Model.kind == "teacher")).one()
+        pseudo = s.scalars(select(Prediction).where(Prediction.model_id == teacher.id)).all()
+        pool_labels = s.scalars(select(Sample.label).where(Sample.split == "pool")).all()
+        assert {m.kind for m in s.scalars(select(Model).where(Model.job_id == job_id))} == {"teacher", "best", "last"}
+    assert len(pseudo) == result["self_training"]["kept"] > 0 and all(p.split == "pool" and p.label is None for p in pseudo)
+    assert len(pool_labels) == 30 and set(pool_labels) == {None}  # never written over a label
+    assert catalog.training_items(settings, ["pool"]) == []
+    assert json.loads((queue.run_dir(settings, job_id) / "self_training.json").read_text())["kept"] == len(pseudo)
