@@ -10,13 +10,15 @@ the character language model of names (``ocr.charlm``) at several weights; the v
 ``python -m ocr evaluate --lm names``. ``--checkpoint CKPT`` skips training and only evaluates.
 
 With ``--self-train F`` the last fraction F of the budget fine-tunes on the 10,500 unlabelled real images too,
-labelled by the first model where it is confident (pseudo-labels, read with ``--pseudo-decoder``; the held-out 200 are
-never used for them).
+labelled by the first model where it is confident: the product's self-training option (``ocr.selftrain``, the same as
+``ocr train --self-train F --unlabelled DIR``), pseudo-labels read with ``--pseudo-decoder``; the held-out 200 are
+never used for them.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 
@@ -25,22 +27,8 @@ from ocr.charlm import CharLM
 from ocr.datasets import Sample, csv_path, import_kaggle
 from ocr.decoder import DecoderConfig
 from ocr.recognize import Recognizer
-from ocr.train import Callback, TrainConfig, fit
-
-
-def pseudo_labels(checkpoint: str, min_confidence: float, lm: bool) -> list[Sample]:
-    """Unlabelled real images read by the model, kept where it is confident: P(text | image) of the greedy reading,
-    or with ``lm`` of the reading of beam search with the names language model (more kept at the same precision)."""
-    files = sorted((REAL / "unlabelled" / "train_v2" / "train").glob("*.jpg"))
-    rec = Recognizer(checkpoint)
-    decoder = rec.decoder(DecoderConfig(lm="names" if lm else None))
-    out = []
-    for i in range(0, len(files), 256):
-        chunk = files[i:i + 256]
-        for f, p in zip(chunk, rec.read(chunk, decoder)):
-            if p.confidence >= min_confidence and len(p.text) >= 2:
-                out.append(Sample(f, p.text, "train"))
-    return out
+from ocr.selftrain import fit_self_training, pool_files
+from ocr.train import Callback, TrainConfig
 
 
 def main() -> None:
@@ -78,20 +66,16 @@ def main() -> None:
         def on_message(self, text):
             print(text, file=sys.stderr, flush=True)
 
-    first = args.minutes * (1 - args.self_train)
-    cfg = TrainConfig(preset=args.preset, epochs=1000, max_minutes=first, device=args.device, lr=args.lr)
-    train = synth + real_train * args.real_repeat
-    summary = fit(train, real_val, args.out, cfg, callback=Log(), progress=False)
-    if args.self_train > 0:
-        t1 = time.monotonic()
-        pseudo = pseudo_labels(f"{args.out}/best.pt", args.min_confidence, args.pseudo_decoder == "lm")
-        emit("accuracy.pseudo_labels", kept=len(pseudo), seconds=round(time.monotonic() - t1, 1),
-             first_exact_match=round(summary["best"]["val_exact_match"], 4), first_cer=round(summary["best"]["val_cer"], 4))
-        left = args.minutes - (time.monotonic() - t0) / 60 + 1.0  # the data preparation is not part of the budget
-        cfg = TrainConfig(preset=args.preset, epochs=1000, max_minutes=max(1.0, left), device=args.device, lr=args.lr / 2)
-        summary = fit(synth[: len(synth) // 2] + real_train * args.real_repeat + pseudo, real_val, f"{args.out}-self",
-                      cfg, init=f"{args.out}/best.pt", callback=Log(), progress=False)
-        args.out = f"{args.out}-self"
+    cfg = TrainConfig(preset=args.preset, epochs=1000, max_minutes=args.minutes, device=args.device, lr=args.lr,
+                      self_train=args.self_train, pseudo_threshold=args.min_confidence,
+                      pseudo_lm="names" if args.pseudo_decoder == "lm" else None)
+    pool = pool_files(REAL / "unlabelled") if args.self_train > 0 else []
+    shutil.rmtree(args.out, ignore_errors=True)  # a fresh run, not a resume of an earlier one
+    summary = fit_self_training(synth + real_train * args.real_repeat, real_val, pool, args.out, cfg, callback=Log())
+    if summary.get("self_training"):
+        st = summary["self_training"]
+        emit("accuracy.pseudo_labels", kept=st["kept"], read=st["read"], seconds=st["seconds"],
+             first_cer=round(st["teacher_val_cer"], 4))
     best = summary["best"]
     minutes = round((time.monotonic() - t0) / 60, 1)
     fused = decode_variants(f"{args.out}/best.pt", real_val)

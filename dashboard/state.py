@@ -88,6 +88,13 @@ def dataset_choices(s: Settings) -> dict[str, int]:
     return {d["name"]: d["id"] for d in dataset_counts(s)}
 
 
+def pool_choices(s: Settings) -> dict[str, int]:
+    """Datasets with images that have no label yet (a self-training pool): name -> how many."""
+    from db.catalog import dataset_counts
+
+    return {d["name"]: d["status"]["unlabelled"] for d in dataset_counts(s) if d["status"].get("unlabelled")}
+
+
 def model_choices(s: Settings) -> dict[int, str]:
     """id -> '#id name', the default model first, then newest first. A label never changes while its job trains (the
     metrics are in ``model_summary``): a selectbox keeps its choice by label, and would lose it at the next epoch."""

@@ -4,11 +4,12 @@ of 100k rows comes back in milliseconds), and the suggested label errors."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import and_, delete, func, insert, or_, select
 
 from db.engine import session
-from db.models import Prediction, Sample
+from db.models import Job, Model, Prediction, Sample
 from db.settings import Settings
 
 SORTS = ("lowest_confidence", "highest_edit_distance", "label_error", "sample")
@@ -70,6 +71,25 @@ def _order(sort: str) -> list:
     if sort == "sample":
         return [Prediction.sample_id]
     raise ValueError(f"unknown sort {sort!r}; choose from {', '.join(SORTS)}")
+
+
+@dataclass(frozen=True)
+class ModelReview:
+    """What Review needs to know about a model: the splits it has predictions on, and the job that trained it."""
+
+    splits: list[str]
+    job_id: int | None
+    job_params: dict | None
+    data_read_at: datetime  # when its training data was read (its registration, for an imported model)
+
+
+def model_review(settings: Settings, model_id: int) -> ModelReview:
+    with session(settings) as s:
+        splits = sorted(s.scalars(select(Prediction.split).where(Prediction.model_id == model_id).distinct()))
+        model = s.get(Model, model_id)
+        job = s.get(Job, model.job_id) if model.job_id else None
+        return ModelReview(splits, job.id if job else None, dict(job.params) if job else None,
+                           (job.data_read_at if job else None) or model.created_at)
 
 
 def store_predictions(settings: Settings, model_id: int, records: list[dict]) -> None:

@@ -400,6 +400,14 @@ def list_jobs(settings: Settings, limit: int = 50, statuses: tuple[str, ...] | N
     return [job_summary(j, waiting_reason(j.requested_device, workers) if j.status == "queued" else None) for j in jobs]
 
 
+def jobs_of_model(settings: Settings, model_id: int, kinds: tuple[str, ...] = ("evaluate", "predict"),
+                  limit: int = 200) -> list[dict]:
+    """The latest jobs of these kinds that read with ``model_id``, newest first."""
+    with session(settings) as s:
+        jobs = s.scalars(select(Job).where(Job.kind.in_(kinds)).order_by(Job.id.desc()).limit(limit)).all()
+    return [job_summary(j) for j in jobs if j.params.get("model") == model_id]
+
+
 def log_tail(settings: Settings, job_id: int, lines: int = 50) -> str:
     with session(settings) as s:
         job = s.get(Job, job_id)

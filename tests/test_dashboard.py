@@ -100,6 +100,38 @@ def test_train_page_queues_a_job_shows_it_and_cancels_it(populated):
     assert next(j for j in list_jobs(populated["settings"]) if j["id"] == new[0]["id"])["status"] == "cancelled"
 
 
+def test_train_page_offers_self_training_on_a_pool_and_shows_what_it_did(populated, tmp_path):
+    import shutil
+
+    from db import catalog
+    from jobs.queue import finish, list_jobs
+    from ocr.synth import generate
+    from tests.conftest import _mark_running
+
+    s = populated["settings"]
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for f in (generate(tmp_path / "other", 6, seed=11) / "train_v2" / "train").glob("*.jpg"):
+        shutil.move(f, scans / f.name)
+    catalog.import_dataset(s, scans, "scans", "upload")
+    at = _page("train")
+    pool = at.multiselect(key="train_pool")
+    assert pool.options == ["scans (6 without a label)"]
+    pool.set_value(["scans"])
+    at.slider(key="train_self_share").set_value(0.5)
+    _button(at, "Start training").click().run()
+    assert not at.exception
+    job = next(j for j in list_jobs(s) if j["kind"] == "train" and j["status"] == "queued")
+    assert job["params"]["unlabelled_datasets"] == ["scans"]
+    assert {k: job["params"]["config"][k] for k in ("self_train", "pseudo_threshold", "pseudo_lm")} == {
+        "self_train": 0.5, "pseudo_threshold": 0.9, "pseudo_lm": "names"}
+    _mark_running(s, job["id"])
+    finish(s, job["id"], "succeeded", result={"self_training": {"kept": 4, "read": 6, "threshold": 0.9,
+                                                                "decoder": "beam20+names LM", "teacher_val_cer": 0.2}})
+    at.selectbox(key="train_job").set_value(job["id"]).run()
+    assert any("self-training: 4 pseudo-labels of 6 unlabelled images" in c.value for c in at.caption)
+
+
 def test_review_page_corrects_accepts_undoes_and_retrains(populated):
     from db import corrections
     from jobs.queue import list_jobs

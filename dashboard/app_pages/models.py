@@ -7,12 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import select
 
 from dashboard.state import dataset_choices, model_choices, select_model, settings, show_error
 from db.catalog import splits_of
-from db.engine import session
-from db.models import Job
 from db.registry import list_models, model_file, set_default
 from db.review import compare_models
 from jobs import queue
@@ -66,25 +63,23 @@ if datasets:
 
 @st.fragment(run_every=3)
 def evaluations() -> None:
-    with session(s) as db:
-        jobs = [j for j in db.scalars(select(Job).where(Job.kind.in_(("evaluate", "predict")))
-                                      .order_by(Job.id.desc()).limit(200)) if j.params.get("model") == model_id]
+    jobs = queue.jobs_of_model(s, model_id)
     if not jobs:
         st.caption("No evaluation of this model yet.")
         return
-    st.dataframe(pd.DataFrame([{"job": j.id, "kind": j.kind, "status": j.status, "progress": j.progress,
-                                "dataset": j.params["dataset"], "split": j.params.get("split") or "unlabelled",
-                                "exact match": (j.result or {}).get("exact_match"),
-                                "CER": (j.result or {}).get("cer"), "error": j.error or ""} for j in jobs]),
+    st.dataframe(pd.DataFrame([{"job": j["id"], "kind": j["kind"], "status": j["status"], "progress": j["progress"],
+                                "dataset": j["params"]["dataset"], "split": j["params"].get("split") or "unlabelled",
+                                "exact match": (j["result"] or {}).get("exact_match"),
+                                "CER": (j["result"] or {}).get("cer"), "error": j["error"] or ""} for j in jobs]),
                  hide_index=True, column_config={"progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0)})
-    done = next((j for j in jobs if j.status == "succeeded" and (j.result or {}).get("report")), None)
+    done = next((j for j in jobs if j["status"] == "succeeded" and (j["result"] or {}).get("report")), None)
     if done is not None:
-        folder = s.resolve(done.result["report"])
+        folder = s.resolve(done["result"]["report"])
         r1, r2 = st.columns(2)
         for col, name, mime in ((r1, "report.md", "text/markdown"), (r2, "report.pdf", "application/pdf")):
             if (folder / name).exists():
-                col.download_button(f"Download {name} (job {done.id})", (folder / name).read_bytes(),
-                                     file_name=f"model{model_id}-{name}", mime=mime, key=f"dl-{name}-{done.id}")
+                col.download_button(f"Download {name} (job {done['id']})", (folder / name).read_bytes(),
+                                     file_name=f"model{model_id}-{name}", mime=mime, key=f"dl-{name}-{done['id']}")
 
 
 evaluations()

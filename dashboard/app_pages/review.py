@@ -1,14 +1,11 @@
 """Review: a model's mistakes (or an unlabelled pool) from the database; correct, accept, mark, undo; retrain."""
 
 import streamlit as st
-from sqlalchemy import select
 
 from dashboard.state import current_user, dataset_choices, diff_html, plain, select_model, settings, show_error
 from db import corrections
 from db.catalog import kaggle_csv, splits_of
-from db.engine import session
-from db.models import Job, Model, Prediction
-from db.review import SORTS, ReviewQuery, review_page
+from db.review import SORTS, ReviewQuery, model_review, review_page
 from jobs import queue
 
 s = settings()
@@ -16,10 +13,8 @@ st.title("Review")
 c1, c2, c3 = st.columns([3, 2, 2])
 model_id = select_model(s, "review_model", "No model yet: train one on the Train page (or from the Overview), then "
                                            "evaluate it on the Models page.", c1)
-with session(s) as db:
-    splits = sorted(db.scalars(select(Prediction.split).where(Prediction.model_id == model_id).distinct()))
-    model = db.get(Model, model_id)
-    job = db.get(Job, model.job_id) if model.job_id else None
+info = model_review(s, model_id)
+splits = info.splits
 if not splits:
     st.info("This model has no stored predictions yet: run an evaluation on the Models page.")
     st.stop()
@@ -27,12 +22,12 @@ split = c2.selectbox("Split", splits, key="review_split")
 mode = c3.radio("Show", ["mistakes", "unlabelled pool", "everything"], horizontal=True, key="review_mode")
 
 # corrections since this model's training data was read, and retraining with them
-since = corrections.edits_since(s, job.data_read_at if job else model.created_at)
+since = corrections.edits_since(s, info.data_read_at)
 c1, c2 = st.columns([2, 3])
 c1.metric("Corrections since this model was trained", since)
-if c2.button("Retrain with corrections (fine-tune from this model)", disabled=job is None, key="review_retrain"):
+if c2.button("Retrain with corrections (fine-tune from this model)", disabled=info.job_params is None, key="review_retrain"):
     try:
-        params = job.params
+        params = info.job_params
         new = queue.submit(s, "train", {"datasets": params["datasets"], "splits": params.get("splits"),
                                         "val_datasets": params.get("val_datasets", []), "init_model": model_id,
                                         "config": {**params.get("config", {}), "epochs": 10, "max_minutes": 5.0,

@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboard.state import dataset_choices, model_choices, plain, settings, show_error
+from dashboard.state import dataset_choices, model_choices, plain, pool_choices, settings, show_error
 from jobs import queue
 from ocr.model import PRESETS
 from ocr.train import SCHEDULERS, TrainConfig
@@ -18,6 +18,7 @@ defaults = TrainConfig()
 
 datasets = dataset_choices(s)
 models = model_choices(s)
+pools = pool_choices(s)
 with st.form("new-train-job"):
     st.subheader("New training job")
     chosen = st.multiselect("Datasets", list(datasets), default=list(datasets)[:1], key="train_datasets")
@@ -36,14 +37,29 @@ with st.form("new-train-job"):
     init = c4.selectbox("Start from", [None, *models], key="train_init",
                         format_func=lambda i: "a new model" if i is None else models.get(i, f"#{i}"))
     augment = st.checkbox("Augmentation", value=True, key="train_augment")
+    st.markdown("**Self-training** on images without labels: a first model reads them, and the last part of the run "
+                "fine-tunes on the readings it is confident of (kept as predictions, never as labels)")
+    c1, c2, c3, c4 = st.columns(4)
+    pool = c1.multiselect("Unlabelled images", list(pools), key="train_pool",
+                          format_func=lambda name: f"{name} ({pools[name]:,} without a label)",
+                          help="none: no self-training" if pools else "no dataset has images without a label")
+    share = c2.slider("Share of the run", 0.1, 0.8, 0.4, 0.05, key="train_self_share",
+                      help="the epochs or the time budget given to fine-tuning on pseudo-labels")
+    threshold = c3.number_input("Keep a reading at P >=", 0.01, 1.0, defaults.pseudo_threshold, 0.05,
+                                key="train_pseudo_threshold", help="P(text | image) of the reading")
+    pseudo_lm = c4.checkbox("Read with the names language model", value=defaults.pseudo_lm == "names",
+                            key="train_pseudo_lm")
     if st.form_submit_button("Start training", type="primary"):
         config = {"preset": preset, "epochs": int(epochs), "batch_size": int(batch), "lr": float(lr),
                   "scheduler": scheduler, "augment": augment, "device": device}
         if minutes > 0:
             config["max_minutes"] = float(minutes)
+        if pool:
+            config |= {"self_train": float(share), "pseudo_threshold": float(threshold),
+                       "pseudo_lm": "names" if pseudo_lm else None}
         try:
-            job_id = queue.submit(s, "train", {"datasets": chosen, "init_model": init,
-                                               "config": config})
+            job_id = queue.submit(s, "train", {"datasets": chosen, "init_model": init, "config": config,
+                                               "unlabelled_datasets": pool})
             st.session_state["train_job"] = job_id  # follow the new job below
             st.success(f"Queued training job {job_id}.")
         except ValueError as exc:
@@ -111,6 +127,12 @@ def curves(job_ids: list[int]) -> None:
 def live() -> None:
     current = queue.job_status(s, picked)
     st.caption(plain(f"job {picked}: {current['status']}, {current['progress']:.0%}  {current['message'] or ''}"))
+    self_training = (current.get("result") or {}).get("self_training")
+    if self_training:
+        st.caption(f"self-training: {self_training['kept']:,} pseudo-labels of {self_training['read']:,} unlabelled "
+                   f"images (P >= {self_training['threshold']:g}, {self_training['decoder']}), the teacher's "
+                   f"validation CER {self_training['teacher_val_cer']:.3f}; they are the teacher model's "
+                   "predictions on Review, not labels")
     curves([picked, *compare])
     with st.expander("Log (tail)", expanded=current["status"] in ("failed", "interrupted")):
         st.code(queue.log_tail(s, picked, 40) or "(empty)", language=None)
