@@ -176,3 +176,25 @@ class Prediction(Base):
     # log P(prediction) - log P(label): how strongly the model prefers its reading over the label
     label_error_score: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LabelIssue(Base):
+    """A labelled sample scored out of fold by a ``find-label-errors`` job: how much more a model that never saw its
+    label believes another reading, with the evidence (``ocr.label_errors``)."""
+
+    __tablename__ = "label_issues"
+    __table_args__ = (Index("ix_label_issues_job_score", "job_id", "score"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))  # the folds' start
+    label: Mapped[str] = mapped_column(String(200))  # the label that was scored
+    reading: Mapped[str] = mapped_column(String(200))  # the out-of-fold model's reading
+    confidence: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)  # log P(reading) - log P(label) out of fold; 0: it reads the label
+    label_log_prob: Mapped[float] = mapped_column(Float)
+    in_sample_reading: Mapped[str | None] = mapped_column(String(200))  # the start model's own reading
+    agrees: Mapped[bool] = mapped_column(Boolean)  # both models read the same text, not the label
+    fold: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import and_, delete, func, insert, or_, select
 
 from db.engine import session
-from db.models import Job, Model, Prediction, Sample
+from db.models import Job, LabelIssue, Model, Prediction, Sample
 from db.settings import Settings
 
 SORTS = ("lowest_confidence", "highest_edit_distance", "label_error", "sample")
@@ -158,3 +158,40 @@ def compare_models(settings: Settings, model_a: int, model_b: int, split: str | 
     return {"n": n, "a": figures([r.text for r in rows]), "b": figures([r.text_b for r in rows]),
             "fixed": [row(r) for r in rows if r.text != r.label and r.text_b == r.label],
             "broken": [row(r) for r in rows if r.text == r.label and r.text_b != r.label]}
+
+
+def store_label_issues(settings: Settings, job_id: int, model_id: int | None, records: list[dict]) -> None:
+    """The out-of-fold scores of a ``find-label-errors`` job (``LabelIssue`` columns), replacing its earlier ones."""
+    with session(settings, write=True) as s:
+        s.execute(delete(LabelIssue).where(LabelIssue.job_id == job_id))
+        for i in range(0, len(records), 5000):
+            s.execute(insert(LabelIssue), [{**r, "job_id": job_id, "model_id": model_id} for r in records[i:i + 5000]])
+
+
+def label_error_jobs(settings: Settings) -> list[dict]:
+    """Finished searches that stored scores, newest first: id, when, how many labels were scored."""
+    with session(settings) as s:
+        rows = s.execute(select(LabelIssue.job_id, func.count(), func.max(LabelIssue.created_at))
+                         .group_by(LabelIssue.job_id).order_by(LabelIssue.job_id.desc())).all()
+    return [{"job_id": j, "scored": n, "at": at} for j, n, at in rows]
+
+
+def suspected_label_errors(settings: Settings, job_id: int, page: int = 0, page_size: int = 20,
+                           include_settled: bool = False) -> tuple[list[dict], int]:
+    """One search's samples whose label an out-of-fold model doubts (score > 0), most likely error first, with the
+    evidence and the sample's current label. A sample whose label or status changed since the search is settled and
+    left out unless asked for."""
+    where = [LabelIssue.job_id == job_id, LabelIssue.score > 0]
+    if not include_settled:
+        where += [Sample.label == LabelIssue.label, Sample.status == "ok"]
+    with session(settings) as s:
+        total = s.scalar(select(func.count()).select_from(LabelIssue).join(Sample, Sample.id == LabelIssue.sample_id)
+                         .where(*where))
+        rows = s.execute(select(LabelIssue, Sample.path, Sample.label, Sample.status, Sample.dataset_id)
+                         .join(Sample, Sample.id == LabelIssue.sample_id).where(*where)
+                         .order_by(LabelIssue.score.desc(), LabelIssue.agrees.desc(), LabelIssue.id)
+                         .offset(page * page_size).limit(page_size)).all()
+    return [{"sample_id": x.sample_id, "path": path, "label": x.label, "current_label": label, "status": status,
+             "dataset_id": dataset_id, "reading": x.reading, "confidence": x.confidence, "score": x.score,
+             "in_sample_reading": x.in_sample_reading, "agrees": x.agrees, "fold": x.fold}
+            for x, path, label, status, dataset_id in rows], total

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from ocr.config import add_training_options, training_options
+from ocr.config import add_training_options, positive_float, training_options
 
 
 def _submit(args, settings) -> int:
@@ -27,6 +27,9 @@ def _submit(args, settings) -> int:
         values = {"datasets": args.dataset, "splits": args.split, "val_datasets": args.val_dataset,
                   "val_splits": args.val_split, "init_model": args.init, "config": config,
                   "unlabelled_datasets": args.unlabelled}
+    elif args.kind == "find-label-errors":
+        values = {"model": args.model, "datasets": args.dataset, "splits": args.split, "folds": args.folds,
+                  "max_minutes": args.max_minutes, "lm": args.lm}
     elif args.kind == "evaluate":
         values = {"model": args.model, "dataset": args.dataset, "split": args.split, "beam": args.beam,
                   "report": not args.no_report, "lm": args.lm}
@@ -129,6 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--init", type=int, metavar="MODEL_ID", help="fine-tune from this model")
     k.add_argument("--unlabelled", action="append", default=[], metavar="NAME",
                    help="self-training reads the samples without a label of this dataset (with --self-train)")
+    k = kinds.add_parser("find-label-errors", help="score every label out of fold: the likeliest wrong labels first "
+                                                   "(Review: suspected label errors)")
+    k.add_argument("--model", type=int, required=True, metavar="MODEL_ID", help="each fold is fine-tuned from it")
+    k.add_argument("--dataset", action="append", required=True, metavar="NAME")
+    k.add_argument("--split", action="append", help="splits to score (default: all but test)")
+    k.add_argument("--folds", type=int, default=4)
+    k.add_argument("--max-minutes", type=positive_float, default=8.0, help="fine-tuning budget of all the folds")
+    k.add_argument("--lm", action="store_true", help="read with the names language model")
     for name, help_ in (("evaluate", "read a split with a model and store one prediction per sample"),
                         ("predict", "read the unlabelled samples of a dataset (or a split) with a model")):
         k = kinds.add_parser(name, help=help_)

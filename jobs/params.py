@@ -65,8 +65,18 @@ class PredictParams:
     lm: bool = False
 
 
+@dataclass(frozen=True)
+class FindLabelErrorsParams:
+    model: int  # each fold is fine-tuned from this model
+    datasets: list[str]
+    splits: list[str] | None = None  # None: every split except test
+    folds: int = 4
+    max_minutes: float = 8.0  # the folds' fine-tuning, all together
+    lm: bool = False  # read with the names language model (the score is the model's own)
+
+
 PARAMS = {"import": ImportParams, "synth": SynthParams, "train": TrainParams, "evaluate": EvaluateParams,
-          "predict": PredictParams}
+          "predict": PredictParams, "find-label-errors": FindLabelErrorsParams}
 
 
 def _type_ok(value, annotation) -> bool:
@@ -136,6 +146,13 @@ def parse(kind: str, values: dict):
         if cfg.self_train > 0 and not p.unlabelled_datasets:
             raise ParamsError("train job: self-training needs unlabelled_datasets, the datasets whose samples "
                               "without a label it reads")
+    if kind == "find-label-errors":
+        if not p.datasets:
+            raise ParamsError("find-label-errors job: give at least one dataset")
+        if p.folds < 2:
+            raise ParamsError(f"find-label-errors job: folds={p.folds} must be at least 2")
+        if not p.max_minutes > 0:
+            raise ParamsError(f"find-label-errors job: max_minutes={p.max_minutes} must be above 0")
     if kind in ("evaluate", "predict") and not 0 <= p.beam <= 100:
         raise ParamsError(f"{kind} job: beam={p.beam} must be between 0 (greedy) and 100")
     if kind == "evaluate" and p.split not in SPLITS:

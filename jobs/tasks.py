@@ -20,7 +20,7 @@ from db import catalog
 from db.engine import session
 from db.models import Sample
 from db.registry import get_model, model_file, register_checkpoint
-from db.review import store_predictions
+from db.review import store_label_issues, store_predictions
 from db.settings import Settings
 from jobs import params as P
 from jobs import queue
@@ -246,30 +246,6 @@ def run_train(ctx: JobContext) -> dict:
     return json.loads(json.dumps(summary, default=str))
 
 
-def _score(rec, decoder, images: list, labels: list[str | None]) -> list[dict]:
-    """Reading (the job's decoder), P(reading), log P(label) for one batch of decoded images."""
-    from ocr.decode import label_log_prob
-
-    arrays = [rec.prepare(image) for image in images]
-    logits, lengths = rec.logits(arrays)
-    preds = decoder(logits, lengths)
-    texts = [pr.text for pr in preds]
-    text_lp = label_log_prob(logits, lengths, texts, rec.alphabet).tolist()
-    known = [i for i, lab in enumerate(labels) if lab is not None]
-    label_lp: dict[int, float] = {}
-    if known:
-        lp = label_log_prob(logits[:, known], lengths[known], [labels[i] for i in known], rec.alphabet).tolist()
-        label_lp = dict(zip(known, lp))
-    out = []
-    for i, text in enumerate(texts):
-        plp = max(text_lp[i], -1e4) if math.isfinite(text_lp[i]) else -1e4
-        llp = label_lp.get(i)
-        if llp is not None and not math.isfinite(llp):
-            llp = -1e4
-        out.append({"text": text, "pred_log_prob": plp, "label_log_prob": llp})
-    return out
-
-
 def job_decoder(p) -> DecoderConfig:
     """An evaluate or predict job's decoder: its beam (0: greedy), and the names language model when ``lm``."""
     from ocr.decoder import DecoderConfig
@@ -308,16 +284,17 @@ def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, split_n
         loaded = [(r, im) for r in rows[start:start + batch] if (im := image(r)) is not None]
         chunk, images = [r for r, _ in loaded], [im for _, im in loaded]
         labels = [scorable(r) for r in chunk]
-        for r, label, scored in zip(chunk, labels, _score(rec, decoder, images, labels) if chunk else []):
-            wrong = label is not None and scored["text"] != label
+        readings = rec.score([rec.prepare(im) for im in images], labels, decoder) if chunk else []
+        for r, label, reading in zip(chunk, labels, readings):
+            wrong = label is not None and reading.text != label
             records.append({
                 "model_id": model_id, "sample_id": r.id, "job_id": ctx.job_id, "split": split_name(r.split),
-                "text": scored["text"], "text_length": len(scored["text"]),
-                "confidence": float(np.exp(scored["pred_log_prob"])), "label": label,
-                "edit_distance": editdistance.eval(scored["text"], label) if label is not None else None,
+                "text": reading.text, "text_length": len(reading.text),
+                "confidence": float(np.exp(reading.log_prob)), "label": label,
+                "edit_distance": editdistance.eval(reading.text, label) if label is not None else None,
                 "correct": (not wrong) if label is not None else None,
-                "label_log_prob": scored["label_log_prob"],
-                "label_error_score": scored["pred_log_prob"] - scored["label_log_prob"] if wrong else None,
+                "label_log_prob": reading.label_log_prob,
+                "label_error_score": reading.log_prob - reading.label_log_prob if wrong else None,
             })
         ctx.progress(min(len(rows), start + batch) / len(rows) * 0.95, f"read {min(len(rows), start + batch):,} of {len(rows):,}")
         if ctx.should_stop():
@@ -410,5 +387,48 @@ def run_predict(ctx: JobContext) -> dict:
             "mean_confidence": float(np.mean(conf)) if conf else None, "below_0.5": sum(1 for c in conf if c < 0.5)}
 
 
-TASKS = {"import": run_import, "synth": run_synth, "train": run_train, "evaluate": run_evaluate, "predict": run_predict}
+def run_find_label_errors(ctx: JobContext) -> dict:
+    """Scores every label of the datasets out of fold (``ocr.label_errors``) and stores the scores with their
+    evidence, for Review's suspected label errors."""
+    from ocr.datasets import Sample as OcrSample
+    from ocr.label_errors import LabelErrorConfig, check_request, find_label_errors
+    from ocr.train import Callback
+
+    p: P.FindLabelErrorsParams = P.parse("find-label-errors", ctx.params)
+    items = catalog.training_items(ctx.settings, p.datasets, p.splits)
+    samples = [OcrSample(it.path, it.label, it.split) for it in items]
+    cfg = LabelErrorConfig(folds=p.folds, max_minutes=p.max_minutes, lm="names" if p.lm else None, device=ctx.device)
+    check_request(samples, cfg)
+    queue.set_data(ctx.settings, ctx.job_id, len(items), catalog.data_hash(items))
+    ctx.log(f"scoring {len(items):,} labels of {', '.join(p.datasets)} in {p.folds} folds from model {p.model}")
+
+    class Progress(Callback):
+        folds_done = 0
+
+        def on_message(self, text: str) -> None:
+            ctx.log(text)
+            if text.startswith("fold ") and " scored " in text:
+                self.folds_done += 1
+            ctx.progress(0.05 + 0.9 * self.folds_done / p.folds, text)
+
+        def should_stop(self) -> bool:
+            return ctx.should_stop()
+
+    issues = find_label_errors(samples, model_file(ctx.settings, p.model), queue.run_dir(ctx.settings, ctx.job_id),
+                               cfg, Progress())
+    ids = {it.path: it.sample_id for it in items}
+    store_label_issues(ctx.settings, ctx.job_id, p.model, [
+        {"sample_id": ids[x.sample.path], "label": x.sample.label, "reading": x.reading, "confidence": x.confidence,
+         "score": x.score, "label_log_prob": x.label_log_prob, "in_sample_reading": x.in_sample_reading,
+         "agrees": x.agrees, "fold": x.fold} for x in issues])
+    if ctx.should_stop():
+        ctx.cancelled = True
+    doubted = [x for x in issues if x.score > 0]
+    return {"model": p.model, "datasets": p.datasets, "labels": len(items), "scored": len(issues),
+            "doubted": len(doubted), "both_models_agree": sum(x.agrees for x in doubted), "folds": p.folds,
+            "top": [{"label": x.sample.label, "reading": x.reading, "score": round(x.score, 2)} for x in doubted[:10]]}
+
+
+TASKS = {"import": run_import, "synth": run_synth, "train": run_train, "evaluate": run_evaluate, "predict": run_predict,
+         "find-label-errors": run_find_label_errors}
 

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from ocr.config import add_training_options, finite_float, training_options
+from ocr.config import add_training_options, finite_float, positive_float, training_options
 
 
 class CLIError(Exception):
@@ -159,6 +159,21 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_find_label_errors(args) -> int:
+    from ocr.label_errors import LabelErrorConfig, find_label_errors
+
+    cfg = LabelErrorConfig(folds=args.folds, max_minutes=args.max_minutes, lm="names" if args.lm else None,
+                           device=args.device, seed=args.seed)
+    issues = find_label_errors(_load_samples(args.data), args.checkpoint, args.out, cfg)
+    doubted = [x for x in issues if x.score > 0]
+    for x in doubted[:args.top]:
+        agree = "  (the start model reads it too)" if x.agrees else ""
+        print(f"{x.score:8.2f}  {x.sample.path.name}  label {x.sample.label!r}  read {x.reading!r}{agree}")
+    _print_err(f"{len(doubted):,} of {len(issues):,} labels doubted out of fold; all scores in "
+               f"{Path(args.out) / 'label_issues.json'}")
+    return 0
+
+
 def cmd_predict(args) -> int:
     from ocr.recognize import Recognizer
 
@@ -252,6 +267,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the images on the training device and augment there (default: on CUDA only)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("find-label-errors", help="score every label out of fold (k-fold fine-tuning from CKPT): "
+                                                "the likeliest wrong labels first")
+    s.add_argument("--checkpoint", required=True, help="each fold is fine-tuned from it")
+    s.add_argument("--data", action="append", required=True, metavar="DIR[:SPLITS]")
+    s.add_argument("--out", required=True, metavar="DIR")
+    s.add_argument("--folds", type=int, default=4)
+    s.add_argument("--max-minutes", type=positive_float, default=8.0, help="fine-tuning budget of all the folds")
+    s.add_argument("--lm", action="store_true", help="read with the names language model")
+    s.add_argument("--top", type=int, default=30, help="how many to print")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.set_defaults(func=cmd_find_label_errors)
 
     s = sub.add_parser("evaluate", help="metrics, predictions, misclassified images and a Markdown/PDF report")
     s.add_argument("--checkpoint", required=True)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ocr.decode import Prediction
+from ocr.decode import Prediction, label_log_prob
 from ocr.decoder import Decoder, DecoderConfig
 from ocr.preprocess import load_image, pad_batch, preprocess
 from ocr.train import load_checkpoint, model_from_checkpoint, select_device
@@ -49,3 +51,40 @@ class Recognizer:
         """Arrays already through ``prepare`` (one batch) -> predictions."""
         logits, lengths = self.logits(arrays)
         return (decoder or self.decoder())(logits, lengths)
+
+    def score(self, arrays: list[np.ndarray], labels: list[str | None], decoder: Decoder | None = None) -> list[Reading]:
+        """Arrays already through ``prepare`` (one batch) and their labels (None: unlabelled) -> for each, the
+        decoder's reading with log P(reading | image) and log P(label | image) under the model alone (no language
+        model), floored at ``LOG_FLOOR`` where a text cannot fit. Their difference is the label-error score."""
+        logits, lengths = self.logits(arrays)
+        preds = (decoder or self.decoder())(logits, lengths)
+        reading_lp = label_log_prob(logits, lengths, [p.text for p in preds], self.alphabet).tolist()
+        known = [i for i, label in enumerate(labels) if label is not None]
+        label_lp: dict[int, float] = {}
+        if known:
+            lp = label_log_prob(logits[:, known], lengths[known], [labels[i] for i in known], self.alphabet).tolist()
+            label_lp = dict(zip(known, lp))
+        return [Reading(p.text, p.confidence, _floor(reading_lp[i]),
+                        _floor(label_lp[i]) if i in label_lp else None) for i, p in enumerate(preds)]
+
+
+LOG_FLOOR = -1e4
+
+
+def _floor(value: float) -> float:
+    return max(value, LOG_FLOOR) if math.isfinite(value) else LOG_FLOOR
+
+
+@dataclass(frozen=True)
+class Reading:
+    text: str
+    confidence: float  # the decoder's P(text | image) (with its language model, if any)
+    log_prob: float  # log P(text | image) under the model alone
+    label_log_prob: float | None  # log P(label | image) under the model alone; None without a label
+
+    @property
+    def label_error_score(self) -> float | None:
+        """How much more the model believes its reading than the label (0 when they agree; None without a label)."""
+        if self.label_log_prob is None:
+            return None
+        return 0.0 if self.log_prob <= self.label_log_prob else self.log_prob - self.label_log_prob

@@ -170,6 +170,8 @@ def fit_self_training(train_samples: list[Sample], val_samples: list[Sample], po
         if first.get("stopped") == "stop requested":
             return {**first, "self_training": None}
         pseudo, counts = read_pool(teacher_dir / "best.pt", pool, cfg, first["device"], cb)
+        if cb.should_stop():  # a part of the pool is not a reading of it: a resume reads it again
+            return {**first, "stopped": "stop requested", "self_training": None}
         state = {"config": asdict(cfg), "pseudo_labels": counts["kept"], **counts,
                  "teacher": str(teacher_dir / "best.pt"), "teacher_epochs": first["epochs"],
                  "teacher_steps": first["steps"], "teacher_best": first["best"]}

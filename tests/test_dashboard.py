@@ -132,6 +132,41 @@ def test_train_page_offers_self_training_on_a_pool_and_shows_what_it_did(populat
     assert any("self-training: 4 pseudo-labels of 6 unlabelled images" in c.value for c in at.caption)
 
 
+def test_review_page_finds_label_errors_and_fixes_one(populated):
+    from db import catalog, corrections
+    from db.review import suspected_label_errors
+    from jobs.queue import finish, list_jobs
+    from jobs.tasks import JobContext, run_find_label_errors
+    from tests.conftest import _mark_running
+
+    s = populated["settings"]
+    at = _page("review")
+    at.radio(key="review_mode").set_value("suspected label errors").run()
+    assert not at.exception and any("No search has finished yet" in i.value for i in at.info)
+    at.number_input(key="le_folds").set_value(2)
+    at.number_input(key="le_minutes").set_value(0.5)
+    _button(at, f"Find label errors with model #{populated['model_id']}").click().run()
+    assert not at.exception
+    job = next(j for j in list_jobs(s) if j["kind"] == "find-label-errors")
+    assert job["params"] == {"model": populated["model_id"], "datasets": ["synth"], "splits": None, "folds": 2,
+                             "max_minutes": 0.5, "lm": False}
+    params = {**job["params"], "max_minutes": 0.05}  # the real search, kept short here
+    _mark_running(s, job["id"])
+    finish(s, job["id"], "succeeded", result=run_find_label_errors(JobContext(s, job["id"], params)))
+    rows, total = suspected_label_errors(s, job["id"])
+    assert total > 0, "the barely trained model doubts some labels"
+    at = _page("review")
+    at.radio(key="review_mode").set_value("suspected label errors").run()
+    assert not at.exception
+    assert any("read out of fold" in m.value for m in at.markdown)
+    sid = rows[0]["sample_id"]
+    [b for b in at.button if b.label == "Exclude"][0].click().run()
+    assert not at.exception
+    assert corrections.history(s, sid)[-1]["new_status"] == "excluded"
+    assert suspected_label_errors(s, job["id"])[1] == total - 1
+    assert sid not in {it.sample_id for it in catalog.training_items(s, ["synth"])}
+
+
 def test_review_page_corrects_accepts_undoes_and_retrains(populated):
     from db import corrections
     from jobs.queue import list_jobs

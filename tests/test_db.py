@@ -26,7 +26,7 @@ def test_schema_is_created_and_kept_at_the_newest_revision(settings):
         if engine.dialect.name == "sqlite":
             assert c.execute(text("pragma journal_mode")).scalar() == "wal"
             assert c.execute(text("pragma foreign_keys")).scalar() == 1
-    assert version == "0002"
+    assert version == "0003"
     migrate(engine)  # a second start changes nothing
     with session(settings) as s:
         assert s.scalar(select(func.count()).select_from(Dataset)) == 0
@@ -50,7 +50,7 @@ def test_a_database_of_the_first_revision_is_upgraded_keeping_its_rows(tmp_path)
     engine = make_engine(url)
     migrate(engine)
     with engine.connect() as c:
-        assert c.execute(text("select version_num from alembic_version")).scalar() == "0002"
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0003"
         assert c.execute(text("select id, devices from workers")).all() == [("w", None)]
     engine.dispose()
 

@@ -5,7 +5,7 @@ import streamlit as st
 from dashboard.state import current_user, dataset_choices, diff_html, plain, select_model, settings, show_error
 from db import corrections
 from db.catalog import kaggle_csv, splits_of
-from db.review import SORTS, ReviewQuery, model_review, review_page
+from db.review import SORTS, ReviewQuery, label_error_jobs, model_review, review_page, suspected_label_errors
 from jobs import queue
 
 s = settings()
@@ -19,7 +19,8 @@ if not splits:
     st.info("This model has no stored predictions yet: run an evaluation on the Models page.")
     st.stop()
 split = c2.selectbox("Split", splits, key="review_split")
-mode = c3.radio("Show", ["mistakes", "unlabelled pool", "everything"], horizontal=True, key="review_mode")
+mode = c3.radio("Show", ["mistakes", "unlabelled pool", "everything", "suspected label errors"], horizontal=True,
+                key="review_mode")
 
 # corrections since this model's training data was read, and retraining with them
 since = corrections.edits_since(s, info.data_read_at)
@@ -35,6 +36,119 @@ if c2.button("Retrain with corrections (fine-tune from this model)", disabled=in
         st.success(f"Queued fine-tuning job {new}: follow it on the Train page.")
     except ValueError as exc:
         show_error(exc)
+
+def act(fn, *args, **kwargs) -> None:
+    try:
+        fn(s, *args, **kwargs)
+    except ValueError as exc:
+        st.session_state["review_error"] = str(exc)
+
+
+def show_image(col, path: str) -> None:
+    resolved = s.resolve(path)
+    if resolved.exists():
+        col.image(str(resolved), width="stretch")
+    else:
+        col.warning(f"image missing: {path}")
+
+
+def label_actions(col, sid: int, value: str, accept_label: str, can_accept: bool, accept) -> None:
+    """The edit form of one sample (save / accept / unreadable / exclude / undo) and its history."""
+    with col.form(f"fix-{sid}", border=False):
+        new = st.text_input("Correct label", value=value, key=f"label-{sid}")
+        b1, b2, b3, b4, b5 = st.columns(5)
+        if b1.form_submit_button("Save"):
+            act(corrections.correct_label, sid, new, user=current_user())
+            st.rerun()
+        if b2.form_submit_button(accept_label, disabled=not can_accept):
+            accept()
+            st.rerun()
+        if b3.form_submit_button("Unreadable"):
+            act(corrections.set_status, sid, "unreadable", user=current_user())
+            st.rerun()
+        if b4.form_submit_button("Exclude"):
+            act(corrections.set_status, sid, "excluded", user=current_user())
+            st.rerun()
+        if b5.form_submit_button("Undo"):
+            act(corrections.undo_last, sid, user=current_user())
+            st.rerun()
+    history = corrections.history(s, sid)
+    if history:
+        with col.expander(f"History ({len(history)} edits)"):
+            st.dataframe([{"time": h["time"], "from": h["old_label"], "to": h["new_label"],
+                           "status": f"{h['old_status']} -> {h['new_status']}", "by": h["user"] or "-",
+                           "kind": h["source"]} for h in history], hide_index=True)
+
+
+def export_section() -> None:
+
+    st.divider()
+    st.subheader("Export the current labels (Kaggle CSV)")
+    datasets = dataset_choices(s)
+    if datasets:
+        c1, c2 = st.columns(2)
+        ds_name = c1.selectbox("Dataset", list(datasets), key="export_dataset")
+        ds_split = c2.selectbox("Split", splits_of(s, datasets[ds_name]), key="export_split")
+        st.download_button("Download CSV", lambda: kaggle_csv(s, ds_name, ds_split),  # built when clicked
+                           file_name=f"written_name_{ds_split}_v2.csv", mime="text/csv", key="export_csv")
+        st.download_button("Download the edit history (CSV: who changed which label, when)",
+                           lambda: corrections.edits_csv(s, ds_name), file_name=f"label_edits_{ds_name}.csv",
+                           mime="text/csv", key="export_edits")
+
+
+
+def suspected_label_errors_view() -> None:
+    """Labels scored out of fold (a find-label-errors job), likeliest error first, with their evidence."""
+    st.caption("Each label is read by a model fine-tuned from this one on the other folds, so it never saw that "
+               "label: the score is log P(its reading) - log P(the label). A high score that the start model agrees "
+               "with is the likeliest error.")
+    choices = dataset_choices(s)
+    trained_on = [d for d in (info.job_params or {}).get("datasets", []) if d in choices]
+    c1, c2, c3 = st.columns([3, 1, 1])
+    chosen = c1.multiselect("Datasets to check", list(choices), default=trained_on or list(choices)[:1],
+                            key="le_datasets")
+    folds = c2.number_input("Folds", 2, 10, 4, key="le_folds")
+    minutes = c3.number_input("Minutes of fine-tuning", 0.5, 600.0, 8.0, key="le_minutes")
+    if st.button(f"Find label errors with model #{model_id}", key="le_start"):
+        try:
+            job_id = queue.submit(s, "find-label-errors", {"model": model_id, "datasets": chosen, "folds": int(folds),
+                                                           "max_minutes": float(minutes)})
+            st.success(f"Queued job {job_id}: its scores appear here when it finishes (progress on the Train page's "
+                       "job list or `python -m jobs status`).")
+        except ValueError as exc:
+            show_error(exc)
+    searches = {j["job_id"]: j for j in label_error_jobs(s)}
+    if not searches:
+        st.info("No search has finished yet.")
+        return
+    job_id = st.selectbox("Search", list(searches), key="le_job",
+                          format_func=lambda j: f"job {j}: {searches[j]['scored']:,} labels scored")
+    total = suspected_label_errors(s, job_id, page_size=1)[1]
+    pages = max(1, -(-total // 20))
+    page = st.number_input(f"Page (of {pages}; {total:,} labels doubted, not yet settled)", 1, pages, 1,
+                           key="le_page") - 1
+    for r in suspected_label_errors(s, job_id, page=page, page_size=20)[0]:
+        sid = r["sample_id"]
+        with st.container(border=True):
+            left, right = st.columns([2, 3])
+            show_image(left, r["path"])
+            start = (f" &nbsp; the start model reads **{plain(r['in_sample_reading'] or '(nothing)')}**"
+                     + (" too" if r["agrees"] else ""))
+            right.markdown(f"**label** {plain(r['current_label'])} &nbsp; **read out of fold** "
+                           f"{plain(r['reading'] or '(nothing)')} (P {r['confidence']:.2f}) &nbsp; score "
+                           f"{r['score']:.2f}{start}")
+            right.markdown(diff_html(r["current_label"], r["reading"]), unsafe_allow_html=True)
+            label_actions(right, sid, r["reading"] or r["current_label"], "Accept reading", bool(r["reading"]),
+                          lambda sid=sid, text=r["reading"]: act(corrections.correct_label, sid, text,
+                                                                 user=current_user()))
+
+
+if err := st.session_state.pop("review_error", None):
+    st.error(plain(err))
+if mode == "suspected label errors":
+    suspected_label_errors_view()
+    export_section()
+    st.stop()
 
 with st.expander("Filters and sorting", expanded=False):
     f1, f2, f3 = st.columns(3)
@@ -60,62 +174,16 @@ page = st.number_input(f"Page (of {pages}; {total:,} samples)", 1, pages, 1, key
 rows, _ = review_page(s, query, page=page, page_size=page_size)
 
 
-def act(fn, *args, **kwargs) -> None:
-    try:
-        fn(s, *args, **kwargs)
-    except ValueError as exc:
-        st.session_state["review_error"] = str(exc)
-
-
-if err := st.session_state.pop("review_error", None):
-    st.error(plain(err))
 for r in rows:
     sid = r["sample_id"]
     with st.container(border=True):
         left, right = st.columns([2, 3])
-        path = s.resolve(r["path"])
-        if path.exists():
-            left.image(str(path), width="stretch")
-        else:
-            left.warning(f"image missing: {r['path']}")
+        show_image(left, r["path"])
         right.markdown(f"**label** {plain(r['current_label'] or '-')} &nbsp; **prediction** {plain(r['text'] or '(nothing)')} "
                        f"&nbsp; confidence {r['confidence']:.3f} &nbsp; status {r['status']}"
                        + (f" &nbsp; label-error score {r['label_error_score']:.2f}" if r["label_error_score"] else ""))
         right.markdown(diff_html(r["current_label"], r["text"]), unsafe_allow_html=True)
-        with right.form(f"fix-{sid}", border=False):
-            new = st.text_input("Correct label", value=r["current_label"] or r["text"], key=f"label-{sid}")
-            b1, b2, b3, b4, b5 = st.columns(5)
-            if b1.form_submit_button("Save"):
-                act(corrections.correct_label, sid, new, user=current_user())
-                st.rerun()
-            if b2.form_submit_button("Accept prediction", disabled=not r["text"]):
-                act(corrections.accept_prediction, sid, model_id, user=current_user())
-                st.rerun()
-            if b3.form_submit_button("Unreadable"):
-                act(corrections.set_status, sid, "unreadable", user=current_user())
-                st.rerun()
-            if b4.form_submit_button("Exclude"):
-                act(corrections.set_status, sid, "excluded", user=current_user())
-                st.rerun()
-            if b5.form_submit_button("Undo"):
-                act(corrections.undo_last, sid, user=current_user())
-                st.rerun()
-        history = corrections.history(s, sid)
-        if history:
-            with right.expander(f"History ({len(history)} edits)"):
-                st.dataframe([{"time": h["time"], "from": h["old_label"], "to": h["new_label"],
-                               "status": f"{h['old_status']} -> {h['new_status']}", "by": h["user"] or "-",
-                               "kind": h["source"]} for h in history], hide_index=True)
+        label_actions(right, sid, r["current_label"] or r["text"], "Accept prediction", bool(r["text"]),
+                      lambda sid=sid: act(corrections.accept_prediction, sid, model_id, user=current_user()))
 
-st.divider()
-st.subheader("Export the current labels (Kaggle CSV)")
-datasets = dataset_choices(s)
-if datasets:
-    c1, c2 = st.columns(2)
-    ds_name = c1.selectbox("Dataset", list(datasets), key="export_dataset")
-    ds_split = c2.selectbox("Split", splits_of(s, datasets[ds_name]), key="export_split")
-    st.download_button("Download CSV", lambda: kaggle_csv(s, ds_name, ds_split),  # built when clicked
-                       file_name=f"written_name_{ds_split}_v2.csv", mime="text/csv", key="export_csv")
-    st.download_button("Download the edit history (CSV: who changed which label, when)",
-                       lambda: corrections.edits_csv(s, ds_name), file_name=f"label_edits_{ds_name}.csv",
-                       mime="text/csv", key="export_edits")
+export_section()

@@ -1,0 +1,101 @@
+"""Label errors found out of fold: wrong labels planted in real training data come out on top, the scores are stored
+with their evidence for Review, and a search that cannot work is refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from ocr.datasets import import_kaggle
+from ocr.label_errors import LabelErrorConfig, find_label_errors, folds_of
+from ocr.train import TrainingError
+
+QUICK = LabelErrorConfig(folds=2, max_minutes=None, epochs=1, lr=1e-4, device="cpu")
+
+
+def _planted(samples, n: int = 6):
+    """The first ``n`` labels swapped for the labels of samples further on (another real name of the data)."""
+    donors = samples[-n:]
+    wrong = [replace(s, label=d.label) for s, d in zip(samples[:n], donors) if d.label != s.label]
+    return wrong + samples[len(wrong):-n], {s.path for s in wrong}
+
+
+def test_planted_label_errors_rank_first_out_of_fold(synth_dir, learned, tmp_path):
+    samples, wrong = _planted(import_kaggle(synth_dir).samples[:70])
+    issues = find_label_errors(samples, learned[0], tmp_path, QUICK)
+    assert len(issues) == len(samples) and all(x.fold in (0, 1) for x in issues)
+    top = {x.sample.path for x in issues[:len(wrong)]}
+    assert len(top & wrong) >= len(wrong) - 1, [(x.sample.label, x.reading, round(x.score, 1)) for x in issues[:10]]
+    assert all(x.score > 0 and x.reading != x.sample.label for x in issues if x.sample.path in top & wrong)
+    assert all(x.score == 0 for x in issues if x.reading == x.sample.label)
+    saved = json.loads((tmp_path / "label_issues.json").read_text())
+    assert saved["config"]["folds"] == 2 and saved["issues"][0]["score"] == issues[0].score
+    assert (tmp_path / "fold1" / "last.pt").exists() and (tmp_path / "fold2" / "last.pt").exists()
+
+
+def test_folds_cover_every_sample_once():
+    folds = folds_of(103, 4, seed=1)
+    assert sorted(i for f in folds for i in f) == list(range(103)) and {len(f) for f in folds} == {25, 26}
+    assert folds == folds_of(103, 4, seed=1) != folds_of(103, 4, seed=2)
+
+
+@pytest.mark.parametrize("n, folds, message", [
+    (30, 4, "finding label errors needs at least 50 labelled samples; this data has 30"),
+    (60, 7, "folds=7: choose between 2 and 6 for 60 labels"),
+    (60, 1, "folds=1: choose between 2 and 6"),
+])
+def test_a_search_that_cannot_work_is_refused_before_anything_is_written(synth_dir, trained, tmp_path, n, folds,
+                                                                         message):
+    samples = import_kaggle(synth_dir).samples[:n]
+    with pytest.raises(TrainingError, match=message):
+        find_label_errors(samples, trained, tmp_path / "out", replace(QUICK, folds=folds))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_job_stores_the_scores_and_review_shows_the_unsettled_ones(settings, synth_dir, learned):
+    from db import catalog, corrections
+    from db.registry import register_checkpoint
+    from db.review import label_error_jobs, suspected_label_errors
+    from jobs import queue
+    from jobs.params import ParamsError
+    from jobs.tasks import JobContext, run_find_label_errors
+
+    catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
+    model = register_checkpoint(settings, learned[0], "best", name="learned")
+    with pytest.raises(ParamsError, match="folds=1 must be at least 2"):
+        queue.submit(settings, "find-label-errors", {"model": model, "datasets": ["synth"], "folds": 1})
+    items = catalog.training_items(settings, ["synth"])
+    planted = items[0]
+    corrections.correct_label(settings, planted.sample_id, items[-1].label, user="test")  # a wrong label
+    params = {"model": model, "datasets": ["synth"], "folds": 2, "max_minutes": 0.1}
+    job_id = queue.submit(settings, "find-label-errors", params)
+    result = run_find_label_errors(JobContext(settings, job_id, params))
+    assert result["labels"] == result["scored"] == len(items) and result["doubted"] >= 1
+    assert label_error_jobs(settings)[0]["job_id"] == job_id
+    rows, total = suspected_label_errors(settings, job_id, page_size=500)
+    assert total == result["doubted"] == len(rows)
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    assert planted.sample_id in [r["sample_id"] for r in rows[:5]], rows[:5]
+    first = rows[0]
+    corrections.correct_label(settings, first["sample_id"], first["reading"] or "X", user="test")
+    assert suspected_label_errors(settings, job_id)[1] == total - 1  # settled: no longer listed
+    assert suspected_label_errors(settings, job_id, include_settled=True)[1] == total
+
+
+def test_a_job_on_too_few_labels_says_so_and_stores_nothing(settings, synth_dir, tmp_path, learned):
+    from db import catalog
+    from db.registry import register_checkpoint
+    from db.review import label_error_jobs
+    from jobs import queue
+    from jobs.tasks import JobContext, run_find_label_errors
+    from ocr.synth import generate
+
+    catalog.import_dataset(settings, generate(tmp_path / "few", 20, seed=13), "few", "synthetic")
+    model = register_checkpoint(settings, learned[0], "best", name="learned")
+    params = {"model": model, "datasets": ["few"]}
+    job_id = queue.submit(settings, "find-label-errors", params)
+    with pytest.raises(TrainingError, match="needs at least 50 labelled samples; this data has 20"):
+        run_find_label_errors(JobContext(settings, job_id, params))
+    assert label_error_jobs(settings) == []
