@@ -37,6 +37,7 @@ pages = [
     st.Page(PAGES / "data.py", title="Data", icon=":material/database:"),
     st.Page(PAGES / "train.py", title="Train", icon=":material/model_training:"),
     st.Page(PAGES / "review.py", title="Review", icon=":material/rule:"),
+    st.Page(PAGES / "label.py", title="Label next", icon=":material/keyboard:"),
     st.Page(PAGES / "draw.py", title="Draw", icon=":material/draw:"),
     st.Page(PAGES / "models.py", title="Models", icon=":material/deployed_code:"),
     st.Page(PAGES / "settings.py", title="Settings", icon=":material/settings:"),

@@ -195,3 +195,34 @@ def suspected_label_errors(settings: Settings, job_id: int, page: int = 0, page_
              "dataset_id": dataset_id, "reading": x.reading, "confidence": x.confidence, "score": x.score,
              "in_sample_reading": x.in_sample_reading, "agrees": x.agrees, "fold": x.fold}
             for x, path, label, status, dataset_id in rows], total
+
+
+def label_queue(settings: Settings, model_id: int, datasets: list[int] | None = None, size: int = 20,
+                skip: set[int] | frozenset[int] = frozenset(), look_ahead: int = 10) -> tuple[list[dict], int]:
+    """The pool images a label helps most next, in order, and how many pool images this model has read.
+
+    Uncertainty first (1 - P(reading | image) of the model's stored reading), then diversity: an image whose reading
+    is the same as, or one letter from, a reading already in the batch goes to its end, so one batch is not twenty
+    crops of the same name. ``skip``: sample ids passed over in this session."""
+    import editdistance
+
+    where = [Prediction.model_id == model_id, Sample.status == "unlabelled", Sample.label.is_(None)]
+    if datasets:
+        where.append(Sample.dataset_id.in_(datasets))
+    if skip:
+        where.append(Sample.id.not_in(list(skip)))
+    with session(settings) as s:
+        total = s.scalar(select(func.count()).select_from(Prediction).join(Sample, Sample.id == Prediction.sample_id)
+                         .where(*where))
+        rows = s.execute(select(Prediction.sample_id, Sample.path, Prediction.text, Prediction.confidence)
+                         .join(Sample, Sample.id == Prediction.sample_id).where(*where)
+                         .order_by(Prediction.confidence, Prediction.sample_id).limit(size * look_ahead)).all()
+    picked, later = [], []
+    for sample_id, path, text, confidence in rows:
+        item = {"sample_id": sample_id, "path": path, "text": text, "confidence": confidence,
+                "acquisition": 1.0 - confidence}
+        near = len(text) >= 3 and any(editdistance.eval(text, p["text"]) <= 1 for p in picked)
+        (later if near else picked).append(item)
+        if len(picked) == size:
+            break
+    return (picked + later)[:size], total

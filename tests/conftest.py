@@ -75,6 +75,18 @@ def learned(tmp_path_factory, synth_dir) -> tuple[Path, list[float]]:
     return out / "best.pt", exact
 
 
+def import_pool(settings, folder: Path, name: str, n: int, seed: int) -> Path:
+    """``n`` fresh synthetic images with no labels file, imported as dataset ``name``: an unlabelled pool."""
+    from db import catalog
+    from ocr.synth import generate
+
+    folder.mkdir(parents=True)
+    for f in (generate(folder.parent / f"{folder.name}-source", n, seed=seed) / "train_v2" / "train").glob("*.jpg"):
+        shutil.move(f, folder / f.name)
+    catalog.import_dataset(settings, folder, name, "upload")
+    return folder
+
+
 # --- databases ---------------------------------------------------------------------------------------------------
 
 def _free_port() -> int:

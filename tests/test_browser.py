@@ -98,6 +98,7 @@ def test_train_watch_review_and_draw_in_a_browser(dashboard, browser_context, tm
     page = browser_context.new_page()
     try:
         _train_review_draw(page, dashboard, tmp_path)
+        _label_next_by_keyboard(page, dashboard, tmp_path)
     except Exception as exc:
         page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
         log = (tmp_path / "streamlit.log").read_text(errors="replace")[-4000:]
@@ -175,6 +176,51 @@ def _train_review_draw(page, dashboard, tmp_path: Path) -> None:
     links = page.locator('a[href*="evil" i]')
     assert links.count() == 0, [links.nth(i).evaluate("a => a.outerHTML") for i in range(links.count())]
     assert page.locator("b", has_text="BOLD").count() == 0
+
+
+def _label_next_by_keyboard(page, dashboard, tmp_path: Path) -> None:
+    """Label next: Enter saves the typed label, Esc skips, Alt+U marks unreadable (keys, no clicks)."""
+    from db.engine import session
+    from db.models import Sample
+    from jobs.tasks import JobContext, run_predict
+    from tests.conftest import import_pool
+
+    settings = dashboard["settings"]
+    import_pool(settings, tmp_path / "scans", "scans", 5, seed=31)
+    run_predict(JobContext(settings, None, {"model": dashboard["model_id"], "dataset": "scans"}))
+    page.goto(f"{dashboard['url']}/label")
+    _idle(page)
+    field = page.get_by_label("Label (Enter saves)")
+    field.fill("KEYBOARD")
+    field.press("Enter")
+    wait_for(lambda: _edits(settings, "KEYBOARD"), 30, "the label saved by Enter")
+    _idle(page)
+
+    def shown() -> str | None:
+        """The label field's value once the page shows one image (a rerun briefly keeps the old field too)."""
+        fields = page.get_by_label("Label (Enter saves)")
+        return fields.input_value() if fields.count() == 1 else None
+
+    wait_for(lambda: shown() is not None, 30, "the next image")
+    before = page.get_by_label("Label (Enter saves)").get_attribute("id")
+    page.keyboard.press("Escape")
+    wait_for(lambda: shown() is not None and page.get_by_label("Label (Enter saves)").get_attribute("id") != before, 30,
+             "Esc to move on to the next image")
+    _idle(page)
+    page.keyboard.press("Alt+u")
+    wait_for(lambda: _unreadable(settings), 30, "Alt+U to mark the image unreadable")
+    _idle(page)
+    _shot(page, tmp_path, "dashboard-label-next")
+    with session(settings) as s:
+        assert s.scalar(select(Sample.label).where(Sample.label == "KEYBOARD")) == "KEYBOARD"
+
+
+def _unreadable(settings) -> bool:
+    from db.engine import session
+    from db.models import Sample
+
+    with session(settings) as s:
+        return s.scalar(select(Sample.id).where(Sample.split == "pool", Sample.status == "unreadable")) is not None
 
 
 def _edits(settings, label: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, import_pool
 
 APP = str(ROOT / "dashboard" / "app.py")
 
@@ -62,7 +62,7 @@ def test_navigation_shows_the_pages(app_env):
     at = AppTest.from_file(APP, default_timeout=30).run()
     assert not at.exception
     source = (ROOT / "dashboard" / "app.py").read_text()
-    for title in ("Overview", "Data", "Train", "Review", "Draw", "Models", "Settings"):
+    for title in ("Overview", "Data", "Train", "Review", "Label next", "Draw", "Models", "Settings"):
         assert f'title="{title}"' in source
 
 
@@ -101,19 +101,12 @@ def test_train_page_queues_a_job_shows_it_and_cancels_it(populated):
 
 
 def test_train_page_offers_self_training_on_a_pool_and_shows_what_it_did(populated, tmp_path):
-    import shutil
 
-    from db import catalog
     from jobs.queue import finish, list_jobs
-    from ocr.synth import generate
     from tests.conftest import _mark_running
 
     s = populated["settings"]
-    scans = tmp_path / "scans"
-    scans.mkdir()
-    for f in (generate(tmp_path / "other", 6, seed=11) / "train_v2" / "train").glob("*.jpg"):
-        shutil.move(f, scans / f.name)
-    catalog.import_dataset(s, scans, "scans", "upload")
+    import_pool(s, tmp_path / "scans", "scans", 6, seed=11)
     at = _page("train")
     pool = at.multiselect(key="train_pool")
     assert pool.options == ["scans (6 without a label)"]
@@ -165,6 +158,37 @@ def test_review_page_finds_label_errors_and_fixes_one(populated):
     assert corrections.history(s, sid)[-1]["new_status"] == "excluded"
     assert suspected_label_errors(s, job["id"])[1] == total - 1
     assert sid not in {it.sample_id for it in catalog.training_items(s, ["synth"])}
+
+
+def test_label_next_page_walks_the_pool_uncertain_first(populated, tmp_path):
+
+    from db import catalog, corrections
+    from db.review import label_queue
+    from jobs.tasks import JobContext, run_predict
+
+    s, model_id = populated["settings"], populated["model_id"]
+    import_pool(s, tmp_path / "scans", "scans", 8, seed=21)
+    at = _page("label")
+    assert at.metric[2].value == "8"  # not read by this model yet
+    _button(at, f"Read the pool with model #{model_id} (names language model)").click().run()
+    assert not at.exception
+    run_predict(JobContext(s, None, {"model": model_id, "dataset": "scans"}))  # what the queued job does
+    queue_now, read = label_queue(s, model_id, size=8)
+    assert read == 8 and queue_now[0]["confidence"] == min(q["confidence"] for q in queue_now)  # uncertain first
+    at = _page("label")
+    first = queue_now[0]["sample_id"]
+    at.text_input(key=f"label-next-{first}").input("ANNA")
+    _button(at, "Save").click().run()
+    assert not at.exception
+    assert corrections.history(s, first)[-1]["new_label"] == "ANNA" and at.metric[0].value == "1"
+    second = label_queue(s, model_id, size=1)[0][0]["sample_id"]
+    _button(at, "Skip `Esc`").click().run()
+    third = label_queue(s, model_id, size=1, skip=frozenset({second}))[0][0]["sample_id"]
+    assert any(third == int(t.key.rsplit("-", 1)[1]) for t in at.text_input if t.key.startswith("label-next-"))
+    _button(at, "Unreadable `Alt+U`").click().run()
+    assert not at.exception
+    assert corrections.history(s, third)[-1]["new_status"] == "unreadable" and at.metric[0].value == "2"
+    assert {it.sample_id for it in catalog.training_items(s, ["scans"])} == {first}
 
 
 def test_review_page_corrects_accepts_undoes_and_retrains(populated):

@@ -13,6 +13,7 @@ from db.corrections import CorrectionError
 from db.engine import get_engine, migrate, session
 from db.models import Dataset, LabelEdit, Prediction, Sample
 from db.review import ReviewQuery, label_errors, review_page
+from tests.conftest import import_pool
 
 
 def _import_synth(settings, synth_dir, name="synth"):
@@ -199,3 +200,26 @@ def test_model_assisted_labelling_of_an_unlabelled_pool(settings, synth_dir, lea
     assert done["status"] == "ok" and done["label"] == top["text"]
     assert review_page(settings, ReviewQuery(model_id=model_id, unlabelled=True))[1] == 6
     assert [it.sample_id for it in catalog.training_items(settings, ["pool"])] == [top["sample_id"]]
+
+
+def test_label_queue_spreads_near_identical_readings(settings, learned, tmp_path):
+
+    from sqlalchemy import select
+
+    from db.engine import session
+    from db.models import Sample
+    from db.registry import register_checkpoint
+    from db.review import label_queue, store_predictions
+
+    import_pool(settings, tmp_path / "pool", "pool", 6, seed=5)
+    model = register_checkpoint(settings, learned[0], "best", name="m")
+    with session(settings) as s:
+        ids = s.scalars(select(Sample.id).where(Sample.split == "pool").order_by(Sample.id)).all()
+    readings = [("MARTIN", 0.10), ("MARTIN", 0.11), ("MARTINE", 0.12), ("DUBOIS", 0.30), ("LEA", 0.40), ("PAUL", 0.9)]
+    store_predictions(settings, model, [{"model_id": model, "sample_id": i, "split": "pool", "text": t,
+                                         "text_length": len(t), "confidence": c} for i, (t, c) in zip(ids, readings)])
+    got, total = label_queue(settings, model, size=4)
+    assert total == 6
+    assert [g["text"] for g in got] == ["MARTIN", "DUBOIS", "LEA", "PAUL"]  # near-identical readings wait
+    assert [g["text"] for g in label_queue(settings, model, size=6)[0]] == [
+        "MARTIN", "DUBOIS", "LEA", "PAUL", "MARTIN", "MARTINE"]

@@ -15,7 +15,7 @@ from ocr.config import TrainConfig
 from ocr.datasets import import_kaggle
 from ocr.selftrain import completed_epochs, fit_self_training, read_pool
 from ocr.train import Callback, TrainingError, load_checkpoint
-from tests.conftest import PY, ROOT
+from tests.conftest import PY, ROOT, import_pool
 
 FAST = {"batch_size": 16, "lr": 1e-4, "log_every": 2, "augment": False, "device": "cpu", "scheduler": "constant"}
 
@@ -131,14 +131,9 @@ def test_a_train_job_self_trains_and_keeps_pseudo_labels_apart_from_labels(setti
     from jobs import queue
     from jobs.params import ParamsError
     from jobs.tasks import JobContext, run_train
-    from ocr.synth import generate
 
     catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
-    unlabelled = tmp_path / "scans"
-    unlabelled.mkdir()
-    for f in (generate(tmp_path / "other", 30, seed=9) / "train_v2" / "train").glob("*.jpg"):
-        shutil.move(f, unlabelled / f.name)  # images without a labels file: imported as a pool
-    catalog.import_dataset(settings, unlabelled, "pool", "upload")
+    import_pool(settings, tmp_path / "scans", "pool", 30, seed=9)
     config = {**FAST, "epochs": 2, "self_train": 0.5, "pseudo_threshold": 0.01, "pseudo_lm": None}
     with pytest.raises(ParamsError, match="self-training needs unlabelled_datasets"):
         queue.submit(settings, "train", {"datasets": ["synth"], "config": config})
