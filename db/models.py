@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -175,6 +175,11 @@ class Prediction(Base):
     label_log_prob: Mapped[float | None] = mapped_column(Float)  # log P(label | image)
     # log P(prediction) - log P(label): how strongly the model prefers its reading over the label
     label_error_score: Mapped[float | None] = mapped_column(Float)
+    # what the active-learning queue ranks the unlabelled pool by (ocr.acquire): the beam's best other reading,
+    # P(text) - P(runner_up), and the image embedding (float16, unit length)
+    runner_up: Mapped[str | None] = mapped_column(String(200))
+    margin: Mapped[float | None] = mapped_column(Float)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -201,28 +201,31 @@ def label_queue(settings: Settings, model_id: int, datasets: list[int] | None = 
                 skip: set[int] | frozenset[int] = frozenset(), look_ahead: int = 10) -> tuple[list[dict], int]:
     """The pool images a label helps most next, in order, and how many pool images this model has read.
 
-    Uncertainty first (1 - P(reading | image) of the model's stored reading), then diversity: an image whose reading
-    is the same as, or one letter from, a reading already in the batch goes to its end, so one batch is not twenty
-    crops of the same name. ``skip``: sample ids passed over in this session."""
-    import editdistance
+    ``ocr.acquire.acquisition_order`` over the ``size * look_ahead`` most uncertain stored readings (smallest margin
+    between the reading and the runner-up, or lowest P(reading) where no runner-up was stored): uncertain first,
+    near-duplicates (same or one-letter-off reading, very similar image embedding) pushed to the end of the batch.
+    ``skip``: sample ids passed over in this session."""
+    import numpy as np
+
+    from ocr.acquire import PoolImage, acquisition_order
 
     where = [Prediction.model_id == model_id, Sample.status == "unlabelled", Sample.label.is_(None)]
     if datasets:
         where.append(Sample.dataset_id.in_(datasets))
     if skip:
         where.append(Sample.id.not_in(list(skip)))
+    sure = func.coalesce(Prediction.margin, Prediction.confidence)
     with session(settings) as s:
         total = s.scalar(select(func.count()).select_from(Prediction).join(Sample, Sample.id == Prediction.sample_id)
                          .where(*where))
-        rows = s.execute(select(Prediction.sample_id, Sample.path, Prediction.text, Prediction.confidence)
+        rows = s.execute(select(Prediction.sample_id, Sample.path, Prediction.text, Prediction.confidence,
+                                Prediction.runner_up, Prediction.margin, Prediction.embedding)
                          .join(Sample, Sample.id == Prediction.sample_id).where(*where)
-                         .order_by(Prediction.confidence, Prediction.sample_id).limit(size * look_ahead)).all()
-    picked, later = [], []
-    for sample_id, path, text, confidence in rows:
-        item = {"sample_id": sample_id, "path": path, "text": text, "confidence": confidence,
-                "acquisition": 1.0 - confidence}
-        near = len(text) >= 3 and any(editdistance.eval(text, p["text"]) <= 1 for p in picked)
-        (later if near else picked).append(item)
-        if len(picked) == size:
-            break
-    return (picked + later)[:size], total
+                         .order_by(sure, Prediction.sample_id).limit(size * look_ahead)).all()
+    info = {r.sample_id: r for r in rows}
+    pool = [PoolImage(r.sample_id, r.text, r.confidence, r.margin,
+                      np.frombuffer(r.embedding, dtype=np.float16).astype(np.float32) if r.embedding else None)
+            for r in rows]
+    return [{"sample_id": p.key, "path": info[p.key].path, "text": p.text, "confidence": p.confidence,
+             "runner_up": info[p.key].runner_up, "margin": p.margin, "acquisition": p.uncertainty}
+            for p in acquisition_order(pool, size)], total

@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 import socket
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -78,6 +78,34 @@ def submit(settings: Settings, kind: str, values: dict, secrets: dict[str, str] 
         if job_id is not None:
             remove_secrets(settings, job_id)
         raise
+
+
+RETRAIN = {"epochs": 10, "max_minutes": 5.0, "lr": 5e-4}  # a fine-tune: short, at a quarter of the default LR
+
+
+def submit_retrain(settings: Settings, model_id: int, add_datasets: list[str] | tuple[str, ...] = ()) -> int:
+    """Queue a fine-tune from ``model_id`` on what it was trained on (the datasets as they are now, corrections and new
+    labels included) plus ``add_datasets`` (e.g. a pool labelled on Label next), with its training options, for
+    ``RETRAIN``'s short budget. Returns the job id."""
+    from db.catalog import splits_of
+
+    with session(settings) as s:
+        model = s.get(Model, model_id)
+        job = s.get(Job, model.job_id) if model is not None and model.job_id else None
+    if model is None:
+        raise JobError(f"no model with id {model_id}")
+    if job is None or job.kind != "train":
+        raise JobError(f"model {model_id} was not trained by a job here, so there is no training data to retrain it "
+                       "on: start a training job with it as the start model (Train page, or jobs submit train --init)")
+    known = {f.name for f in fields(P.TrainParams)}
+    params = {k: v for k, v in job.params.items() if k in known}  # an adopted model's job notes where it came from
+    added = [d for d in add_datasets if d not in params["datasets"]]
+    splits = params.get("splits")
+    if splits is not None and added:
+        splits = sorted(set(splits) | {x for d in added for x in splits_of(settings, dataset_id(settings, d))})
+    return submit(settings, "train", {**params, "datasets": params["datasets"] + added, "splits": splits,
+                                      "init_model": model_id, "resume": False,
+                                      "config": {**params.get("config", {}), **RETRAIN}})
 
 
 def secrets_dir(settings: Settings, job_id: int) -> Path:

@@ -295,6 +295,8 @@ def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, split_n
                 "correct": (not wrong) if label is not None else None,
                 "label_log_prob": reading.label_log_prob,
                 "label_error_score": reading.log_prob - reading.label_log_prob if wrong else None,
+                "runner_up": reading.runner_up, "margin": reading.margin,
+                "embedding": reading.embedding.astype(np.float16).tobytes() if not labelled else None,  # pool only
             })
         ctx.progress(min(len(rows), start + batch) / len(rows) * 0.95, f"read {min(len(rows), start + batch):,} of {len(rows):,}")
         if ctx.should_stop():

@@ -78,25 +78,11 @@ def folds_of(n: int, k: int, seed: int) -> list[list[int]]:
 def read_samples(checkpoint: Path, samples: list[Sample], decoder_config: DecoderConfig, device: str,
                  batch_size: int = 128) -> list:
     """``Recognizer.score`` of every sample against its label (``ocr.recognize.Reading``); unreadable images are None."""
-    from ocr.preprocess import load_image
     from ocr.recognize import Recognizer
 
     rec = Recognizer(checkpoint, device=device)
-    decoder = rec.decoder(decoder_config)
-    out: list = []
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start:start + batch_size]
-        arrays, readable = [], []
-        for s in chunk:
-            try:
-                arrays.append(rec.prepare(load_image(s.path)))
-                readable.append(True)
-            except ValueError:
-                readable.append(False)
-        labels = [s.label for s, ok in zip(chunk, readable) if ok]
-        readings = iter(rec.score(arrays, labels, decoder) if arrays else [])
-        out += [next(readings) if ok else None for ok in readable]
-    return out
+    return rec.score_files([s.path for s in samples], [s.label for s in samples], rec.decoder(decoder_config),
+                           batch_size)
 
 
 class _Fold(Callback):

@@ -91,12 +91,17 @@ class CRNN(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (N, 1, H, W) in [0, 1], ink = 1 -> logits (T, N, C) with T = W // width_stride."""
+        return self.head(self.drop(self.features(images)))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (N, 1, H, W) -> what the recurrent layer sees in each column (T, N, 2*hidden): the head's input,
+        and, averaged over a word's columns, an embedding of the image (``ocr.acquire`` uses it for diversity)."""
         f = self.cnn(images.contiguous(memory_format=torch.channels_last))  # N, C, h, T
         n, c, h, t = f.shape
         f = f.permute(3, 0, 1, 2).reshape(t, n, c * h)  # T, N, C*h
         f = torch.relu(self.proj(f))
-        f, _ = self.rnn(f)  # T, N, 2*hidden
-        return self.head(self.drop(f))
+        f, _ = self.rnn(f)
+        return f
 
     def output_lengths(self, widths: torch.Tensor) -> torch.Tensor:
         return torch.clamp(widths // self.cfg.width_stride, min=1)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,19 @@ class Recognizer:
         logits = self.model(images.to(self.device))
         return logits.float().cpu(), self.model.output_lengths(widths)
 
+    @torch.inference_mode()
+    def outputs(self, arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Preprocessed arrays -> logits (T, N, C), output lengths (N,) and image embeddings (N, 2*hidden): the
+        recurrent features averaged over each image's own columns (padding left out), unit length."""
+        images, widths = pad_batch(arrays)
+        features = self.model.features(images.to(self.device))
+        logits = self.model.head(self.model.drop(features)).float().cpu()
+        lengths = self.model.output_lengths(widths)
+        mask = (torch.arange(features.shape[0])[:, None] < lengths[None, :]).to(features.device, features.dtype)
+        pooled = (features * mask[..., None]).sum(0) / mask.sum(0)[:, None]
+        pooled = torch.nn.functional.normalize(pooled.float(), dim=1)
+        return logits, lengths, pooled.cpu().numpy()
+
     def decoder(self, config: DecoderConfig = DecoderConfig()) -> Decoder:
         return Decoder(config, self.alphabet)
 
@@ -55,17 +69,49 @@ class Recognizer:
     def score(self, arrays: list[np.ndarray], labels: list[str | None], decoder: Decoder | None = None) -> list[Reading]:
         """Arrays already through ``prepare`` (one batch) and their labels (None: unlabelled) -> for each, the
         decoder's reading with log P(reading | image) and log P(label | image) under the model alone (no language
-        model), floored at ``LOG_FLOOR`` where a text cannot fit. Their difference is the label-error score."""
-        logits, lengths = self.logits(arrays)
+        model), floored at ``LOG_FLOOR`` where a text cannot fit. Their difference is the label-error score.
+        With a beam, also the runner-up (the best other candidate) and its log P under the model alone, and for
+        every image its embedding: what ``ocr.acquire`` ranks the unlabelled pool by."""
+        logits, lengths, embeddings = self.outputs(arrays)
         preds = (decoder or self.decoder())(logits, lengths)
         reading_lp = label_log_prob(logits, lengths, [p.text for p in preds], self.alphabet).tolist()
+        runner_up = {i: other for i, p in enumerate(preds)
+                     if (other := next((t for t, _ in p.candidates if t != p.text), None)) is not None}
+        runner_lp: dict[int, float] = {}
+        if runner_up:
+            idx = list(runner_up)
+            lp = label_log_prob(logits[:, idx], lengths[idx], [runner_up[i] for i in idx], self.alphabet).tolist()
+            runner_lp = dict(zip(idx, lp))
         known = [i for i, label in enumerate(labels) if label is not None]
         label_lp: dict[int, float] = {}
         if known:
             lp = label_log_prob(logits[:, known], lengths[known], [labels[i] for i in known], self.alphabet).tolist()
             label_lp = dict(zip(known, lp))
-        return [Reading(p.text, p.confidence, _floor(reading_lp[i]),
-                        _floor(label_lp[i]) if i in label_lp else None) for i, p in enumerate(preds)]
+        return [Reading(p.text, p.confidence, _floor(reading_lp[i]), _floor(label_lp[i]) if i in label_lp else None,
+                        runner_up.get(i), _floor(runner_lp[i]) if i in runner_lp else None, embeddings[i])
+                for i, p in enumerate(preds)]
+
+    def score_files(self, paths: list[str | Path], labels: list[str | None] | None = None,
+                    decoder: Decoder | None = None, batch_size: int = 128,
+                    should_stop: Callable[[], bool] | None = None) -> list[Reading | None]:
+        """``score`` over image files in batches; an image that cannot be read is None (and the rest are read).
+        ``should_stop`` is asked after each batch; what was not read then is left out of the list."""
+        labels = labels if labels is not None else [None] * len(paths)
+        out: list[Reading | None] = []
+        for start in range(0, len(paths), batch_size):
+            arrays, readable = [], []
+            for path in paths[start:start + batch_size]:
+                try:
+                    arrays.append(self.prepare(load_image(path)))
+                    readable.append(True)
+                except ValueError:
+                    readable.append(False)
+            chunk = [label for label, ok in zip(labels[start:start + batch_size], readable) if ok]
+            readings = iter(self.score(arrays, chunk, decoder) if arrays else [])
+            out += [next(readings) if ok else None for ok in readable]
+            if should_stop is not None and should_stop():
+                break
+        return out
 
 
 LOG_FLOOR = -1e4
@@ -81,6 +127,17 @@ class Reading:
     confidence: float  # the decoder's P(text | image) (with its language model, if any)
     log_prob: float  # log P(text | image) under the model alone
     label_log_prob: float | None  # log P(label | image) under the model alone; None without a label
+    runner_up: str | None = None  # the beam's best other candidate; None for greedy decoding
+    runner_up_log_prob: float | None = None  # its log P(text | image) under the model alone
+    embedding: np.ndarray | None = field(default=None, compare=False, repr=False)  # unit length, see ``outputs``
+
+    @property
+    def margin(self) -> float | None:
+        """P(reading) - P(runner-up) under the model alone: small or negative (the language model overruled the
+        model) when the image could be read two ways. None without a runner-up."""
+        if self.runner_up_log_prob is None:
+            return None
+        return math.exp(self.log_prob) - math.exp(self.runner_up_log_prob)
 
     @property
     def label_error_score(self) -> float | None:

@@ -53,31 +53,17 @@ def read_pool(checkpoint: str | Path, pool: list[Path], cfg: TrainConfig, device
               callback: Callback | None = None, batch_size: int = 128) -> tuple[list[PseudoLabel], dict]:
     """The pool read with ``checkpoint`` and the pool decoder; returns the readings at or above the threshold and
     counts (read, kept, unreadable images). Images that cannot be read are counted and left out."""
-    from ocr.preprocess import load_image
     from ocr.recognize import Recognizer
 
     cb = callback or Callback()
     rec = Recognizer(checkpoint, device=device)
-    decoder = rec.decoder(pool_decoder(cfg))
-    kept: list[PseudoLabel] = []
-    unreadable = read = 0
     t0 = time.monotonic()
-    for start in range(0, len(pool), batch_size):
-        arrays, paths = [], []
-        for path in pool[start:start + batch_size]:
-            try:
-                arrays.append(rec.prepare(load_image(path)))
-                paths.append(path)
-            except ValueError:
-                unreadable += 1
-        if not arrays:
-            continue
-        for path, p in zip(paths, rec.read_prepared(arrays, decoder)):
-            read += 1
-            if p.confidence >= cfg.pseudo_threshold and len(p.text) >= MIN_PSEUDO_LENGTH:
-                kept.append(PseudoLabel(Path(path), p.text, p.confidence))
-        if cb.should_stop():
-            break
+    readings = rec.score_files(pool, decoder=rec.decoder(pool_decoder(cfg)), batch_size=batch_size,
+                               should_stop=cb.should_stop)
+    kept = [PseudoLabel(Path(path), r.text, r.confidence) for path, r in zip(pool, readings)
+            if r is not None and r.confidence >= cfg.pseudo_threshold and len(r.text) >= MIN_PSEUDO_LENGTH]
+    read = sum(r is not None for r in readings)
+    unreadable = len(readings) - read
     counts = {"pool": len(pool), "read": read, "kept": len(kept), "unreadable": unreadable,
               "threshold": cfg.pseudo_threshold, "decoder": pool_decoder(cfg).describe(),
               "seconds": round(time.monotonic() - t0, 1)}

@@ -528,8 +528,10 @@ def fit(
             epoch, t0 = state.epoch + 1, time.monotonic()
             result = train_epoch(run, epoch, deadline, progress)
             stopped = result.stopped
-            if stopped is not None and result.seen < len(train_ds) // 2:
-                break  # a partial epoch is not a finished epoch: keep the last complete one
+            if stopped is not None and result.seen < len(train_ds) // 2 and (
+                    state.epoch > 0 or stopped != "time budget reached"):
+                break  # a partial epoch is not a finished epoch: keep the last complete one (a budget smaller
+                # than one epoch still ends with a model)
             _end_epoch(run, out, epoch, result, t0, started, deadline, resumed is not None)
     except torch.OutOfMemoryError:
         raise TrainingError(out_of_memory_message(device, cfg)) from None

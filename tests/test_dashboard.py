@@ -36,6 +36,19 @@ def test_overview_offers_a_starter_model_and_queues_it(app_env):
     jobs = list_jobs(app_env)
     assert sorted(j["kind"] for j in jobs) == ["synth", "train"]
     assert jobs[0]["params"]["datasets"] == ["synthetic-default"]
+    assert jobs[0]["params"]["unlabelled_datasets"] == [] and "self_train" not in jobs[0]["params"]["config"]
+
+
+def test_the_starter_model_self_trains_on_an_unlabelled_pool(app_env, tmp_path):
+    from jobs.queue import list_jobs
+
+    import_pool(app_env, tmp_path / "scans", "scans", 4, seed=3)
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert at.checkbox(key="starter_self_train").value
+    _button(at, "Train a starter model").click().run()
+    assert not at.exception
+    train = [j for j in list_jobs(app_env) if j["kind"] == "train"][0]["params"]
+    assert train["unlabelled_datasets"] == ["scans"] and train["config"]["self_train"] == 0.35
 
 
 @pytest.fixture
@@ -164,6 +177,7 @@ def test_label_next_page_walks_the_pool_uncertain_first(populated, tmp_path):
 
     from db import catalog, corrections
     from db.review import label_queue
+    from jobs.queue import list_jobs
     from jobs.tasks import JobContext, run_predict
 
     s, model_id = populated["settings"], populated["model_id"]
@@ -189,6 +203,12 @@ def test_label_next_page_walks_the_pool_uncertain_first(populated, tmp_path):
     assert not at.exception
     assert corrections.history(s, third)[-1]["new_status"] == "unreadable" and at.metric[0].value == "2"
     assert {it.sample_id for it in catalog.training_items(s, ["scans"])} == {first}
+    _button(at, "Retrain with new labels").click().run()
+    assert not at.exception
+    retrain = [j for j in list_jobs(s) if j["kind"] == "train" and j["status"] == "queued"]
+    assert len(retrain) == 1 and retrain[0]["params"]["init_model"] == model_id
+    assert retrain[0]["params"]["datasets"] == ["synth", "scans"]  # what it was trained on, plus the new labels
+    assert retrain[0]["params"]["config"]["max_minutes"] == 5.0
 
 
 def test_review_page_corrects_accepts_undoes_and_retrains(populated):

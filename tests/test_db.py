@@ -27,7 +27,7 @@ def test_schema_is_created_and_kept_at_the_newest_revision(settings):
         if engine.dialect.name == "sqlite":
             assert c.execute(text("pragma journal_mode")).scalar() == "wal"
             assert c.execute(text("pragma foreign_keys")).scalar() == 1
-    assert version == "0003"
+    assert version == "0004"
     migrate(engine)  # a second start changes nothing
     with session(settings) as s:
         assert s.scalar(select(func.count()).select_from(Dataset)) == 0
@@ -51,7 +51,7 @@ def test_a_database_of_the_first_revision_is_upgraded_keeping_its_rows(tmp_path)
     engine = make_engine(url)
     migrate(engine)
     with engine.connect() as c:
-        assert c.execute(text("select version_num from alembic_version")).scalar() == "0003"
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0004"
         assert c.execute(text("select id, devices from workers")).all() == [("w", None)]
     engine.dispose()
 
@@ -223,3 +223,61 @@ def test_label_queue_spreads_near_identical_readings(settings, learned, tmp_path
     assert [g["text"] for g in got] == ["MARTIN", "DUBOIS", "LEA", "PAUL"]  # near-identical readings wait
     assert [g["text"] for g in label_queue(settings, model, size=6)[0]] == [
         "MARTIN", "DUBOIS", "LEA", "PAUL", "MARTIN", "MARTINE"]
+
+
+def test_predict_job_stores_what_the_queue_ranks_by_and_the_queue_uses_it(settings, learned, tmp_path):
+    """A pool read with a beam keeps the runner-up, the margin and an image embedding; Label next ranks by the margin
+    (a close call before a low but clear reading) and pushes a near-identical image to the end of the batch."""
+    import numpy as np
+    from sqlalchemy import select
+
+    from db.engine import session
+    from db.models import Prediction, Sample
+    from db.registry import register_checkpoint
+    from db.review import label_queue, store_predictions
+    from jobs.tasks import JobContext, run_predict
+
+    import_pool(settings, tmp_path / "pool", "pool", 6, seed=8)
+    model = register_checkpoint(settings, learned[0], "best", name="m")
+    run_predict(JobContext(settings, None, {"model": model, "dataset": "pool", "beam": 8}))
+    with session(settings) as s:
+        stored = s.scalars(select(Prediction).where(Prediction.model_id == model)).all()
+        ids = s.scalars(select(Sample.id).where(Sample.split == "pool").order_by(Sample.id)).all()
+    assert len(stored) == 6
+    for p in stored:
+        assert p.runner_up is not None and p.runner_up != p.text and p.margin <= p.confidence
+        vector = np.frombuffer(p.embedding, dtype=np.float16).astype(np.float32)
+        assert abs(float(np.linalg.norm(vector)) - 1) < 1e-2
+
+    rng = np.random.default_rng(1)
+    vectors = [rng.normal(size=16) for _ in range(5)]
+    vectors.append(vectors[0] + 0.01 * rng.normal(size=16))  # the same crop twice
+
+    def blob(v):
+        return (v / np.linalg.norm(v)).astype(np.float16).tobytes()
+
+    rows = [("ANNA", 0.95, 0.9), ("BRUNO", 0.5, 0.02), ("CELINE", 0.2, 0.15), ("DAVID", 0.6, 0.5),
+            ("EMMA", 0.7, 0.6), ("XAVIER", 0.45, 0.01)]
+    store_predictions(settings, model, [{"model_id": model, "sample_id": i, "split": "pool", "text": t,
+                                         "text_length": len(t), "confidence": c, "margin": m, "embedding": blob(v)}
+                                        for i, (t, c, m), v in zip(ids, rows, vectors)])
+    got, total = label_queue(settings, model, size=6)
+    assert total == 6
+    assert [g["text"] for g in got] == ["XAVIER", "BRUNO", "CELINE", "DAVID", "EMMA", "ANNA"]
+    vectors[5] = vectors[1] + 0.01 * rng.normal(size=16)  # now XAVIER's crop is BRUNO's
+    store_predictions(settings, model, [{"model_id": model, "sample_id": ids[5], "split": "pool", "text": "XAVIER",
+                                         "text_length": 6, "confidence": 0.45, "margin": 0.01,
+                                         "embedding": blob(vectors[5])}])
+    assert [g["text"] for g in label_queue(settings, model, size=6)[0]] == [
+        "XAVIER", "CELINE", "DAVID", "EMMA", "ANNA", "BRUNO"]
+
+
+def test_retrain_needs_a_model_trained_here(settings, learned):
+    from db.registry import register_checkpoint
+    from jobs.queue import JobError, submit_retrain
+
+    model = register_checkpoint(settings, learned[0], "best", name="imported")
+    with pytest.raises(JobError, match=f"model {model} was not trained by a job here"):
+        submit_retrain(settings, model)
+    with pytest.raises(JobError, match="no model with id 999"):
+        submit_retrain(settings, 999)

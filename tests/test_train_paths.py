@@ -187,3 +187,11 @@ def test_running_out_of_device_memory_ends_the_run_saying_what_to_lower(samples,
                                             r"--batch-size \(e.g. 32\) or use the small preset"):
         fit(samples, samples[:16], tmp_path, cfg, callback=OutOfMemory(), progress=False)
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["type"] == "end"
+
+
+def test_a_budget_smaller_than_one_epoch_still_ends_with_a_model(samples, tmp_path):
+    """A job whose budget ends inside its first epoch keeps what it learned (later epochs cut short are dropped)."""
+    cfg = TrainConfig(epochs=5, max_minutes=0.002, **FAST)
+    summary = fit(samples * 8, samples[:16], tmp_path, cfg, progress=False)
+    assert summary["stopped"] == "time budget reached" and summary["epochs"] == 1
+    assert (tmp_path / "best.pt").exists() and summary["best"]["n_val"] == 16

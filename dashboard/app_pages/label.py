@@ -35,6 +35,15 @@ if waiting > 0 and st.button(f"Read the pool with model #{model_id} (names langu
         st.success(f"Queued predict job(s) {', '.join(map(str, ids))}: the queue fills as they finish.")
     except ValueError as exc:
         show_error(exc)
+r1, r2 = st.columns([2, 3])
+r2.caption("Labels go into the dataset with the audit trail (Review shows each one's history). Retraining fine-tunes "
+           f"from model #{model_id} on its training data plus the labelled images of the pool "
+           f"({queue.RETRAIN['max_minutes']:g} minutes).")
+if r1.button("Retrain with new labels", key="label_retrain"):
+    try:
+        st.success(f"Queued fine-tuning job {queue.submit_retrain(s, model_id, chosen)}: follow it on the Train page.")
+    except ValueError as exc:
+        show_error(exc)
 if not items:
     st.info("Nothing to label: the pool has no reading by this model yet, or every image is labelled or skipped.")
     st.stop()
@@ -60,6 +69,8 @@ if path.exists():
 else:
     left.warning(f"image missing: {current['path']}")
 right.markdown(f"model reads **{plain(current['text'] or '(nothing)')}** with P {current['confidence']:.2f}")
+if current["runner_up"] is not None:
+    right.caption(f"or **{plain(current['runner_up'] or '(nothing)')}**: margin {current['margin']:.2f} between the two")
 with right.form("label-next", border=False):
     label = st.text_input("Label (Enter saves)", value=current["text"], key=f"label-next-{sid}")
     if st.form_submit_button("Save", type="primary", key="label_save"):
@@ -78,5 +89,3 @@ if len(items) > 1:
     if nxt.exists():
         right.caption("next")
         right.image(str(nxt), width=160)  # loaded now, so it shows at once after this one
-st.caption("Labels go into the dataset with the audit trail (Review shows each one's history); retrain from the "
-           "current model with them on Review (**Retrain with corrections**) or the Train page.")

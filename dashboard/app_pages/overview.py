@@ -3,12 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard.state import DEFAULT_DATASET, settings
+from dashboard.state import DEFAULT_DATASET, pool_choices, settings
 from db.catalog import dataset_counts
 from db.registry import default_model
 from jobs.queue import alive_workers, list_jobs, submit
 
 STARTER_DATASET = DEFAULT_DATASET
+STARTER_POOL_MAX = 20_000  # reading a larger pool would take much of the starter's 5 minutes
 s = settings()
 st.title("Handwriting OCR")
 st.caption("Train a CRNN on handwritten names, watch it learn, fix its mistakes, retrain.")
@@ -71,11 +72,18 @@ if model is not None:
 else:
     st.info("No model yet. Train a starter model on the built-in synthetic handwriting (about 5 minutes on a CPU); "
             "then test it by drawing a word, and review its mistakes.")
+    pools = pool_choices(s)
+    pooled = sum(pools.values())
+    self_train = bool(pools) and pooled <= STARTER_POOL_MAX and st.checkbox(
+        f"Also learn from the {pooled:,} unlabelled images ({', '.join(pools)}): self-training", value=True,
+        key="starter_self_train", help="The last third of the 5 minutes fine-tunes on the readings of those images "
+                                       "the first model is sure of (pseudo-labels, never written as labels).")
     if st.button("Train a starter model", type="primary"):
         ids = []
         pending = [j for j in list_jobs(s, limit=1000, statuses=("queued", "running"))
                    if j["kind"] == "synth" and j["params"].get("name") == STARTER_DATASET]
         if STARTER_DATASET not in [d["name"] for d in datasets] and not pending:
             ids.append(submit(s, "synth", {"n": 5000, "name": STARTER_DATASET, "seed": 0}))
-        ids.append(submit(s, "train", {"datasets": [STARTER_DATASET], "config": {"max_minutes": 5.0}}))
+        ids.append(submit(s, "train", {"datasets": [STARTER_DATASET], "config": {"max_minutes": 5.0, **(
+            {"self_train": 0.35} if self_train else {})}, "unlabelled_datasets": list(pools) if self_train else []}))
         st.success(f"Queued job(s) {', '.join(map(str, ids))}: the running jobs above update every 2 seconds.")

@@ -28,11 +28,7 @@ c1, c2 = st.columns([2, 3])
 c1.metric("Corrections since this model was trained", since)
 if c2.button("Retrain with corrections (fine-tune from this model)", disabled=info.job_params is None, key="review_retrain"):
     try:
-        params = info.job_params
-        new = queue.submit(s, "train", {"datasets": params["datasets"], "splits": params.get("splits"),
-                                        "val_datasets": params.get("val_datasets", []), "init_model": model_id,
-                                        "config": {**params.get("config", {}), "epochs": 10, "max_minutes": 5.0,
-                                                   "lr": 5e-4}})
+        new = queue.submit_retrain(s, model_id)
         st.success(f"Queued fine-tuning job {new}: follow it on the Train page.")
     except ValueError as exc:
         show_error(exc)
