@@ -139,12 +139,14 @@ def recognizer(path: str, mtime: float):
 
 
 @st.cache_resource(show_spinner="loading the names language model (the first time: ~20 s)")
-def decoder(alphabet_chars: str, config):
-    """An ``ocr.decoder.Decoder`` for the pages (the language model loaded once, shared by every page and session)."""
+def decoder(alphabet_chars: str, config, model_key: str = "", _training_labels: dict | None = None):
+    """An ``ocr.decoder.Decoder`` for the pages (the language model loaded once, shared by every page and session).
+    A model whose character set the names LM does not fit reads with the LM of its own training labels
+    (``_training_labels``, not hashed: ``model_key`` names the checkpoint version they come from)."""
     from ocr.alphabet import Alphabet
     from ocr.decoder import Decoder
 
-    return Decoder(config, Alphabet(alphabet_chars))
+    return Decoder(config, Alphabet(alphabet_chars), _training_labels)
 
 
 def load_recognizer(s: Settings, model_id: int):
@@ -189,6 +191,14 @@ def plain(text: object) -> str:
 
 def show_error(exc: Exception) -> None:
     st.error(plain(exc), icon=":material/error:")
+
+
+def new_characters_notice(result: dict) -> str:
+    """What a correction with characters its dataset never had means (``db.corrections.new_characters``)."""
+    chars = " ".join(f"'{c}'" for c in result["new_characters"])
+    return plain(f"Saved {result['label']!r}. New character(s) for this dataset: {chars}. The next training adds them "
+                 "to the model's character set (a fine-tune from a model grows it; its other characters keep "
+                 "their weights).")
 
 
 DEFAULT_DATASET = "synthetic-default"

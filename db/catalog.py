@@ -15,7 +15,7 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sqlalchemy import delete, func, insert, select
@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, insert, select
 from db.engine import session
 from db.models import SOURCES, Dataset, Sample
 from db.settings import Settings
-from ocr.alphabet import Alphabet
+from ocr.alphabet import LabelRules
 from ocr.datasets import (
     SPLITS,
     NotKaggleLayout,
@@ -64,7 +64,7 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "dataset"
 
 
-def _rows(path: Path, alphabet: Alphabet, extract_to: Path) -> tuple[Path, list[dict], dict]:
+def _rows(path: Path, rules: LabelRules, extract_to: Path) -> tuple[Path, list[dict], dict]:
     """Everything to insert from a Kaggle-layout folder/zip or a plain folder (or zip) of images (an unlabelled pool).
     A zip is extracted into a new folder under ``extract_to``; files reached through a link that leaves the folder
     are never read."""
@@ -73,7 +73,7 @@ def _rows(path: Path, alphabet: Alphabet, extract_to: Path) -> tuple[Path, list[
     if not path.is_dir():
         raise CatalogError(f"{path}: not a Kaggle-layout folder or zip, nor a folder of images")
     try:
-        result = import_kaggle(path, alphabet=alphabet, check_images=False)
+        result = import_kaggle(path, check_images=False, rules=rules)
     except NotKaggleLayout:
         result = None
     if result is not None:
@@ -85,7 +85,7 @@ def _rows(path: Path, alphabet: Alphabet, extract_to: Path) -> tuple[Path, list[
             file = Path(os.path.normpath(folder / e.filename))
             if e.reason == "bad_image" or not file.is_relative_to(folder) or not inside(file, root):
                 continue  # no image, or a path outside the image folder: never read it
-            label = e.raw_label.strip().upper() if e.reason == "bad_chars" else None
+            label = rules.normalize(e.raw_label) if e.reason == "bad_chars" else None
             rows.append({"file": file, "split": e.split, "label": label,
                          "original": e.raw_label.strip()[:MAX_LABEL_LENGTH] or None,
                          "status": STATUS_OF_REASON[e.reason], "note": e.detail or None})
@@ -108,7 +108,7 @@ def import_dataset(
     path: str | Path,
     name: str,
     source: str = "kaggle",
-    alphabet: Alphabet = Alphabet(),
+    rules: LabelRules = LabelRules(),
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict:
@@ -121,7 +121,8 @@ def import_dataset(
     path = Path(os.path.normpath(Path(path).absolute()))
     if not path.exists():
         raise CatalogError(f"{path}: no such file or folder")
-    root, rows, summary = _rows(path, alphabet, settings.data_dir / "extracted")
+    root, rows, summary = _rows(path, rules, settings.data_dir / "extracted")
+    summary["label_rules"] = asdict(rules)
     inside = root.is_relative_to(settings.data_dir)
     dest_root = root if inside else settings.data_dir / "datasets" / slug(name)
 
@@ -321,11 +322,12 @@ DRAWN_DATASET = "drawn"
 
 
 def add_drawn_sample(settings: Settings, png: bytes, label: str, user: str | None = None,
-                     alphabet: Alphabet = Alphabet()) -> int:
-    """Store a drawing from the dashboard as a new training sample of the ``drawn`` dataset; returns its id."""
+                     rules: LabelRules = LabelRules(charset="any")) -> int:
+    """Store a drawing from the dashboard as a new training sample of the ``drawn`` dataset; returns its id.
+    ``rules``: how the label is normalised (the Draw page keeps lower case for a model whose set has it)."""
     from db.corrections import validate_label
 
-    text = validate_label(label, alphabet)
+    text = validate_label(label, rules)
     digest = hashlib.sha256(png).hexdigest()
     folder = settings.data_dir / "datasets" / DRAWN_DATASET / "train_v2" / "train"
     folder.mkdir(parents=True, exist_ok=True)
@@ -333,7 +335,8 @@ def add_drawn_sample(settings: Settings, png: bytes, label: str, user: str | Non
     with session(settings, write=True) as s:
         ds = s.scalar(select(Dataset).where(Dataset.name == DRAWN_DATASET))
         if ds is None:
-            ds = Dataset(name=DRAWN_DATASET, source="drawn", root=settings.relative(folder.parent.parent))
+            ds = Dataset(name=DRAWN_DATASET, source="drawn", root=settings.relative(folder.parent.parent),
+                         import_summary={"label_rules": asdict(LabelRules(upper=rules.upper, charset="any"))})
             s.add(ds)
             s.flush()
         existing = s.scalar(select(Sample.id).where(Sample.image_hash == digest))

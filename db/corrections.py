@@ -9,9 +9,9 @@ import editdistance
 from sqlalchemy import func, select
 
 from db.engine import session
-from db.models import SAMPLE_STATUSES, LabelEdit, Prediction, Sample
+from db.models import SAMPLE_STATUSES, Dataset, LabelEdit, Prediction, Sample
 from db.settings import Settings
-from ocr.alphabet import Alphabet
+from ocr.alphabet import LabelRules, unusable_chars
 from ocr.limits import MAX_LABEL_LENGTH
 
 MAX_LABEL = MAX_LABEL_LENGTH  # the one label limit: imports, corrections and drawings
@@ -21,18 +21,38 @@ class CorrectionError(ValueError):
     """A correction that cannot be applied, with a message meant for the user."""
 
 
-def validate_label(label: str, alphabet: Alphabet = Alphabet()) -> str:
-    """Stripped, upper-cased label, or a ``CorrectionError`` that names the offending characters."""
-    text = " ".join((label or "").split()).upper()
+ANY_SET = LabelRules(charset="any")
+
+
+def validate_label(label: str, rules: LabelRules = ANY_SET) -> str:
+    """The label normalised by ``rules`` (``ocr.alphabet.normalize_label``), or a ``CorrectionError`` for an empty or
+    too long label or one with characters no character set allows (control characters, emoji). Characters outside
+    a dataset's set are not refused: ``new_characters`` names them and the next training grows the model."""
+    text = rules.normalize(label)
     if not text:
         raise CorrectionError("the label is empty; mark the sample unreadable, empty or excluded instead")
     if len(text) > MAX_LABEL:
         raise CorrectionError(f"the label is {len(text)} characters long (at most {MAX_LABEL})")
-    bad = alphabet.invalid_chars(text)
+    bad = unusable_chars(text)
     if bad:
-        raise CorrectionError(f"characters outside the alphabet: {' '.join(repr(c) for c in bad)} "
-                              f"(allowed: A-Z, space, hyphen, apostrophe)")
+        raise CorrectionError(f"characters no character set allows: {' '.join(repr(c) for c in bad)} "
+                              "(control characters, tabs, emoji and pictographs)")
     return text
+
+
+def dataset_rules(s, dataset_id: int) -> LabelRules:
+    """How the dataset's labels were normalised at import (older imports: the Kaggle defaults)."""
+    summary = s.scalar(select(Dataset.import_summary).where(Dataset.id == dataset_id)) or {}
+    return LabelRules.from_dict(summary.get("label_rules"))
+
+
+def new_characters(s, dataset_id: int, text: str) -> str:
+    """Characters of ``text`` outside the dataset's character set and not in any of its usable labels yet: a model
+    trained on it so far cannot write them; the next training grows its set (``TrainConfig.grow_charset``)."""
+    outside = dataset_rules(s, dataset_id).outside(text)
+    return "".join(c for c in outside if s.scalar(
+        select(Sample.id).where(Sample.dataset_id == dataset_id, Sample.status == "ok",
+                                Sample.label.contains(c, autoescape=True)).limit(1)) is None)
 
 
 def _locked_sample(s, sample_id: int) -> Sample:
@@ -60,28 +80,28 @@ def _apply(s, sample: Sample, label: str | None, status: str, source: str, user:
     return edit
 
 
-def _result(sample: Sample, edit: LabelEdit | None) -> dict:
+def _result(sample: Sample, edit: LabelEdit | None, new_chars: str = "") -> dict:
     return {"sample_id": sample.id, "label": sample.label, "status": sample.status,
-            "edit_id": edit.id if edit is not None else None, "changed": edit is not None}
+            "edit_id": edit.id if edit is not None else None, "changed": edit is not None, "new_characters": new_chars}
 
 
-def correct_label(settings: Settings, sample_id: int, label: str, user: str | None = None,
-                  alphabet: Alphabet = Alphabet(), source: str = "user") -> dict:
-    """Set the label (validated against the alphabet); the sample becomes usable for training."""
-    text = validate_label(label, alphabet)
+def correct_label(settings: Settings, sample_id: int, label: str, user: str | None = None, source: str = "user") -> dict:
+    """Set the label, normalised as its dataset's labels are; the sample becomes usable for training. The result's
+    ``new_characters``: those the dataset had not had (the next training adds them to the model's set)."""
     with session(settings, write=True) as s:
         sample = _locked_sample(s, sample_id)
-        return _result(sample, _apply(s, sample, text, "ok", source, user))
+        text = validate_label(label, dataset_rules(s, sample.dataset_id))
+        new = new_characters(s, sample.dataset_id, text)
+        return _result(sample, _apply(s, sample, text, "ok", source, user), new)
 
 
-def accept_prediction(settings: Settings, sample_id: int, model_id: int, user: str | None = None,
-                      alphabet: Alphabet = Alphabet()) -> dict:
+def accept_prediction(settings: Settings, sample_id: int, model_id: int, user: str | None = None) -> dict:
     """Take the model's stored reading of the sample as its label."""
     with session(settings) as s:
         text = s.scalar(select(Prediction.text).where(Prediction.sample_id == sample_id, Prediction.model_id == model_id))
     if text is None:
         raise CorrectionError(f"model {model_id} has no prediction for sample {sample_id}")
-    return correct_label(settings, sample_id, text, user, alphabet, source="prediction")
+    return correct_label(settings, sample_id, text, user, source="prediction")
 
 
 def set_status(settings: Settings, sample_id: int, status: str, user: str | None = None) -> dict:

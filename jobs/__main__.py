@@ -10,18 +10,21 @@ import argparse
 import json
 import sys
 
-from ocr.config import add_training_options, positive_float, training_options
+from ocr.config import add_label_options, add_training_options, label_rules, positive_float, training_options
+from ocr.synth import KINDS
 
 
 def _submit(args, settings) -> int:
     from jobs.queue import submit
 
     if args.kind == "import":
-        values = {"path": args.path, "name": args.name, "source": args.source}
+        rules = label_rules(args)
+        values = {"path": args.path, "name": args.name, "source": args.source, "upper": rules.upper,
+                  "strip_accents": rules.strip_accents, "charset": rules.charset}
         if args.kaggle:
             values["kaggle_dataset"] = args.kaggle
     elif args.kind == "synth":
-        values = {"n": args.n, "name": args.name, "seed": args.seed, "validation": args.validation}
+        values = {"n": args.n, "name": args.name, "seed": args.seed, "validation": args.validation, "kind": args.kind}
     elif args.kind == "train":
         config = {**training_options(args), "device": args.device}
         values = {"datasets": args.dataset, "splits": args.split, "val_datasets": args.val_dataset,
@@ -116,11 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--source", default="kaggle", choices=["kaggle", "synthetic", "drawn", "upload"])
     k.add_argument("--kaggle", nargs="?", const="landlord/handwriting-recognition", metavar="OWNER/DATASET",
                    help="download it with the Kaggle API into --path first (credentials from the environment)")
+    add_label_options(k)
     k = kinds.add_parser("synth", help="generate synthetic handwritten names and import them")
     k.add_argument("--n", type=int, required=True)
     k.add_argument("--name", required=True)
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--validation", type=int, default=-1, help="validation images (default 5 %% of N)")
+    k.add_argument("--kind", default="names", choices=KINDS, help="names, dates, numbers, words or mixed")
     k = kinds.add_parser("train", help="train (or fine-tune with --init) on the current labels of datasets")
     k.add_argument("--dataset", action="append", required=True, metavar="NAME")
     k.add_argument("--split", action="append", help="splits to train on (default: all but test)")

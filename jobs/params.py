@@ -7,10 +7,13 @@ import math
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 
+from ocr.alphabet import CHARSET_CHOICES, NAMED_CHARSETS
 from ocr.config import PRECISIONS, SCHEDULERS, TrainConfig
 from ocr.datasets import SPLITS
 from ocr.model import PRESETS
+from ocr.synth import KINDS as SYNTH_KINDS
 
 
 class ParamsError(ValueError):
@@ -24,6 +27,10 @@ class ImportParams:
     source: str = "kaggle"
     kaggle_dataset: str | None = None  # e.g. landlord/handwriting-recognition: download it with the Kaggle API first
     credentials: bool = False  # a kaggle.json handed in at submit: it lives in DATA_DIR/secrets/<job id>/ until the job ends
+    # how labels are read (ocr.alphabet.LabelRules; the defaults are the Kaggle names forms')
+    upper: bool = True
+    strip_accents: bool = False
+    charset: str = "names"  # names | digits | latin | any: labels with other characters are kept apart, excluded
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class SynthParams:
     name: str
     seed: int = 0
     validation: int = -1  # validation images beside the training ones; -1: 5 % of n
+    kind: str = "names"  # ocr.synth.KINDS
 
 
 @dataclass(frozen=True)
@@ -117,8 +125,12 @@ def parse(kind: str, values: dict):
     if kind not in PARAMS:
         raise ParamsError(f"unknown job kind {kind!r}; choose from {', '.join(PARAMS)}")
     p = _build(PARAMS[kind], values, f"{kind} job")
+    if kind == "synth" and p.kind not in SYNTH_KINDS:
+        raise ParamsError(f"synth job: unknown kind {p.kind!r}; choose from {', '.join(SYNTH_KINDS)}")
     if kind == "synth" and not 1 <= p.n <= 2_000_000:
         raise ParamsError(f"synth job: n={p.n} must be between 1 and 2,000,000")
+    if kind == "import" and p.charset not in ("any", *NAMED_CHARSETS):
+        raise ParamsError(f"import job: unknown character set {p.charset!r}; choose from any, {', '.join(NAMED_CHARSETS)}")
     if kind in ("import", "synth") and not p.name.strip():
         raise ParamsError(f"{kind} job: the dataset needs a name")
     if kind == "train":
@@ -143,6 +155,9 @@ def parse(kind: str, values: dict):
             raise ParamsError(f"train job: self_train={cfg.self_train} must be a share of the run in [0, 1)")
         if not 0 < cfg.pseudo_threshold <= 1:
             raise ParamsError(f"train job: pseudo_threshold={cfg.pseudo_threshold} must be in (0, 1]")
+        if cfg.charset not in CHARSET_CHOICES and not Path(cfg.charset).is_file():
+            raise ParamsError(f"train job: unknown character set {cfg.charset!r}; choose from "
+                              f"{', '.join(CHARSET_CHOICES)} or give a file on the server that lists the characters")
         if cfg.self_train > 0 and not p.unlabelled_datasets:
             raise ParamsError("train job: self-training needs unlabelled_datasets, the datasets whose samples "
                               "without a label it reads")

@@ -24,6 +24,7 @@ from db.review import store_label_issues, store_predictions
 from db.settings import Settings
 from jobs import params as P
 from jobs import queue
+from ocr.alphabet import LabelRules
 
 if TYPE_CHECKING:
     from ocr.decoder import DecoderConfig
@@ -82,7 +83,9 @@ def run_import(ctx: JobContext) -> dict:
         finally:
             if p.credentials:
                 queue.remove_secrets(ctx.settings, ctx.job_id)
-    result = catalog.import_dataset(ctx.settings, path, p.name, p.source, progress=progress, should_stop=ctx.should_stop)
+    rules = LabelRules(upper=p.upper, strip_accents=p.strip_accents, charset=p.charset)
+    result = catalog.import_dataset(ctx.settings, path, p.name, p.source, rules, progress=progress,
+                                    should_stop=ctx.should_stop)
     ctx.log(json.dumps({k: v for k, v in result.items() if k != "import"}))
     return result
 
@@ -105,9 +108,9 @@ def run_synth(ctx: JobContext) -> dict:
 
     try:
         ctx.log(f"writing {p.n:,} training and {n_val:,} validation images to {out}")
-        generate(out, p.n, seed=p.seed, split="train", progress=step)
+        generate(out, p.n, seed=p.seed, split="train", progress=step, kind=p.kind)
         if n_val:
-            generate(out, n_val, seed=p.seed + 1_000_003, split="validation", progress=step)
+            generate(out, n_val, seed=p.seed + 1_000_003, split="validation", progress=step, kind=p.kind)
     except StopRequested:
         ctx.cancelled = True
         return {"stopped": "stop requested"}
@@ -115,8 +118,9 @@ def run_synth(ctx: JobContext) -> dict:
     def progress(i: int, n: int) -> None:
         ctx.progress((p.n + n_val + i) / total, f"imported {i:,} of {n:,} images")
 
-    result = catalog.import_dataset(ctx.settings, out, p.name, "synthetic", progress=progress, should_stop=ctx.should_stop)
-    return result
+    rules = LabelRules() if p.kind == "names" else LabelRules(upper=False, charset="any")  # the labels are exact
+    return catalog.import_dataset(ctx.settings, out, p.name, "synthetic", rules, progress=progress,
+                                  should_stop=ctx.should_stop)
 
 
 class StopRequested(Exception):

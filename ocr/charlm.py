@@ -35,6 +35,9 @@ DEFAULT_WEIGHT = 0.6  # log P_lm's weight in the beam (ocr.decode.Fusion); chose
 FREQUENCY_TOKENS = 100_000  # names drawn in proportion to their frequency, on top of one of each
 
 
+MIN_DISCOUNT = 0.1
+
+
 class CharLM:
     """P(next character | previous ``order - 1`` characters), with an end-of-word symbol.
 
@@ -75,7 +78,9 @@ class CharLM:
             self._contexts[k] = {h: (t[0], t[1]) for h, t in totals.items()}
             n1 = sum(1 for c in counts[k].values() if c == 1)
             n2 = sum(1 for c in counts[k].values() if c == 2)
-            self._discounts[k] = n1 / (n1 + 2 * n2) if n1 + n2 else 0.5
+            # at least 0.1: a small corpus (a model's few training labels) with no singletons would otherwise leave
+            # no mass for unseen characters, and the LM would forbid a text instead of disfavouring it
+            self._discounts[k] = max(n1 / (n1 + 2 * n2), MIN_DISCOUNT) if n1 + n2 else 0.5
         self._cached = lru_cache(maxsize=200_000)(self._log_probs)
 
     def log_probs(self, context: str) -> np.ndarray:

@@ -11,7 +11,16 @@ import json
 import sys
 from pathlib import Path
 
-from ocr.config import add_training_options, finite_float, positive_float, training_options
+from ocr.alphabet import LabelRules
+from ocr.config import (
+    add_label_options,
+    add_training_options,
+    finite_float,
+    label_rules,
+    positive_float,
+    training_options,
+)
+from ocr.synth import KINDS
 
 
 class CLIError(Exception):
@@ -28,7 +37,8 @@ def cmd_synth(args) -> int:
     from ocr.synth import generate
 
     with tqdm(total=args.n, desc="synthesizing", unit="img", file=sys.stderr, disable=args.quiet) as bar:
-        generate(args.out, args.n, seed=args.seed, split=args.split, workers=args.workers, progress=bar.update)
+        generate(args.out, args.n, seed=args.seed, split=args.split, workers=args.workers, progress=bar.update,
+                 kind=args.kind)
     print(f"wrote {args.n:,} images and written_name_{args.split}_v2.csv to {args.out}")
     return 0
 
@@ -36,7 +46,7 @@ def cmd_synth(args) -> int:
 def cmd_import(args) -> int:
     from ocr.datasets import import_kaggle, summary_text
 
-    result = import_kaggle(args.source, check_images=not args.no_image_check)
+    result = import_kaggle(args.source, check_images=not args.no_image_check, rules=label_rules(args))
     summary = result.summary()
     print(json.dumps(summary) if args.json else summary_text(summary))
     return 0 if result.samples else 1
@@ -55,13 +65,13 @@ def cmd_download(args) -> int:
     return 0
 
 
-def _load_samples(specs: list[str]):
+def _load_samples(specs: list[str], rules=None):
     from ocr.datasets import default_train_splits, import_kaggle, parse_data_arg
 
     samples = []
     for spec in specs:
         folder, splits = parse_data_arg(spec)
-        result = import_kaggle(folder, splits)
+        result = import_kaggle(folder, splits, rules=rules or LabelRules())
         if splits is None:
             result.samples = result.split(*default_train_splits(result))
         ex = result.summary()["excluded"]
@@ -99,9 +109,9 @@ def cmd_train(args) -> int:
         check_self_training(cfg, pool)
     if pool:
         _print_err(f"unlabelled pool: {len(pool):,} images")
-    train = _load_samples(args.data)
+    train = _load_samples(args.data, label_rules(args))
     if args.val:
-        val = _load_samples(args.val)
+        val = _load_samples(args.val, label_rules(args))
     else:
         train, val = holdout_split(train, cfg.val_fraction, cfg.seed)
         _print_err(f"holding out {len(val):,} of the training samples for validation (seed {cfg.seed})")
@@ -214,9 +224,10 @@ def _decoder_args(s: argparse.ArgumentParser) -> None:
                    help="prefer a known name among the beam candidates (names-dataset, or a word list)")
     s.add_argument("--lexicon-ratio", type=finite_float, default=0.01,
                    help="a name replaces the best reading if at least this fraction as probable (default 0.01)")
-    s.add_argument("--lm", metavar="names|FILE",
-                   help="beam search with a character language model of names (names-dataset) or of a word list; "
-                        "open vocabulary, unlike --lexicon")
+    s.add_argument("--lm", metavar="names|labels|FILE",
+                   help="beam search with a character language model of names (names-dataset), of the model's own "
+                        "training labels (what 'names' becomes for a model whose character set is not the names set), "
+                        "or of a word list; open vocabulary, unlike --lexicon")
     from ocr.charlm import DEFAULT_WEIGHT
 
     s.add_argument("--lm-weight", type=finite_float, default=DEFAULT_WEIGHT,
@@ -227,8 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ocr", description="Handwritten-name recognition (CRNN + CTC).")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("synth", help="generate synthetic handwritten names in Kaggle layout")
+    s = sub.add_parser("synth", help="generate synthetic handwritten form fields in Kaggle layout")
     s.add_argument("--n", type=int, default=20000, help="number of images (default 20000)")
+    s.add_argument("--kind", default="names", choices=KINDS,
+                   help="names: upper-case Kaggle names (default); dates, numbers, words (lower and mixed case, "
+                        "accents kept), or all of them mixed")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--split", default="train", choices=["train", "validation", "test"])
@@ -246,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source", help="folder or .zip in Kaggle layout")
     s.add_argument("--json", action="store_true", help="one JSON object: rows, usable, excluded, splits, ...")
     s.add_argument("--no-image-check", action="store_true", help="skip decoding every image")
+    add_label_options(s)
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("train", help="train a CRNN; writes RUNDIR/best.pt, last.pt, metrics.jsonl")
@@ -256,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validation data (default: a seeded share of the training rows)")
     s.add_argument("--out", required=True, metavar="RUNDIR")
     add_training_options(s)
+    add_label_options(s)
     s.add_argument("--init", metavar="CKPT", help="fine-tune from this checkpoint")
     s.add_argument("--unlabelled", action="append", default=[], metavar="DIR",
                    help="a folder of images without labels for --self-train (repeatable)")

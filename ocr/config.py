@@ -9,6 +9,8 @@ import argparse
 import math
 from dataclasses import dataclass
 
+from ocr.alphabet import NAMED_CHARSETS, LabelRules
+
 PRESET_NAMES = ("small", "large", "textbook")  # the keys of ocr.model.PRESETS
 
 
@@ -37,6 +39,9 @@ class TrainConfig:
     self_train: float = 0.0
     pseudo_threshold: float = 0.9  # keep a reading of the pool when P(text | image) is at least this
     pseudo_lm: str | None = "names"  # the language model the pool is read with ("names", a word list; None: greedy)
+    # the character set of a new model (ocr.alphabet.resolve_charset): auto | data | names | digits | latin | a file
+    charset: str = "auto"
+    grow_charset: bool = True  # fine-tuning onto labels with new characters adds them (False: leave those labels out)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -111,6 +116,25 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pseudo-lm", default=d.pseudo_lm,
                         help="read the unlabelled images with this language model ('names', a word-list file, "
                              "'none' for greedy)")
+    parser.add_argument("--charset", default=d.charset, metavar="SET",
+                        help="character set of a new model: auto (names, digits or latin, whichever holds the "
+                             "labels), data (the labels' own characters), names, digits, latin, or a file listing them")
+    parser.add_argument("--no-grow-charset", action="store_true",
+                        help="when fine-tuning, leave out labels with characters the model lacks instead of adding them")
+
+
+def add_label_options(parser: argparse.ArgumentParser) -> None:
+    """How a dataset's labels are read (``ocr.alphabet.LabelRules``); the defaults are the Kaggle names forms'."""
+    d = LabelRules()
+    parser.add_argument("--label-charset", default=d.charset, choices=("any", *NAMED_CHARSETS),
+                        help="labels with characters outside this set are excluded (any: only characters no set "
+                             "allows, such as control characters and emoji)")
+    parser.add_argument("--keep-case", action="store_true", help="do not upper-case labels")
+    parser.add_argument("--strip-accents", action="store_true", help="transliterate labels to ASCII (é -> e)")
+
+
+def label_rules(args: argparse.Namespace) -> LabelRules:
+    return LabelRules(upper=not args.keep_case, strip_accents=args.strip_accents, charset=args.label_charset)
 
 
 def training_options(args: argparse.Namespace) -> dict:
@@ -119,4 +143,5 @@ def training_options(args: argparse.Namespace) -> dict:
             "batch_size": args.batch_size, "lr": args.lr, "scheduler": args.scheduler, "precision": args.precision,
             "augment": not args.no_augment, "val_fraction": args.val_fraction, "seed": args.seed,
             "self_train": args.self_train, "pseudo_threshold": args.pseudo_threshold,
-            "pseudo_lm": None if args.pseudo_lm in (None, "", "none") else args.pseudo_lm}
+            "pseudo_lm": None if args.pseudo_lm in (None, "", "none") else args.pseudo_lm,
+            "charset": args.charset, "grow_charset": not args.no_grow_charset}

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ocr.alphabet import Alphabet
+from ocr.alphabet import Alphabet, LabelRules
 from ocr.limits import MAX_LABEL_LENGTH, Limits, limits
 from ocr.preprocess import PreprocessConfig, check_size, ink_map, load_image, pad_batch
 
@@ -236,19 +236,22 @@ def check_image(path: Path) -> str:
     return ""
 
 
-def classify_label(raw: str, alphabet: Alphabet) -> tuple[str, str, str]:
-    """(label, reason, bad characters): reason is '' for a usable label."""
-    label = raw.strip().upper()
+def classify_label(raw: str, rules: LabelRules = LabelRules(), alphabet: Alphabet | None = None) -> tuple[str, str, str]:
+    """(label, reason, bad characters): the label normalised by ``rules``; reason is '' for a usable label. Characters
+    the rules' set (or ``alphabet``, e.g. a model's) does not take make it ``bad_chars``."""
+    label = rules.normalize(raw)
     if not label:
         return label, "blank", ""
-    if label == "UNREADABLE":
+    if label.upper() == "UNREADABLE" and label.isupper():
         return label, "unreadable", ""
-    if label == "EMPTY":
+    if label.upper() == "EMPTY" and label.isupper():
         return label, "empty", ""
     if len(label) > MAX_LABEL_LENGTH:
         return label, "too_long", ""
-    bad = "".join(alphabet.invalid_chars(label))
-    return label, ("bad_chars" if bad else ""), bad
+    bad = rules.outside(label)
+    if alphabet is not None:
+        bad += [c for c in alphabet.invalid_chars(label) if c not in bad]
+    return label, ("bad_chars" if bad else ""), "".join(bad)
 
 
 def inside(path: Path, root: Path) -> bool:
@@ -279,12 +282,14 @@ def _read_rows(table: Path):
 def import_kaggle(
     source: str | Path,
     splits: tuple[str, ...] | None = None,
-    alphabet: Alphabet = Alphabet(),
+    alphabet: Alphabet | None = None,
     check_images: bool = True,
     extract_to: Path | None = None,
+    rules: LabelRules = LabelRules(),
 ) -> ImportResult:
-    """Read a Kaggle-layout folder or zip. Never raises for bad rows: they are excluded with a reason; a source that
-    cannot be read at all (bad zip, unreadable CSV) is a ``DatasetError``."""
+    """Read a Kaggle-layout folder or zip, labels normalised and checked by ``rules`` (and, given, a model's
+    ``alphabet``). Never raises for bad rows: they are excluded with a reason; a source that cannot be read at all
+    (bad zip, unreadable CSV) is a ``DatasetError``."""
     root = open_source(source, extract_to)
     result = ImportResult(root=root)
     wanted = splits or tuple(s for s in SPLITS if csv_path(root, s).exists())
@@ -300,8 +305,8 @@ def import_kaggle(
         for filename, raw in rows:
             result.rows += 1
             filename = filename.strip()
-            label, reason, bad = classify_label(raw, alphabet)
-            detail = f"characters outside the alphabet {bad!r} in {label!r}" if bad else ""
+            label, reason, bad = classify_label(raw, rules, alphabet)
+            detail = f"characters outside the character set {bad!r} in {label!r}" if bad else ""
             if reason == "too_long":
                 detail = f"label of {len(label):,} characters, over the limit of {MAX_LABEL_LENGTH}"
             path = Path(os.path.normpath(images / filename))  # lexical: '..' cannot escape

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ocr.alphabet import Alphabet
+from ocr.alphabet import NAMED_CHARSETS, Alphabet
 from ocr.charlm import DEFAULT_WEIGHT
 from ocr.decode import Fusion, Prediction, beam_decode, greedy_decode
 
@@ -21,7 +21,9 @@ LEXICON_RATIO = 0.01
 @dataclass(frozen=True)
 class DecoderConfig:
     beam: int = 0  # 0: greedy (unless a language model or a lexicon asks for a beam)
-    lm: str | None = None  # "names" or a word-list file: a character language model in the beam (ocr.charlm)
+    # a character language model in the beam (ocr.charlm): "names", "labels" (the model's training labels, kept in its
+    # checkpoint) or a word-list file; "names" for a model whose character set is not the names set means "labels"
+    lm: str | None = None
     lm_weight: float = DEFAULT_WEIGHT
     lexicon: str | None = None  # "names" or a word-list file: prefer a known word among the candidates (ocr.lexicon)
     lexicon_ratio: float = LEXICON_RATIO
@@ -51,15 +53,25 @@ class DecoderConfig:
 
 
 class Decoder:
-    """A ``DecoderConfig`` made ready for one alphabet (language model and lexicon loaded once)."""
+    """A ``DecoderConfig`` made ready for one alphabet (language model and lexicon loaded once). ``training_labels``
+    (label -> count, from the model's checkpoint) is the corpus of the ``labels`` language model: the one a model
+    gets when the names LM does not fit its character set (dates, numbers, lower case); without it, no LM."""
 
-    def __init__(self, config: DecoderConfig, alphabet: Alphabet):
+    def __init__(self, config: DecoderConfig, alphabet: Alphabet, training_labels: dict[str, int] | None = None):
         self.config, self.alphabet = config, alphabet
         self.fusion = None
-        if config.lm:
+        self.lm = config.lm
+        if self.lm == "names" and alphabet.chars != NAMED_CHARSETS["names"]:
+            self.lm = "labels"
+        if self.lm == "labels":
+            words = [w for w, n in (training_labels or {}).items() for _ in range(n) if not alphabet.invalid_chars(w)]
+            self.lm = self.lm if words else None
+        if self.lm:
             from ocr.charlm import CharLM
 
-            self.fusion = Fusion(CharLM.load(config.lm, alphabet), weight=config.lm_weight)
+            lm = CharLM(words, alphabet, source="training labels") if self.lm == "labels" else \
+                CharLM.load(self.lm, alphabet)
+            self.fusion = Fusion(lm, weight=config.lm_weight)
         self.lexicon = None
         if config.lexicon:
             from ocr.lexicon import Lexicon

@@ -9,6 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
+from ocr.alphabet import LabelRules
 from ocr.datasets import import_kaggle
 from ocr.decoder import DecoderConfig
 from ocr.metrics import accuracy_by_length, confusions, edit_distance, summarize
@@ -40,7 +41,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str, out: str | Pa
     checkpoint, out = Path(checkpoint), Path(out)
     rec = Recognizer(checkpoint, device=device)
     reader = rec.decoder(decoder)
-    result = import_kaggle(data, (split,), alphabet=rec.alphabet)
+    result = import_kaggle(data, (split,), alphabet=rec.alphabet, rules=LabelRules(
+        upper=not any(c.islower() for c in rec.alphabet.chars), charset="any"))  # labels as the model writes them
     if result.errors and not result.samples:
         raise ValueError("; ".join(result.errors))
     samples = result.samples

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from unidecode import unidecode
 
-from ocr.alphabet import Alphabet
+from ocr.alphabet import Alphabet, normalize_label
 
 CACHE_VERSION = 1
 # France first, then the origins most common in France that the FR ranks under-represent.
@@ -31,8 +29,8 @@ def cache_dir() -> Path:
 
 
 def to_label(name: str) -> str:
-    """Original spelling -> label: transliterated, upper case, single spaces."""
-    return re.sub(r"\s+", " ", unidecode(name).upper()).strip()
+    """Original spelling -> label of the names set: transliterated, upper case, single spaces."""
+    return normalize_label(name, upper=True, strip_accents=True)
 
 
 def _extract() -> dict:

@@ -52,7 +52,7 @@ class Recognizer:
         return logits, lengths, pooled.cpu().numpy()
 
     def decoder(self, config: DecoderConfig = DecoderConfig()) -> Decoder:
-        return Decoder(config, self.alphabet)
+        return Decoder(config, self.alphabet, self.checkpoint.get("training_labels"))
 
     def read(self, images: list, decoder: Decoder | None = None, batch_size: int = 64) -> list[Prediction]:
         """Paths, PIL images or raw uint8 arrays -> predictions (greedy without a ``decoder``)."""

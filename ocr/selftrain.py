@@ -130,7 +130,7 @@ def _read_pseudo(path: Path) -> list[PseudoLabel]:
 
 
 def fit_self_training(train_samples: list[Sample], val_samples: list[Sample], pool: list[Path], out_dir: str | Path,
-                      cfg: TrainConfig, alphabet: Alphabet = Alphabet(), init: str | Path | None = None,
+                      cfg: TrainConfig, alphabet: Alphabet | None = None, init: str | Path | None = None,
                       resume: bool = False, callback: Callback | None = None, progress: bool = False) -> dict:
     """``fit`` with a self-training phase when ``cfg.self_train`` > 0 (else plain ``fit``). Resumes either phase."""
     out = Path(out_dir)
@@ -160,7 +160,8 @@ def fit_self_training(train_samples: list[Sample], val_samples: list[Sample], po
             return {**first, "stopped": "stop requested", "self_training": None}
         state = {"config": asdict(cfg), "pseudo_labels": counts["kept"], **counts,
                  "teacher": str(teacher_dir / "best.pt"), "teacher_epochs": first["epochs"],
-                 "teacher_steps": first["steps"], "teacher_best": first["best"]}
+                 "teacher_steps": first["steps"], "teacher_best": first["best"],
+                 "charset_added": first.get("charset_added", "")}
         _write_pseudo(out / "pseudo_labels.csv", pseudo)
         record.write_text(json.dumps(state, indent=1))
         if hasattr(cb, "on_pseudo_labels"):
@@ -175,7 +176,7 @@ def fit_self_training(train_samples: list[Sample], val_samples: list[Sample], po
                  resume and (out / "last.pt").exists(),
                  _Phase(cb, "self-training", state["teacher_epochs"], state["teacher_steps"]), progress,
                  provenance=provenance)
-    return {**second, "self_training": provenance["self_training"],
+    return {**second, "self_training": provenance["self_training"], "charset_added": state.get("charset_added", ""),
             "epochs": second["epochs"] + state["teacher_epochs"]}
 
 

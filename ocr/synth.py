@@ -1,4 +1,9 @@
-"""Synthetic handwritten names that look like the Kaggle form crops: the embedded default data.
+"""Synthetic handwritten form fields that look like the Kaggle form crops: the embedded default data.
+
+Kinds (``KINDS``): ``names`` (the Kaggle forms': upper-case names, accents drawn but not in the label), ``dates``
+(numeric, in the usual written formats), ``numbers`` (postcodes, phone numbers, amounts, plain numbers), ``words``
+(lower-case and capitalised words with their accents kept in the label) and ``mixed`` (all of them, plus dates with
+the month written out). Each kind has its own form captions; the pen, paper and scan are the same.
 
 Each image is a name drawn with Hershey stroke fonts as a pen would: per-glyph jitter, slant,
 rotation and scale, spaced block capitals or joined letters, baseline drift, stroke width,
@@ -12,16 +17,16 @@ from __future__ import annotations
 import csv
 import io
 import math
+import unicodedata
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 
-import matplotlib
 import numpy as np
-from HersheyFonts import HersheyFonts
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from ocr.alphabet import normalize_label
 from ocr.names import NamePool, build_pools, to_label
 
 SYNTH_VERSION = 2  # bump when the rendering changes: cached datasets are named after it
@@ -63,7 +68,9 @@ def glyph(font: str, char: str) -> Glyph:
 
 
 @cache
-def _font(name: str) -> HersheyFonts:
+def _font(name: str):
+    from HersheyFonts import HersheyFonts
+
     hf = HersheyFonts()
     hf.load_default_font(name)
     hf.normalize_rendering(100)
@@ -72,6 +79,8 @@ def _font(name: str) -> HersheyFonts:
 
 @lru_cache(maxsize=64)
 def _ttf(size: int, bold: bool = True) -> ImageFont.FreeTypeFont:
+    import matplotlib  # its data folder holds the DejaVu fonts
+
     name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
     return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name), size)
 
@@ -110,9 +119,11 @@ def sample_name(pools: dict[str, NamePool], rng: np.random.Generator) -> str:
     return name
 
 
-def render(name: str, rng: np.random.Generator) -> Image.Image:
-    """Draw ``name`` (original spelling; the label is ``to_label(name)``) on a form crop -> gray image."""
-    label = to_label(name)
+def render(name: str, rng: np.random.Generator, label: str | None = None,
+           captions: tuple[str, ...] = CAPTIONS) -> Image.Image:
+    """Draw ``name`` (original spelling; the label is ``to_label(name)`` unless given) on a form crop -> gray image."""
+    names = label is None  # a Kaggle name: upper-case label whatever the case it is written in
+    label = to_label(name) if names else label
     width = int(rng.choice(WIDTHS, p=WIDTH_P))
     height = int(np.clip(rng.normal(36, 9), 14, 72))
     paper = int(rng.integers(236, 256)) if rng.random() < 0.15 else 255
@@ -126,14 +137,14 @@ def render(name: str, rng: np.random.Generator) -> Image.Image:
     layout = rng.random()
     if layout < 0.5:  # caption on the left, the name after it
         size = int(np.clip(rng.normal(11, 1.5) * min(1.0, height / 30), 7, 16))
-        caption = CAPTIONS[int(rng.integers(len(CAPTIONS)))]
+        caption = captions[int(rng.integers(len(captions)))]
         font = _ttf(size)
         cx = int(rng.integers(0, 20))
         draw.text((cx, baseline), caption, fill=int(rng.integers(0, 60)), font=font, anchor="ls")
         x = cx + font.getlength(caption) + rng.uniform(8, 45)
     elif layout < 0.6 and height >= 36:  # caption above the name, as in the two-line crops
         size = int(rng.integers(8, 12))
-        draw.text((int(rng.integers(10, 40)), int(rng.integers(0, 4))), CAPTIONS[int(rng.integers(len(CAPTIONS)))].rstrip(" :"),
+        draw.text((int(rng.integers(10, 40)), int(rng.integers(0, 4))), captions[int(rng.integers(len(captions)))].rstrip(" :"),
                   fill=int(rng.integers(0, 60)), font=_ttf(size, bold=False))
         baseline = height * rng.uniform(0.8, 0.9)
         cap_h = min(cap_h, height * 0.45)
@@ -151,7 +162,7 @@ def render(name: str, rng: np.random.Generator) -> Image.Image:
         by = height - 1 - int(rng.integers(0, 4))
         draw.line([(0, by), (width, by)], fill=int(rng.integers(80, 180)), width=1)
 
-    _draw_name(draw, name, label, x, baseline, cap_h, width, rng)
+    _draw_name(draw, name, label, x, baseline, cap_h, width, rng, names)
 
     if rng.random() < 0.5:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8)))
@@ -162,7 +173,7 @@ def render(name: str, rng: np.random.Generator) -> Image.Image:
 
 
 def _draw_name(draw: ImageDraw.ImageDraw, name: str, label: str, x: float, baseline: float, cap_h: float,
-               width: int, rng: np.random.Generator) -> None:
+               width: int, rng: np.random.Generator, names: bool = True) -> None:
     cursive = rng.random() < 0.12
     font = CURSIVE_FONTS[int(rng.integers(2))] if cursive else BLOCK_FONTS[int(rng.integers(len(BLOCK_FONTS)))]
     spaced = not cursive and rng.random() < 0.7
@@ -172,12 +183,14 @@ def _draw_name(draw: ImageDraw.ImageDraw, name: str, label: str, x: float, basel
     slant = rng.normal(0.08, 0.12)
     pen = max(1, round(cap_h / rng.uniform(7, 14)))
     ink = int(rng.integers(0, 70))
-    chars = list(label)
-    if cursive:
+    chars = [unicodedata.normalize("NFD", c)[0] for c in label]  # é is drawn as e with an accent
+    if names and cursive:
         chars = [chars[0]] + [c.lower() for c in chars[1:]]
-    elif lower_i:
+    elif names and lower_i:
         chars = ["i" if c == "I" else c for c in chars]
     accents = [ACCENTS.get(c) for c in name.upper()] if len(name) == len(label) else [None] * len(label)
+    if not names:  # the label keeps its accents: every one is drawn
+        accent_p = 1.0
     advances = [glyph(font, c).advance for c in chars]
     total = sum(a * cap_h * 1.12 for a in advances) + gap * 1.3 * (len(chars) - 1) + abs(slant) * cap_h * 1.2
     room = width - x - 4
@@ -206,40 +219,115 @@ def _draw_name(draw: ImageDraw.ImageDraw, name: str, label: str, x: float, basel
         x += adv * h + (gap if not cursive else cap_h * 0.05) * rng.uniform(0.7, 1.3)
 
 
-def make_sample(seed: int, index: int, pools: dict[str, NamePool]) -> tuple[str, bytes]:
+KINDS = ("names", "dates", "numbers", "words", "mixed")
+FIELD_CAPTIONS = {
+    "dates": ("DATE :", "DATE DE NAISSANCE :", "NE(E) LE :", "LE :", "DATE"),
+    "numbers": ("CODE POSTAL :", "TEL :", "MONTANT :", "N° :", "CP :", "QUANTITE :"),
+    "words": ("VILLE :", "COMMUNE :", "LIEU :", "PRENOM :", "NOM :"),
+}
+MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+          "novembre", "décembre")
+
+
+def _date(rng: np.random.Generator, written: bool) -> str:
+    y, m, d = int(rng.integers(1930, 2026)), int(rng.integers(1, 13)), int(rng.integers(1, 29))
+    if written:  # "3 mars 1998", "3 MARS 1998", "3 Mars 98"
+        month = MONTHS[m - 1]
+        month = (month.upper(), month.capitalize(), month)[int(rng.integers(3))]
+        return f"{d} {month} {y if rng.random() < 0.8 else y % 100:02d}"
+    fmt = ("{d:02d}/{m:02d}/{y}", "{d:02d}/{m:02d}/{yy:02d}", "{d}/{m}/{y}", "{d:02d}.{m:02d}.{y}",
+           "{d:02d}-{m:02d}-{y}", "{y}-{m:02d}-{d:02d}")[int(rng.choice(6, p=(0.4, 0.15, 0.1, 0.15, 0.1, 0.1)))]
+    return fmt.format(d=d, m=m, y=y, yy=y % 100)
+
+
+def _number(rng: np.random.Generator) -> str:
+    r = rng.random()
+    if r < 0.3:  # a French postcode
+        return f"{int(rng.integers(1, 96)):02d}{int(rng.integers(0, 1000)):03d}"
+    if r < 0.5:  # a phone number in pairs
+        return "0" + str(int(rng.integers(1, 8))) + "".join(f" {int(rng.integers(0, 100)):02d}" for _ in range(4))
+    if r < 0.75:
+        return str(int(10 ** rng.uniform(0, 5)))
+    euros, cents = int(10 ** rng.uniform(0, 4)), int(rng.integers(0, 100))
+    return (f"{euros},{cents:02d}", f"{euros}.{cents:02d}", f"{euros:,}".replace(",", " ") + f",{cents:02d}")[
+        int(rng.integers(3))]
+
+
+def _drawable(text: str) -> bool:
+    """Every character is a Hershey glyph, or one with an accent the renderer draws (é = e + acute)."""
+    return all(c.isascii() or c.upper() in ACCENTS for c in text)
+
+
+def _word(pools: dict[str, NamePool], rng: np.random.Generator) -> str:
+    """A name as a word in its original spelling, lower case or capitalised (the label keeps its accents)."""
+    for _ in range(20):
+        word = unicodedata.normalize("NFC", pools["first" if rng.random() < 0.5 else "last"].sample(rng))
+        if _drawable(word) and 2 <= len(word) <= 24:
+            break
+    return word.lower() if rng.random() < 0.4 else word
+
+
+def sample_field(kind: str, pools: dict[str, NamePool], rng: np.random.Generator) -> tuple[str, str, str]:
+    """(what is written, its label, the caption set) of one field of ``kind`` (``mixed`` draws a kind)."""
+    if kind == "mixed":
+        kind = ("names", "dates", "numbers", "words", "written-date")[
+            int(rng.choice(5, p=(0.3, 0.15, 0.2, 0.25, 0.1)))]
+    if kind == "names":
+        name = sample_name(pools, rng)
+        return name, to_label(name), "names"
+    if kind == "words":
+        word = _word(pools, rng)
+        return word, normalize_label(word, upper=False), "words"
+    if kind in ("dates", "written-date"):
+        date = _date(rng, written=kind == "written-date")
+        return date, normalize_label(date, upper=False), "dates"
+    if kind == "numbers":
+        number = _number(rng)
+        return number, number, "numbers"
+    raise ValueError(f"unknown kind of synthetic field {kind!r}; choose from {', '.join(KINDS)}")
+
+
+def make_sample(seed: int, index: int, pools: dict[str, NamePool], kind: str = "names") -> tuple[str, bytes]:
     """(label, JPEG bytes) for image ``index`` of ``seed``."""
     rng = np.random.default_rng([seed, index])
-    name = sample_name(pools, rng)
-    img = render(name, rng)
+    if kind == "names":  # as it always was: the default data of every earlier version stays the same
+        name = sample_name(pools, rng)
+        img, label = render(name, rng), to_label(name)
+    else:
+        text, label, captions = sample_field(kind, pools, rng)
+        img = render(text, rng, label=label, captions=FIELD_CAPTIONS.get(captions, CAPTIONS))
     buf = io.BytesIO()
     img.convert("RGB").save(buf, "JPEG", quality=int(rng.integers(35, 95)))
-    return to_label(name), buf.getvalue()
+    return label, buf.getvalue()
 
 
 _POOLS: dict | None = None
 
 
-def _work(args: tuple[int, int, int, str, str]) -> list[tuple[str, str]]:
+def _work(args: tuple[int, int, int, str, str, str]) -> list[tuple[str, str]]:
     global _POOLS
-    seed, start, stop, folder, prefix = args
+    seed, start, stop, folder, prefix, kind = args
     if _POOLS is None:
         _POOLS = build_pools()
     rows = []
     for i in range(start, stop):
-        label, data = make_sample(seed, i, _POOLS)
+        label, data = make_sample(seed, i, _POOLS, kind)
         fname = f"{prefix}_{i + 1:05d}.jpg"
         (Path(folder) / fname).write_bytes(data)
         rows.append((fname, label))
     return rows
 
 
-def generate(out: str | Path, n: int, seed: int = 0, split: str = "train", workers: int = 1, progress=None) -> Path:
-    """Write ``n`` images and ``written_name_{split}_v2.csv`` in Kaggle layout under ``out``."""
+def generate(out: str | Path, n: int, seed: int = 0, split: str = "train", workers: int = 1, progress=None,
+             kind: str = "names") -> Path:
+    """Write ``n`` images of ``kind`` fields and ``written_name_{split}_v2.csv`` in Kaggle layout under ``out``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind of synthetic field {kind!r}; choose from {', '.join(KINDS)}")
     out = Path(out)
     folder = out / f"{split}_v2" / split
     folder.mkdir(parents=True, exist_ok=True)
     chunk = 500
-    tasks = [(seed, s, min(n, s + chunk), str(folder), split.upper()) for s in range(0, n, chunk)]
+    tasks = [(seed, s, min(n, s + chunk), str(folder), split.upper(), kind) for s in range(0, n, chunk)]
     rows: list[tuple[str, str]] = []
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:

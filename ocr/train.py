@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ocr.alphabet import BLANK, Alphabet
+from ocr.alphabet import BLANK, Alphabet, CharsetError, resolve_charset, unusable_chars
 from ocr.augment import AugmentConfig
 from ocr.batches import Batches, LoaderBatches
 from ocr.config import PRECISIONS, SCHEDULERS, TrainConfig
@@ -118,6 +118,12 @@ def load_checkpoint(path: str | Path, map_location="cpu", for_resume: bool = Fal
         raise TrainingError(f"{path} is not a readable checkpoint (not a file of tensors, numbers and strings)") from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file means the same thing to the user
         raise TrainingError(f"{path} is not a readable checkpoint ({exc.__class__.__name__})") from None
+    if isinstance(ckpt, dict) and "alphabet" not in ckpt and isinstance(ckpt.get("model_config"), dict):
+        classes = ckpt["model_config"].get("num_classes")
+        if classes != Alphabet().num_classes:
+            raise TrainingError(f"{path} has no character set, and its {classes} output classes are not the names "
+                                f"set's {Alphabet().num_classes}: it cannot be read")
+        ckpt["alphabet"] = Alphabet().chars  # saved before character sets were data: every model read the names set
     keys = CHECKPOINT_KEYS + (RESUME_KEYS if for_resume else ())
     missing = [k for k in keys if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
@@ -255,8 +261,10 @@ def training_batches(train_ds: LineDataset, cfg: TrainConfig, device: torch.devi
     return LoaderBatches(batches, workers, pin_memory=device.type == "cuda")
 
 
-def _resolve_run(out: Path, cfg: TrainConfig, alphabet: Alphabet, init, resume: bool):
-    """(config, alphabet, model config, checkpoint resumed from, checkpoint initialised from) of the run."""
+def _resolve_run(out: Path, cfg: TrainConfig, alphabet: Alphabet | None, init, resume: bool, labels: list[str]):
+    """(config, alphabet, model config, checkpoint resumed from, checkpoint initialised from, characters added) of the
+    run. A resumed run keeps its set; a fine-tune takes its start model's and, with ``cfg.grow_charset``, appends the
+    characters of ``labels`` it lacks (``grow_head``); a new model takes ``alphabet`` or ``cfg.charset``."""
     resumed = base = None
     if resume:
         resumed = load_checkpoint(out / "last.pt", for_resume=True)
@@ -267,14 +275,53 @@ def _resolve_run(out: Path, cfg: TrainConfig, alphabet: Alphabet, init, resume: 
         except TypeError as exc:
             raise TrainingError(f"{out / 'last.pt'}: its training state does not fit this version ({exc})") from None
         alphabet = Alphabet(resumed["alphabet"])
-        return cfg, alphabet, CRNNConfig.from_dict(resumed["model_config"]), resumed, None
+        return cfg, alphabet, CRNNConfig.from_dict(resumed["model_config"]), resumed, None, ""
     if init is not None:
         base = load_checkpoint(init)
         model_from_checkpoint(base)
-        if base["alphabet"] != alphabet.chars:
-            raise TrainingError(f"{init}: its alphabet {base['alphabet']!r} differs from this run's {alphabet.chars!r}")
-        return cfg, alphabet, CRNNConfig.from_dict(base["model_config"]), None, base
-    return cfg, alphabet, preset(cfg.preset, alphabet.num_classes), None, None
+        known = Alphabet(base["alphabet"])
+        if alphabet is not None and alphabet.chars != known.chars:
+            raise TrainingError(f"{init}: its character set {known.chars!r} differs from this run's {alphabet.chars!r}")
+        added = "".join(c for c in known.missing(labels) if not unusable_chars(c)) if cfg.grow_charset else ""
+        if added:
+            base = grow_head(base, known.grow(added))
+        return cfg, Alphabet(base["alphabet"]), CRNNConfig.from_dict(base["model_config"]), None, base, added
+    if alphabet is None:
+        try:
+            alphabet = resolve_charset(cfg.charset, labels)
+        except CharsetError as exc:
+            raise TrainingError(f"character set: {exc}") from None
+    return cfg, alphabet, preset(cfg.preset, alphabet.num_classes), None, None, ""
+
+
+NEW_CLASS_MARGIN = 10.0
+
+
+def grow_head(ckpt: dict, alphabet: Alphabet) -> dict:
+    """``ckpt`` with its output layer grown to ``alphabet`` (its own set with characters appended): the classes it
+    knows keep their rows; a new class starts with zero weights and a bias ``NEW_CLASS_MARGIN`` below the lowest known
+    one (a probability of ~1e-5 or less in any frame), so the model reads as before until training teaches it the
+    new characters (CTC's alignment posterior of a label's character does not depend on its prior, so they learn)."""
+    old = Alphabet(ckpt["alphabet"])
+    if alphabet.chars[:len(old.chars)] != old.chars:
+        raise TrainingError("a grown character set must start with the model's own")
+    weight, bias = ckpt["model"]["head.weight"], ckpt["model"]["head.bias"]
+    extra = alphabet.num_classes - weight.shape[0]
+    state = dict(ckpt["model"])
+    state["head.weight"] = torch.cat([weight, weight.new_zeros(extra, weight.shape[1])])
+    state["head.bias"] = torch.cat([bias, (bias.min() - NEW_CLASS_MARGIN).expand(extra)])
+    return {**ckpt, "model": state, "alphabet": alphabet.chars,
+            "model_config": {**ckpt["model_config"], "num_classes": alphabet.num_classes}}
+
+
+def _encodable(samples: list[Sample], alphabet: Alphabet, name: str, cb: Callback) -> list[Sample]:
+    """The samples whose labels the model's character set can write; the others are left out with a message."""
+    keep = [s for s in samples if not alphabet.invalid_chars(s.label)]
+    if len(keep) < len(samples):
+        lacking = alphabet.missing(s.label for s in samples)
+        cb.on_message(f"{len(samples) - len(keep):,} {name} label(s) with characters outside the model's set "
+                      f"({' '.join(repr(c) for c in lacking)}), left out")
+    return keep
 
 
 def _datasets(train_samples: list[Sample], val_samples: list[Sample], alphabet: Alphabet, model_cfg: CRNNConfig,
@@ -284,6 +331,11 @@ def _datasets(train_samples: list[Sample], val_samples: list[Sample], alphabet: 
         raise TrainingError("no usable training samples")
     if not val_samples:
         raise TrainingError("no validation samples (give --val, or more than one training sample)")
+    train_samples = _encodable(train_samples, alphabet, "training", cb)
+    val_samples = _encodable(val_samples, alphabet, "validation", cb)
+    if not train_samples or not val_samples:
+        raise TrainingError(f"no {'training' if not train_samples else 'validation'} sample left that the character "
+                            f"set {alphabet.describe()} can write")
     pre = PreprocessConfig(height=model_cfg.height)
     cb.on_message(f"decoding {len(train_samples) + len(val_samples):,} images into memory")
     train_ds = LineDataset(train_samples, alphabet, pre)
@@ -406,6 +458,7 @@ class _Run:
     write: object
     fingerprint: str = ""
     provenance: dict = field(default_factory=dict)
+    training_labels: dict = field(default_factory=dict)
     bad_in_a_row: int = 0
 
     def snapshot(self) -> dict:
@@ -416,7 +469,18 @@ class _Run:
             "train_config": asdict(self.cfg), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict(), "run_state": asdict(self.state), "data_fingerprint": self.fingerprint,
             "metrics": self.state.history[-1] if self.state.history else {}, "provenance": self.provenance,
+            "training_labels": self.training_labels,
         }
+
+
+MAX_TRAINING_LABELS = 50_000
+
+
+def training_labels(samples: list[Sample]) -> dict[str, int]:
+    """The human labels of a run and their counts (pseudo-labels left out; the most frequent ``MAX_TRAINING_LABELS``),
+    kept in the checkpoint: the language model of a model whose character set the names LM does not fit."""
+    counts = Counter(s.label for s in samples if s.split != "pseudo")
+    return dict(counts.most_common(MAX_TRAINING_LABELS))
 
 
 def _end_epoch(run: _Run, out: Path, epoch: int, result: EpochResult, t0: float, started: float, deadline: float,
@@ -459,7 +523,7 @@ def fit(
     val_samples: list[Sample],
     out_dir: str | Path,
     cfg: TrainConfig = TrainConfig(),
-    alphabet: Alphabet = Alphabet(),
+    alphabet: Alphabet | None = None,
     init: str | Path | None = None,
     resume: bool = False,
     callback: Callback | None = None,
@@ -471,7 +535,10 @@ def fit(
     cb = callback or Callback()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg, alphabet, model_cfg, resumed, base = _resolve_run(out, cfg, alphabet, init, resume)
+    cfg, alphabet, model_cfg, resumed, base, added = _resolve_run(out, cfg, alphabet, init, resume,
+                                                                  [s.label for s in train_samples])
+    if added:
+        cb.on_message(f"added {len(added)} character(s) the start model lacks: {' '.join(repr(c) for c in added)}")
     if cfg.scheduler not in SCHEDULERS:
         raise TrainingError(f"unknown scheduler {cfg.scheduler!r}; choose from {', '.join(SCHEDULERS)}")
     device = select_device(cfg.device)
@@ -507,11 +574,12 @@ def fit(
         log.flush()
 
     run = _Run(cfg, alphabet, model_cfg, device, precision, model, opt, sched, scaler, batches, val_loader, state, cb,
-               write, data_fingerprint(train_ds.samples), provenance or {})
+               write, data_fingerprint(train_ds.samples), provenance or {}, training_labels(train_ds.samples))
     info = {"device": str(device), "model": model_cfg.describe(), "parameters": sum(p.numel() for p in model.parameters()),
             "train_samples": len(train_ds), "val_samples": len(val_ds), "epochs": state.planned_epochs,
             "steps_per_epoch": steps_per_epoch, "data_fingerprint": run.fingerprint, "precision": precision.name,
-            "data_on_device": not isinstance(batches, LoaderBatches)}
+            "data_on_device": not isinstance(batches, LoaderBatches), "charset": alphabet.chars,
+            "charset_added": added}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info |= {"gpu": props.name, "gpu_memory_gb": round(props.total_memory / 2**30, 1)}

@@ -87,13 +87,19 @@ def test_data_page_browses_imports_and_generates(populated):
     at.text_input(key="folder_path").input("/no/such/folder")
     _button(at, "Import").click().run()
     assert any("outside the folders this server imports from" in e.value for e in at.error)
+    at.selectbox(key="folder_charset").set_value("any")
+    at.checkbox(key="folder_upper").uncheck()
+    at.text_input(key="folder_path").input(str(populated["settings"].data_dir))
+    _button(at, "Import").click().run()
     at.number_input(key="synth_n").set_value(10)
     at.text_input(key="synth_name").input("more")
+    at.selectbox(key="synth_kind").set_value("dates")
     _button(at, "Generate").click().run()
     assert not at.exception
     jobs = list_jobs(populated["settings"])
-    assert [j["kind"] for j in jobs if j["status"] == "queued"] == ["synth"]
-    assert jobs[0]["params"]["name"] == "more" and jobs[0]["params"]["n"] == 10
+    assert [j["kind"] for j in jobs if j["status"] == "queued"] == ["synth", "import"]
+    assert jobs[0]["params"]["name"] == "more" and jobs[0]["params"]["n"] == 10 and jobs[0]["params"]["kind"] == "dates"
+    assert (jobs[1]["params"]["charset"], jobs[1]["params"]["upper"]) == ("any", False)  # the label rules
 
 
 def test_train_page_queues_a_job_shows_it_and_cancels_it(populated):
@@ -102,10 +108,12 @@ def test_train_page_queues_a_job_shows_it_and_cancels_it(populated):
     at = _page("train")
     at.number_input(key="train_epochs").set_value(3)
     at.selectbox(key="train_scheduler").set_value("cosine")
+    at.selectbox(key="train_charset").set_value("latin")
     _button(at, "Start training").click().run()
     assert not at.exception
     new = [j for j in list_jobs(populated["settings"]) if j["kind"] == "train" and j["status"] == "queued"]
     assert len(new) == 1 and new[0]["params"]["config"]["epochs"] == 3
+    assert new[0]["params"]["config"]["charset"] == "latin" and new[0]["params"]["config"]["grow_charset"] is True
     assert new[0]["params"]["config"]["scheduler"] == "cosine" and new[0]["params"]["datasets"] == ["synth"]
     at.selectbox(key="train_job").set_value(new[0]["id"]).run()
     _button(at, "Cancel").click().run()
@@ -191,10 +199,12 @@ def test_label_next_page_walks_the_pool_uncertain_first(populated, tmp_path):
     assert read == 8 and queue_now[0]["confidence"] == min(q["confidence"] for q in queue_now)  # uncertain first
     at = _page("label")
     first = queue_now[0]["sample_id"]
-    at.text_input(key=f"label-next-{first}").input("ANNA")
+    at.text_input(key=f"label-next-{first}").input("anna  2")
     _button(at, "Save").click().run()
     assert not at.exception
-    assert corrections.history(s, first)[-1]["new_label"] == "ANNA" and at.metric[0].value == "1"
+    assert corrections.history(s, first)[-1]["new_label"] == "ANNA 2" and at.metric[0].value == "1"
+    shown = [i.value.replace("\\", "").replace("\u2060", "") for i in at.info]  # as typed, without plain()'s escapes
+    assert any("New character(s) for this dataset: '2'" in text for text in shown)  # taken, and said so
     second = label_queue(s, model_id, size=1)[0][0]["sample_id"]
     _button(at, "Skip `Esc`").click().run()
     third = label_queue(s, model_id, size=1, skip=frozenset({second}))[0][0]["sample_id"]
@@ -227,9 +237,9 @@ def test_review_page_corrects_accepts_undoes_and_retrains(populated):
 
     at = _page("review")
     field = [t for t in at.text_input if t.key and t.key.startswith("label-")][0]
-    field.input("JOSÉ3")
+    field.input("JOSÉ 😀")
     _button(at, "Save").click().run()
-    assert any("outside the alphabet" in e.value for e in at.error)
+    assert any("no character set allows" in e.value for e in at.error)
     before = len(corrections.history(s, int(field.key.split("-")[1])))
 
     at = _page("review")
@@ -335,7 +345,7 @@ def test_drawings_become_samples(app_env):
     items = catalog.training_items(app_env, ["drawn"])
     assert [(it.sample_id, it.label) for it in items] == [(sid, "ANNE")] and items[0].path.exists()
     with pytest.raises(CorrectionError):
-        catalog.add_drawn_sample(app_env, to_png(image), "ANNE!")
+        catalog.add_drawn_sample(app_env, to_png(image), "ANNE 😀")
     with pytest.raises(ValueError, match="already sample"):
         catalog.add_drawn_sample(app_env, to_png(image), "ANNE")
 

@@ -11,10 +11,25 @@ import streamlit as st
 from dashboard.state import dataset_choices, plain, settings, show_error
 from db.catalog import browse, slug, splits_of
 from jobs import queue
+from jobs.params import SYNTH_KINDS
 from ocr.kaggle import DATASET
 
 s = settings()
 st.title("Data")
+
+
+def label_options(form: str) -> dict:
+    """How the labels of a folder or zip are read: the Kaggle names forms' by default."""
+    c1, c2, c3 = st.columns([2, 1, 1])
+    charset = c1.selectbox("Labels may use", ["names", "digits", "latin", "any"], key=f"{form}_charset",
+                           format_func=lambda c: {"names": "names: A-Z, space, - and ' (Kaggle)",
+                                                  "digits": "digits: numbers, dates, postcodes",
+                                                  "latin": "latin: letters of both cases, accents, digits, punctuation",
+                                                  "any": "any character (not control characters or emoji)"}[c],
+                           help="labels with other characters are kept apart as excluded, with the reason")
+    upper = c2.checkbox("Upper-case labels", value=True, key=f"{form}_upper")
+    strip = c3.checkbox("Strip accents", value=False, key=f"{form}_strip", help="é -> e, ß -> ss")
+    return {"charset": charset, "upper": upper, "strip_accents": strip}
 
 
 def queue_import(values: dict, secrets: dict[str, str] | None = None) -> None:
@@ -48,17 +63,19 @@ with folder_tab:
         path = c1.text_input("Folder or zip in Kaggle layout (written_name_*_v2.csv + images), or a folder of "
                              "unlabelled images", key="folder_path")
         name = c2.text_input("Dataset name", key="folder_name")
+        rules = label_options("folder")
         if st.form_submit_button("Import"):
             if not path.strip():
                 st.error("give the path of a folder or zip on the server")
             else:
                 queue_import({"path": path.strip(), "name": name.strip() or slug(os.path.basename(path.strip())),
-                              "source": "kaggle"})
+                              "source": "kaggle", **rules})
 
 with upload_tab:
     with st.form("upload"):
         upload = st.file_uploader("A zip in Kaggle layout", type=["zip"], key="upload_zip")
         name = st.text_input("Dataset name", key="upload_name")
+        rules = label_options("upload")
         if st.form_submit_button("Upload and import"):
             if upload is None:
                 st.error("choose a zip file first")
@@ -68,17 +85,20 @@ with upload_tab:
                 target = folder / f"{uuid.uuid4().hex[:8]}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', upload.name)}"
                 target.write_bytes(upload.getbuffer())
                 queue_import({"path": str(target), "name": name.strip() or slug(upload.name.removesuffix(".zip")),
-                              "source": "upload"})
+                              "source": "upload", **rules})
 
 with synth_tab:
     with st.form("synth"):
-        c1, c2, c3 = st.columns(3)
-        n = c1.number_input("Images", 10, 2_000_000, 20_000, key="synth_n")
-        name = c2.text_input("Dataset name", value="synthetic", key="synth_name")
-        seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="synth_seed")
+        c1, c2, c3, c4 = st.columns(4)
+        kind = c1.selectbox("Fields", SYNTH_KINDS, key="synth_kind",
+                            help="names: upper-case names as on the Kaggle forms; dates (numeric), numbers (postcodes, "
+                                 "phone numbers, amounts), words (lower and mixed case, accents kept), or all mixed")
+        n = c2.number_input("Images", 10, 2_000_000, 20_000, key="synth_n")
+        name = c3.text_input("Dataset name", value="synthetic", key="synth_name")
+        seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="synth_seed")
         if st.form_submit_button("Generate"):
             try:
-                job_id = queue.submit(s, "synth", {"n": int(n), "name": name, "seed": int(seed)})
+                job_id = queue.submit(s, "synth", {"n": int(n), "name": name, "seed": int(seed), "kind": kind})
                 st.success(f"Queued synthetic data job {job_id}.")
             except ValueError as exc:
                 show_error(exc)

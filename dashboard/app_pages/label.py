@@ -4,7 +4,7 @@ the model's reading pre-filled, Enter saves, Esc skips, Alt+U marks unreadable; 
 import streamlit as st
 from streamlit_shortcuts import add_shortcuts
 
-from dashboard.state import current_user, plain, pool_choices, select_model, settings, show_error
+from dashboard.state import current_user, new_characters_notice, plain, pool_choices, select_model, settings, show_error
 from db import corrections
 from db.catalog import dataset_id
 from db.review import label_queue
@@ -54,12 +54,16 @@ sid = current["sample_id"]
 
 def record(fn, *args) -> None:
     try:
-        fn(s, sid, *args, user=current_user())
+        result = fn(s, sid, *args, user=current_user())
         st.session_state["label_done"] = st.session_state.get("label_done", 0) + 1
+        if result.get("new_characters"):
+            st.session_state["label_notice"] = new_characters_notice(result)
     except ValueError as exc:
         st.session_state["label_error"] = str(exc)
 
 
+if notice := st.session_state.pop("label_notice", None):
+    st.info(notice)
 if err := st.session_state.pop("label_error", None):
     st.error(plain(err))
 left, right = st.columns([3, 2])

@@ -2,7 +2,16 @@
 
 import streamlit as st
 
-from dashboard.state import current_user, dataset_choices, diff_html, plain, select_model, settings, show_error
+from dashboard.state import (
+    current_user,
+    dataset_choices,
+    diff_html,
+    new_characters_notice,
+    plain,
+    select_model,
+    settings,
+    show_error,
+)
 from db import corrections
 from db.catalog import kaggle_csv, splits_of
 from db.review import SORTS, ReviewQuery, label_error_jobs, model_review, review_page, suspected_label_errors
@@ -35,9 +44,12 @@ if c2.button("Retrain with corrections (fine-tune from this model)", disabled=in
 
 def act(fn, *args, **kwargs) -> None:
     try:
-        fn(s, *args, **kwargs)
+        result = fn(s, *args, **kwargs)
     except ValueError as exc:
         st.session_state["review_error"] = str(exc)
+        return
+    if isinstance(result, dict) and result.get("new_characters"):
+        st.session_state["review_notice"] = new_characters_notice(result)
 
 
 def show_image(col, path: str) -> None:
@@ -139,6 +151,8 @@ def suspected_label_errors_view() -> None:
                                                                  user=current_user()))
 
 
+if notice := st.session_state.pop("review_notice", None):
+    st.info(notice)
 if err := st.session_state.pop("review_error", None):
     st.error(plain(err))
 if mode == "suspected label errors":

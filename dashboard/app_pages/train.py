@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboard.state import dataset_choices, model_choices, plain, pool_choices, settings, show_error
 from jobs import queue
+from ocr.alphabet import CHARSET_CHOICES, Alphabet
 from ocr.model import PRESETS
 from ocr.train import SCHEDULERS, TrainConfig
 
@@ -36,7 +37,14 @@ with st.form("new-train-job"):
                           help="The devices of the live workers (not of the machine running this page)")
     init = c4.selectbox("Start from", [None, *models], key="train_init",
                         format_func=lambda i: "a new model" if i is None else models.get(i, f"#{i}"))
-    augment = st.checkbox("Augmentation", value=True, key="train_augment")
+    c1, c2, c3 = st.columns([1, 1, 2])
+    augment = c1.checkbox("Augmentation", value=True, key="train_augment")
+    charset = c2.selectbox("Character set", CHARSET_CHOICES, key="train_charset",
+                           help="of a new model: auto takes names, digits or latin, whichever holds the labels; data "
+                                "takes exactly the labels' characters. A model it starts from keeps its own set.")
+    grow = c3.checkbox("Starting from a model: add the characters it lacks", value=defaults.grow_charset,
+                       key="train_grow_charset", help="Off: labels with characters the model cannot write are left "
+                                                      "out of the run (the log says how many)")
     st.markdown("**Self-training** on images without labels: a first model reads them, and the last part of the run "
                 "fine-tunes on the readings it is confident of (kept as predictions, never as labels)")
     c1, c2, c3, c4 = st.columns(4)
@@ -51,7 +59,8 @@ with st.form("new-train-job"):
                             key="train_pseudo_lm")
     if st.form_submit_button("Start training", type="primary"):
         config = {"preset": preset, "epochs": int(epochs), "batch_size": int(batch), "lr": float(lr),
-                  "scheduler": scheduler, "augment": augment, "device": device}
+                  "scheduler": scheduler, "augment": augment, "device": device, "charset": charset,
+                  "grow_charset": grow}
         if minutes > 0:
             config["max_minutes"] = float(minutes)
         if pool:
@@ -127,7 +136,12 @@ def curves(job_ids: list[int]) -> None:
 def live() -> None:
     current = queue.job_status(s, picked)
     st.caption(plain(f"job {picked}: {current['status']}, {current['progress']:.0%}  {current['message'] or ''}"))
-    self_training = (current.get("result") or {}).get("self_training")
+    result = current.get("result") or {}
+    if result.get("charset"):
+        added = result.get("charset_added")
+        st.caption(plain(f"character set: {Alphabet(result['charset']).describe()}"
+                         + (f"; added to the start model's: {' '.join(added)}" if added else "")))
+    self_training = result.get("self_training")
     if self_training:
         st.caption(f"self-training: {self_training['kept']:,} pseudo-labels of {self_training['read']:,} unlabelled "
                    f"images (P >= {self_training['threshold']:g}, {self_training['decoder']}), the teacher's "
