@@ -69,7 +69,8 @@ class Recognizer:
     def score(self, arrays: list[np.ndarray], labels: list[str | None], decoder: Decoder | None = None) -> list[Reading]:
         """Arrays already through ``prepare`` (one batch) and their labels (None: unlabelled) -> for each, the
         decoder's reading with log P(reading | image) and log P(label | image) under the model alone (no language
-        model), floored at ``LOG_FLOOR`` where a text cannot fit. Their difference is the label-error score.
+        model), floored at ``LOG_FLOOR`` where a text cannot fit (or has a character outside the model's set). Their
+        difference is the label-error score.
         With a beam, also the runner-up (the best other candidate) and its log P under the model alone, and for
         every image its embedding: what ``ocr.acquire`` ranks the unlabelled pool by."""
         logits, lengths, embeddings = self.outputs(arrays)
@@ -82,11 +83,11 @@ class Recognizer:
             idx = list(runner_up)
             lp = label_log_prob(logits[:, idx], lengths[idx], [runner_up[i] for i in idx], self.alphabet).tolist()
             runner_lp = dict(zip(idx, lp))
-        known = [i for i, label in enumerate(labels) if label is not None]
-        label_lp: dict[int, float] = {}
+        known = [i for i, label in enumerate(labels) if label is not None and not self.alphabet.invalid_chars(label)]
+        label_lp = {i: LOG_FLOOR for i, label in enumerate(labels) if label is not None}  # a label it cannot write
         if known:
             lp = label_log_prob(logits[:, known], lengths[known], [labels[i] for i in known], self.alphabet).tolist()
-            label_lp = dict(zip(known, lp))
+            label_lp |= dict(zip(known, lp))
         return [Reading(p.text, p.confidence, _floor(reading_lp[i]), _floor(label_lp[i]) if i in label_lp else None,
                         runner_up.get(i), _floor(runner_lp[i]) if i in runner_lp else None, embeddings[i])
                 for i, p in enumerate(preds)]

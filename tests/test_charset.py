@@ -267,3 +267,14 @@ def test_the_language_model_follows_the_data():
     bare = Decoder(DecoderConfig(lm="names"), digits)  # no training labels in the checkpoint: no LM, still reads
     assert bare.lm is None and bare.fusion is None and len(bare(logits, torch.tensor([40, 30]))) == 2
     assert Decoder(DecoderConfig(lm="labels"), Alphabet(), {"ANNE": 2}).lm == "labels"
+
+
+def test_a_label_the_model_cannot_write_scores_as_impossible_instead_of_failing(learned, synth_dir):
+    """Corrections may add characters a model lacks; scoring such a label (label errors, predict jobs) must not fail."""
+    from ocr.recognize import LOG_FLOOR, Recognizer
+
+    rec = Recognizer(learned[0])
+    arrays = [rec.prepare(s.path) for s in import_kaggle(synth_dir).samples[:3]]
+    readings = rec.score(arrays, ["JOSÉ 2", None, "ANNE"])
+    assert readings[0].label_log_prob == LOG_FLOOR and readings[1].label_log_prob is None
+    assert LOG_FLOOR < readings[2].label_log_prob < 0
