@@ -17,7 +17,8 @@ share plus the labels so far (checkpoint picked on held-out synthetic images). A
   unlabelled plus ``--extra-pool`` of the 10,500 unlabelled real images.
 
 Each round prints a JSON line (exact match and CER on the validation rows with the default ``--lm names`` decoder);
-results go to ``data/bench/label-value/results.jsonl`` (a rerun skips rounds already there) and the plot to
+results go to ``data/bench/label-value/results.jsonl`` (``.../seed-N/`` for another ``--seed``; a rerun skips
+rounds already there) and the plot to
 ``data/bench/label-value/label_value.html`` / ``.png`` (``--plot-only`` redraws it).
 """
 
@@ -81,13 +82,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plot-only", action="store_true")
     args = ap.parse_args()
-    results = OUT / "results.jsonl"
+    out = OUT if args.seed == 0 else OUT / f"seed-{args.seed}"  # another seed: another pick order, its own runs
+    results = out / "results.jsonl"
     if args.plot_only:
         plot(results)
         return
     if not csv_path(REAL, "validation").exists():
         sys.exit(f"real data not found at {REAL} (set HWR_REAL_DATA)")
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     pool, val = real_split()
     sizes = [len(pool) if s == "all" else int(s) for s in args.sizes.split(",")]
     base = base_model(args.base_minutes, 20000)
@@ -122,7 +124,7 @@ def main() -> None:
                 labelled = order[:n]
             key = (arm, n)
             shared = ("random+self-training" if self_train else "random") if n >= len(pool) else arm
-            run = OUT / f"{shared}-{n}"
+            run = out / f"{shared}-{n}"
             if key not in done and (shared, n) in done:  # the whole pool: the same labels whichever arm chose them
                 done[key] = {**done[(shared, n)], "arm": arm}
                 _append(results, done[key])
