@@ -22,24 +22,22 @@ import sys
 
 from bench.common import CACHE, REAL, emit, real_split
 from bench.label_errors import Quiet, base_model
-from ocr.alphabet import LabelRules
 from ocr.datasets import csv_path, holdout_split, import_kaggle
 from ocr.decoder import DecoderConfig
 from ocr.metrics import cer, exact_match
 from ocr.recognize import Recognizer
-from ocr.synth import generate
+from ocr.synth import generate, label_rules
 from ocr.train import TrainConfig, fit
 
 OUT = CACHE / "charset"
 KINDS = ("names", "dates", "numbers", "words")
-AS_WRITTEN = LabelRules(upper=False, charset="any")  # synthetic labels are exact: no upper-casing
 
 
 def fields(kind: str, n: int, seed: int, split: str = "train") -> list:
     folder = OUT / f"synth-{kind}-{n}-s{seed}"
     if not csv_path(folder, split).exists():
         generate(folder, n, seed=seed, split=split, workers=os.cpu_count() or 1, kind=kind)
-    return import_kaggle(folder, (split,), rules=AS_WRITTEN).samples
+    return import_kaggle(folder, (split,), rules=label_rules(kind)).samples
 
 
 def score(checkpoint: str, samples: list, lm: str | None) -> dict:

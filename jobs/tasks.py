@@ -91,7 +91,7 @@ def run_import(ctx: JobContext) -> dict:
 
 
 def run_synth(ctx: JobContext) -> dict:
-    from ocr.synth import generate
+    from ocr.synth import generate, label_rules
 
     p: P.SynthParams = P.parse("synth", ctx.params)
     out = ctx.settings.data_dir / "datasets" / catalog.slug(p.name)
@@ -118,8 +118,7 @@ def run_synth(ctx: JobContext) -> dict:
     def progress(i: int, n: int) -> None:
         ctx.progress((p.n + n_val + i) / total, f"imported {i:,} of {n:,} images")
 
-    rules = LabelRules() if p.kind == "names" else LabelRules(upper=False, charset="any")  # the labels are exact
-    return catalog.import_dataset(ctx.settings, out, p.name, "synthetic", rules, progress=progress,
+    return catalog.import_dataset(ctx.settings, out, p.name, "synthetic", label_rules(p.kind), progress=progress,
                                   should_stop=ctx.should_stop)
 
 

@@ -133,6 +133,12 @@ class LabelRules:
         return bad
 
     @classmethod
+    def of_model(cls, alphabet: Alphabet) -> LabelRules:
+        """Labels as a model writes them: upper-cased unless its set has lower case, any character (those it cannot
+        write are the caller's to leave out or to grow the model by)."""
+        return cls(upper=not any(c.islower() for c in alphabet.chars), charset="any")
+
+    @classmethod
     def from_dict(cls, d: dict | None) -> LabelRules:
         return cls(**{k: v for k, v in (d or {}).items() if k in ("upper", "strip_accents", "charset")})
 

@@ -41,8 +41,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str, out: str | Pa
     checkpoint, out = Path(checkpoint), Path(out)
     rec = Recognizer(checkpoint, device=device)
     reader = rec.decoder(decoder)
-    result = import_kaggle(data, (split,), alphabet=rec.alphabet, rules=LabelRules(
-        upper=not any(c.islower() for c in rec.alphabet.chars), charset="any"))  # labels as the model writes them
+    result = import_kaggle(data, (split,), alphabet=rec.alphabet, rules=LabelRules.of_model(rec.alphabet))
     if result.errors and not result.samples:
         raise ValueError("; ".join(result.errors))
     samples = result.samples

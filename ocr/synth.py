@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from ocr.alphabet import normalize_label
+from ocr.alphabet import LabelRules, normalize_label
 from ocr.names import NamePool, build_pools, to_label
 
 SYNTH_VERSION = 2  # bump when the rendering changes: cached datasets are named after it
@@ -227,6 +227,12 @@ FIELD_CAPTIONS = {
 }
 MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
           "novembre", "décembre")
+
+
+def label_rules(kind: str) -> LabelRules:
+    """How a synthetic dataset of ``kind`` is imported: names as the Kaggle forms' are; the other kinds' labels are
+    exact as written (case and accents kept, any character)."""
+    return LabelRules() if kind == "names" else LabelRules(upper=False, charset="any")
 
 
 def _date(rng: np.random.Generator, written: bool) -> str:

@@ -53,8 +53,7 @@ with st.form("add-drawing"):
     label = st.text_input("Label", key="draw_label")
     if st.form_submit_button("Add to training data"):
         try:
-            rules = LabelRules(upper=not any(c.islower() for c in rec.alphabet.chars), charset="any")
-            sid = add_drawn_sample(s, to_png(image), label, user=current_user(), rules=rules)
+            sid = add_drawn_sample(s, to_png(image), label, user=current_user(), rules=LabelRules.of_model(rec.alphabet))
             st.success(f"Saved as sample {sid} in dataset 'drawn': include it in the next training job.")
         except ValueError as exc:
             show_error(exc)
