@@ -3,13 +3,14 @@ a names model fine-tuned onto digits (its output layer grown), measured per kind
 
     python -m bench.charset [--mixed-minutes 10] [--finetune-minutes 3] [--n 20000] [--held-out 300]
 
-1. ``mixed``: ``--n`` synthetic fields of every kind (``ocr synth --kind mixed``), trained ``--mixed-minutes`` with
-   ``--charset auto`` (it becomes ``latin``); exact match and CER on ``--held-out`` fresh images of each kind, greedy
-   and with the language model of its training labels (what ``--lm names`` becomes for a model of another set).
+1. ``mixed``: ``--n`` synthetic fields of every kind (``ocr synth --kind mixed``: capitals with their accents, dates,
+   numbers, words), trained ``--mixed-minutes`` with ``--charset auto`` (it becomes ``latin``); exact match and CER
+   on ``--held-out`` fresh images of each kind, greedy, with the language model of its training labels, and with
+   ``--lm names`` (for ``latin``, which holds the names set, the names LM mixed with the labels').
 2. names -> digits: the synthetic-names model of ``bench.label_errors.base_model`` fine-tuned ``--finetune-minutes``
    on dates and numbers plus as many synthetic names (so it keeps them); before and after on held-out names, held-out
-   dates/numbers and the real Kaggle validation rows (CSV rows 801-1000), greedy and with ``--lm names`` (which is
-   the LM of its training labels for the grown model, whose set is no longer the names set).
+   dates/numbers and the real Kaggle validation rows (CSV rows 801-1000), greedy and with ``--lm names`` (for the
+   grown model, the names LM mixed with the LM of its training labels).
 
 One JSON line per figure; runs are cached under ``data/bench/charset``.
 """
@@ -30,7 +31,8 @@ from ocr.synth import generate, label_rules
 from ocr.train import TrainConfig, fit
 
 OUT = CACHE / "charset"
-KINDS = ("names", "dates", "numbers", "words")
+KINDS = ("names", "capitals", "dates", "numbers", "words")
+MIXED_KINDS = ("capitals", "dates", "numbers", "words")
 
 
 def fields(kind: str, n: int, seed: int, split: str = "train") -> list:
@@ -57,7 +59,9 @@ def main() -> None:
     ap.add_argument("--held-out", type=int, default=300, help="fresh images of each kind to measure on")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    held = {kind: fields(kind, args.held_out, seed=900 + i, split="validation") for i, kind in enumerate(KINDS)}
+    held = {kind: fields(kind, args.held_out, seed=900 + i, split="validation") for i, kind in enumerate(KINDS)
+            if kind != "capitals"}
+    held["capitals"] = fields("capitals", args.held_out, seed=904, split="validation")
     held["digits"] = held["dates"] + held["numbers"]
 
     mixed_dir = OUT / f"mixed-{args.n}-{args.mixed_minutes:g}min"
@@ -68,10 +72,9 @@ def main() -> None:
         emit("charset.mixed.train", charset=summary["charset"], epochs=summary["epochs"],
              train_samples=summary["train_samples"], minutes=args.mixed_minutes)
     mixed = str(mixed_dir / "best.pt")
-    for kind in KINDS:
-        for lm in (None, "labels"):
-            emit("charset.mixed", kind=kind, decoder="greedy" if lm is None else "beam20+labels LM",
-                 n=len(held[kind]), **score(mixed, held[kind], lm))
+    for kind in MIXED_KINDS:
+        for lm, decoder in ((None, "greedy"), ("labels", "beam20+labels LM"), ("names", "beam20+names & labels LM")):
+            emit("charset.mixed", kind=kind, decoder=decoder, n=len(held[kind]), **score(mixed, held[kind], lm))
 
     if not csv_path(REAL, "validation").exists():
         sys.exit(f"real data not found at {REAL} (set HWR_REAL_DATA): the fine-tuning part needs it")
@@ -89,12 +92,13 @@ def main() -> None:
     tuned = str(tuned_dir / "best.pt")
     _, real_val = real_split()
     for name, checkpoint in (("names model", base), ("fine-tuned to digits", tuned)):
-        for lm in (None, "names"):  # "names" is the labels LM for the grown model (its set is not the names set)
-            emit("charset.finetune", model=name, data="real Kaggle rows 801-1000",
-                 decoder="greedy" if lm is None else "beam20+LM", n=len(real_val), **score(checkpoint, real_val, lm))
-        for kind in ("names", "digits"):
-            emit("charset.finetune", model=name, data=f"synthetic {kind}", decoder="greedy", n=len(held[kind]),
-                 **score(checkpoint, held[kind], None))
+        for lm in (None, "names"):  # "names" is the names LM mixed with the labels' for the grown model
+            decoder = "greedy" if lm is None else "beam20+LM"
+            emit("charset.finetune", model=name, data="real Kaggle rows 801-1000", decoder=decoder, n=len(real_val),
+                 **score(checkpoint, real_val, lm))
+            for kind in ("names", "digits"):
+                emit("charset.finetune", model=name, data=f"synthetic {kind}", decoder=decoder, n=len(held[kind]),
+                     **score(checkpoint, held[kind], lm))
 
 
 if __name__ == "__main__":

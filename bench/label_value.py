@@ -17,8 +17,8 @@ share plus the labels so far (checkpoint picked on held-out synthetic images). A
   unlabelled plus ``--extra-pool`` of the 10,500 unlabelled real images.
 
 Each round prints a JSON line (exact match and CER on the validation rows with the default ``--lm names`` decoder);
-results go to ``data/bench/label-value/results.jsonl`` (``.../seed-N/`` for another ``--seed``; a rerun skips
-rounds already there) and the plot to
+results go to ``data/bench/label-value/results.jsonl`` (``.../seed-N/`` for another ``--seed``, ``.../4min/`` for
+another ``--minutes``; a rerun skips rounds already there) and the plot to
 ``data/bench/label-value/label_value.html`` / ``.png`` (``--plot-only`` redraws it).
 """
 
@@ -82,10 +82,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plot-only", action="store_true")
     args = ap.parse_args()
-    out = OUT if args.seed == 0 else OUT / f"seed-{args.seed}"  # another seed: another pick order, its own runs
+    out = run_folder(args.seed, args.minutes)
     results = out / "results.jsonl"
     if args.plot_only:
-        plot(results)
+        plot(results, args.minutes)
         return
     if not csv_path(REAL, "validation").exists():
         sys.exit(f"real data not found at {REAL} (set HWR_REAL_DATA)")
@@ -147,7 +147,13 @@ def main() -> None:
             done[key] = record
             _append(results, record)
             emit("label_value.round", **record)
-    plot(results)
+    plot(results, args.minutes)
+
+
+def run_folder(seed: int, minutes: float) -> Path:
+    """Another seed (another pick order) or another round budget keeps its own runs and results."""
+    out = OUT if minutes == 1.5 else OUT / f"{minutes:g}min"
+    return out if seed == 0 else out / f"seed-{seed}"
 
 
 def _append(path: Path, record: dict) -> None:
@@ -155,7 +161,7 @@ def _append(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def plot(results: Path) -> None:
+def plot(results: Path, minutes: float = 1.5) -> None:
     """Exact match against labels, one line per arm: ``label_value.html`` and, where kaleido can render, a PNG."""
     import plotly.graph_objects as go
 
@@ -172,7 +178,7 @@ def plot(results: Path) -> None:
                       annotation_text="no labels (the synthetic model)", annotation_position="bottom right")
     sizes = sorted({r["labels"] for r in rows if r["labels"] > 0})
     n_val = rows[0].get("n_val", 199)
-    fig.update_layout(title=f"What a label buys: real Kaggle names, {n_val} held-out rows, 1.5 CPU-min per round",
+    fig.update_layout(title=f"What a label buys: real Kaggle names, {n_val} held-out rows, {minutes:g} CPU-min per round",
                       xaxis={"title": "labels given (log scale)", "type": "log", "tickvals": sizes,
                              "ticktext": [str(n) for n in sizes]},
                       yaxis={"title": "exact match (beam 20 + names LM)"}, width=760, height=460,

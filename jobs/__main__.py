@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--name", required=True)
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--validation", type=int, default=-1, help="validation images (default 5 %% of N)")
-    k.add_argument("--kind", default="names", choices=KINDS, help="names, dates, numbers, words or mixed")
+    k.add_argument("--kind", default="names", choices=KINDS, help="names, capitals, dates, numbers, words or mixed")
     k = kinds.add_parser("train", help="train (or fine-tune with --init) on the current labels of datasets")
     k.add_argument("--dataset", action="append", required=True, metavar="NAME")
     k.add_argument("--split", action="append", help="splits to train on (default: all but test)")

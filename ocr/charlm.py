@@ -106,11 +106,7 @@ class CharLM:
 
     def score(self, text: str) -> float:
         """log P(text, then the end of the word)."""
-        lp = 0.0
-        for i, c in enumerate(text + EOS):
-            idx = self.end_index if c == EOS else self.symbols.index(c) + 1
-            lp += float(self.log_probs(text[:i])[idx])
-        return lp
+        return _score(self, text)
 
     @classmethod
     def names(cls, alphabet: Alphabet = Alphabet(), order: int = DEFAULT_ORDER) -> CharLM:
@@ -154,6 +150,46 @@ class CharLM:
         from ocr.lexicon import Lexicon
 
         return cls(sorted(Lexicon.from_file(spec, alphabet).words), alphabet, order, source=str(spec))
+
+
+class MixedLM:
+    """Character models of one alphabet interpolated: P(c | h) = sum_i w_i P_i(c | h).
+
+    A model whose set grew beyond the names set (a names model fine-tuned onto dates, say) reads both: the names model
+    knows names from ~100k of them, the model's own training labels know the rest; either alone would push the other's
+    fields towards its own spelling."""
+
+    def __init__(self, models: list[CharLM], weights: list[float]):
+        if not models or len(models) != len(weights) or any(m.alphabet.chars != models[0].alphabet.chars
+                                                                for m in models):
+            raise ValueError("a mixture needs one weight per model and models of one alphabet")
+        total = sum(weights)
+        self.models, self.weights = models, [w / total for w in weights]
+        self.alphabet, self.order = models[0].alphabet, max(m.order for m in models)
+        self.symbols, self.end_index = models[0].symbols, models[0].end_index
+        self.source = " + ".join(f"{m.source} ({w:.2g})" for m, w in zip(models, self.weights))
+        self._log_weights = np.log(self.weights)[:, None]
+        self._cached = lru_cache(maxsize=200_000)(self._log_probs)
+
+    def log_probs(self, context: str) -> np.ndarray:
+        return self._cached(context[-(self.order - 1):] if self.order > 1 else "")
+
+    def _log_probs(self, context: str) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.logaddexp.reduce(np.stack([m.log_probs(context) for m in self.models]) + self._log_weights,
+                                       axis=0)
+
+    def score(self, text: str) -> float:
+        """log P(text, then the end of the word)."""
+        return _score(self, text)
+
+
+def _score(lm: CharLM | MixedLM, text: str) -> float:
+    lp = 0.0
+    for i, c in enumerate(text + EOS):
+        idx = lm.end_index if c == EOS else lm.symbols.index(c) + 1
+        lp += float(lm.log_probs(text[:i])[idx])
+    return lp
 
 
 def names_corpus(alphabet: Alphabet = Alphabet(), frequency_tokens: int = FREQUENCY_TOKENS) -> list[str]:

@@ -224,10 +224,11 @@ def _decoder_args(s: argparse.ArgumentParser) -> None:
                    help="prefer a known name among the beam candidates (names-dataset, or a word list)")
     s.add_argument("--lexicon-ratio", type=finite_float, default=0.01,
                    help="a name replaces the best reading if at least this fraction as probable (default 0.01)")
-    s.add_argument("--lm", metavar="names|labels|FILE",
+    s.add_argument("--lm", metavar="names|labels|names+labels|FILE",
                    help="beam search with a character language model of names (names-dataset), of the model's own "
-                        "training labels (what 'names' becomes for a model whose character set is not the names set), "
-                        "or of a word list; open vocabulary, unlike --lexicon")
+                        "training labels (what 'names' becomes for a model whose character set is not the names set; "
+                        "names+labels, a mixture of both, for a set grown from the names set), or of a word list; "
+                        "open vocabulary, unlike --lexicon")
     from ocr.charlm import DEFAULT_WEIGHT
 
     s.add_argument("--lm-weight", type=finite_float, default=DEFAULT_WEIGHT,
@@ -241,8 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("synth", help="generate synthetic handwritten form fields in Kaggle layout")
     s.add_argument("--n", type=int, default=20000, help="number of images (default 20000)")
     s.add_argument("--kind", default="names", choices=KINDS,
-                   help="names: upper-case Kaggle names (default); dates, numbers, words (lower and mixed case, "
-                        "accents kept), or all of them mixed")
+                   help="names: upper-case Kaggle names, accents left out of the label (default); capitals: the "
+                        "same with accents kept; dates, numbers, words (lower and mixed case, accents kept), or "
+                        "mixed: capitals, dates, numbers and words")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--split", default="train", choices=["train", "validation", "test"])

@@ -16,13 +16,15 @@ from ocr.decode import Fusion, Prediction, beam_decode, greedy_decode
 LM_BEAM = 20  # a language model needs room in the beam to change the reading
 LEXICON_BEAM = 10  # a lexicon picks among the beam's candidates
 LEXICON_RATIO = 0.01
+NAMES_SHARE = 0.5  # the names LM's weight in the mixture a model gets whose set grew beyond the names set
 
 
 @dataclass(frozen=True)
 class DecoderConfig:
     beam: int = 0  # 0: greedy (unless a language model or a lexicon asks for a beam)
     # a character language model in the beam (ocr.charlm): "names", "labels" (the model's training labels, kept in its
-    # checkpoint) or a word-list file; "names" for a model whose character set is not the names set means "labels"
+    # checkpoint) or a word-list file; "names" for a model whose character set is not the names set means "labels",
+    # mixed with the names LM when the set holds the names set (a names model grown onto digits)
     lm: str | None = None
     lm_weight: float = DEFAULT_WEIGHT
     lexicon: str | None = None  # "names" or a word-list file: prefer a known word among the candidates (ocr.lexicon)
@@ -61,16 +63,24 @@ class Decoder:
         self.config, self.alphabet = config, alphabet
         self.fusion = None
         self.lm = config.lm
-        if self.lm == "names" and alphabet.chars != NAMED_CHARSETS["names"]:
-            self.lm = "labels"
-        if self.lm == "labels":
+        names = NAMED_CHARSETS["names"]
+        if self.lm == "names" and alphabet.chars != names:
+            # a set grown from the names set keeps the names LM, mixed with its labels'; another set has its labels'
+            self.lm = "names+labels" if set(names) <= set(alphabet.chars) else "labels"
+        words: list[str] = []
+        if self.lm in ("labels", "names+labels"):
             words = [w for w, n in (training_labels or {}).items() for _ in range(n) if not alphabet.invalid_chars(w)]
             self.lm = self.lm if words else None
         if self.lm:
-            from ocr.charlm import CharLM
+            from ocr.charlm import CharLM, MixedLM
 
-            lm = CharLM(words, alphabet, source="training labels") if self.lm == "labels" else \
-                CharLM.load(self.lm, alphabet)
+            if self.lm == "labels":
+                lm = CharLM(words, alphabet, source="training labels")
+            elif self.lm == "names+labels":
+                lm = MixedLM([CharLM.names(alphabet), CharLM(words, alphabet, source="training labels")],
+                             [NAMES_SHARE, 1 - NAMES_SHARE])
+            else:
+                lm = CharLM.load(self.lm, alphabet)
             self.fusion = Fusion(lm, weight=config.lm_weight)
         self.lexicon = None
         if config.lexicon:

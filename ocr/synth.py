@@ -1,9 +1,11 @@
 """Synthetic handwritten form fields that look like the Kaggle form crops: the embedded default data.
 
-Kinds (``KINDS``): ``names`` (the Kaggle forms': upper-case names, accents drawn but not in the label), ``dates``
-(numeric, in the usual written formats), ``numbers`` (postcodes, phone numbers, amounts, plain numbers), ``words``
-(lower-case and capitalised words with their accents kept in the label) and ``mixed`` (all of them, plus dates with
-the month written out). Each kind has its own form captions; the pen, paper and scan are the same.
+Kinds (``KINDS``): ``names`` (the Kaggle forms': upper-case names, accents drawn but not in the label), ``capitals``
+(the same names with their accented capitals kept in the label: ``HÉLÈNE``), ``dates`` (numeric, in the usual
+written formats), ``numbers`` (postcodes, phone numbers, amounts, plain numbers), ``words`` (common French words
+from wordfreq's list and names, lower case or capitalised, their accents kept in the label) and ``mixed`` (capitals,
+dates, numbers and words, plus dates with the month written out: a set with accents keeps them, so ``mixed`` has no
+accent-stripped names). Each kind has its own form captions; the pen, paper and scan are the same.
 
 Each image is a name drawn with Hershey stroke fonts as a pen would: per-glyph jitter, slant,
 rotation and scale, spaced block capitals or joined letters, baseline drift, stroke width,
@@ -219,7 +221,7 @@ def _draw_name(draw: ImageDraw.ImageDraw, name: str, label: str, x: float, basel
         x += adv * h + (gap if not cursive else cap_h * 0.05) * rng.uniform(0.7, 1.3)
 
 
-KINDS = ("names", "dates", "numbers", "words", "mixed")
+KINDS = ("names", "capitals", "dates", "numbers", "words", "mixed")
 FIELD_CAPTIONS = {
     "dates": ("DATE :", "DATE DE NAISSANCE :", "NE(E) LE :", "LE :", "DATE"),
     "numbers": ("CODE POSTAL :", "TEL :", "MONTANT :", "N° :", "CP :", "QUANTITE :"),
@@ -264,8 +266,35 @@ def _drawable(text: str) -> bool:
     return all(c.isascii() or c.upper() in ACCENTS for c in text)
 
 
+def _capitals(pools: dict[str, NamePool], rng: np.random.Generator) -> str:
+    """A name in block capitals with the accents it is spelled with (one the renderer can draw)."""
+    for _ in range(20):
+        name = sample_name(pools, rng)
+        if _drawable(name):
+            break
+    return normalize_label(name, upper=True) if _drawable(name) else to_label(name)
+
+
+WORD_LANGUAGE, WORD_COUNT = "fr", 20_000  # the forms' language; the wordfreq list's most frequent words
+
+
+@cache
+def common_words() -> tuple[str, ...]:
+    """The most frequent words of ``WORD_LANGUAGE`` (wordfreq's list) that a pen here can write: letters, accents the
+    renderer draws, an inner apostrophe or hyphen (``aujourd'hui``); digits and symbols are the other kinds'."""
+    from wordfreq import top_n_list
+
+    words = (unicodedata.normalize("NFC", w) for w in top_n_list(WORD_LANGUAGE, WORD_COUNT))
+    return tuple(w for w in words if 2 <= len(w) <= 24 and _drawable(w) and w.replace("'", "").replace("-", "").isalpha()
+                 and w[0].isalpha() and w[-1].isalpha())
+
+
 def _word(pools: dict[str, NamePool], rng: np.random.Generator) -> str:
-    """A name as a word in its original spelling, lower case or capitalised (the label keeps its accents)."""
+    """A common word or a name in its original spelling, lower case or capitalised (the label keeps its accents)."""
+    if rng.random() < 0.5:
+        words = common_words()
+        word = words[int(rng.integers(len(words)))]
+        return word if rng.random() < 0.6 else word.capitalize()
     for _ in range(20):
         word = unicodedata.normalize("NFC", pools["first" if rng.random() < 0.5 else "last"].sample(rng))
         if _drawable(word) and 2 <= len(word) <= 24:
@@ -276,11 +305,14 @@ def _word(pools: dict[str, NamePool], rng: np.random.Generator) -> str:
 def sample_field(kind: str, pools: dict[str, NamePool], rng: np.random.Generator) -> tuple[str, str, str]:
     """(what is written, its label, the caption set) of one field of ``kind`` (``mixed`` draws a kind)."""
     if kind == "mixed":
-        kind = ("names", "dates", "numbers", "words", "written-date")[
+        kind = ("capitals", "dates", "numbers", "words", "written-date")[
             int(rng.choice(5, p=(0.3, 0.15, 0.2, 0.25, 0.1)))]
     if kind == "names":
         name = sample_name(pools, rng)
         return name, to_label(name), "names"
+    if kind == "capitals":
+        name = _capitals(pools, rng)
+        return name, name, "names"
     if kind == "words":
         word = _word(pools, rng)
         return word, normalize_label(word, upper=False), "words"

@@ -4,6 +4,7 @@ names."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -205,7 +206,7 @@ def test_a_new_model_takes_its_set_from_the_labels(tmp_path):
 
 
 @pytest.mark.parametrize("kind, charset", [("dates", "digits"), ("numbers", "digits"), ("words", "latin"),
-                                           ("mixed", "latin")])
+                                           ("capitals", "latin"), ("mixed", "latin")])
 def test_synthetic_fields_of_every_kind(kind, charset, tmp_path):
     from ocr.synth import generate
 
@@ -215,6 +216,8 @@ def test_synthetic_fields_of_every_kind(kind, charset, tmp_path):
     assert resolve_charset("auto", [s.label for s in samples]).chars == NAMED_CHARSETS[charset]
     if kind == "words":
         assert any(s.label != s.label.upper() for s in samples) and any(not s.label.isascii() for s in samples)
+    if kind == "capitals":  # block capitals, accents kept in the label (a 40-image draw holds a few)
+        assert all(s.label == s.label.upper() for s in samples) and any(not s.label.isascii() for s in samples)
     if kind == "mixed":
         labels = [s.label for s in samples]
         assert any(any(c.isdigit() for c in t) for t in labels) and any(t.isalpha() and t.isupper() for t in labels)
@@ -267,6 +270,26 @@ def test_the_language_model_follows_the_data():
     bare = Decoder(DecoderConfig(lm="names"), digits)  # no training labels in the checkpoint: no LM, still reads
     assert bare.lm is None and bare.fusion is None and len(bare(logits, torch.tensor([40, 30]))) == 2
     assert Decoder(DecoderConfig(lm="labels"), Alphabet(), {"ANNE": 2}).lm == "labels"
+
+
+def test_a_set_grown_from_names_keeps_the_names_lm_mixed_with_its_labels():
+    """A names model fine-tuned onto dates still reads names with the names LM, and its dates with its labels' LM."""
+    from ocr.charlm import CharLM
+    from ocr.decoder import Decoder, DecoderConfig
+
+    grown = Alphabet(NAMED_CHARSETS["names"] + "/0123456789")
+    labels = {"12/03/1998": 40, "01/01/2000": 30, "ANNE": 20}
+    decoder = Decoder(DecoderConfig(lm="names"), grown, labels)
+    assert decoder.lm == "names+labels"
+    mixed, names, own = decoder.fusion.lm, CharLM.names(grown), CharLM(list(labels), grown)
+    assert abs(np.exp(mixed.log_probs("GUI")[1:]).sum() - 1) < 1e-6  # a distribution over the set and the end
+    assert mixed.score("GUILLAUME") > mixed.score("GUILLAURE") + 2  # what the names LM knows
+    assert mixed.score("GUILLAUME") > own.score("GUILLAUME") + 5
+    assert mixed.score("14/07/1989") > names.score("14/07/1989") + 10  # what the labels know
+    assert mixed.score("14/07/1989") > mixed.score("14/O7/1989") + 2
+    logits = torch.randn(40, 2, grown.num_classes)
+    assert len(decoder(logits, torch.tensor([40, 30]))) == 2
+    assert Decoder(DecoderConfig(lm="names"), grown).lm is None  # no labels kept: as before, no LM
 
 
 def test_a_label_the_model_cannot_write_scores_as_impossible_instead_of_failing(learned, synth_dir):

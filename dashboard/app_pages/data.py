@@ -91,8 +91,10 @@ with synth_tab:
     with st.form("synth"):
         c1, c2, c3, c4 = st.columns(4)
         kind = c1.selectbox("Fields", SYNTH_KINDS, key="synth_kind",
-                            help="names: upper-case names as on the Kaggle forms; dates (numeric), numbers (postcodes, "
-                                 "phone numbers, amounts), words (lower and mixed case, accents kept), or all mixed")
+                            help="names: upper-case names as on the Kaggle forms (accents left out of the label); "
+                                 "capitals: the same names with their accents kept; dates (numeric), numbers "
+                                 "(postcodes, phone numbers, amounts), words (lower and mixed case, accents kept), "
+                                 "or mixed: capitals, dates, numbers and words")
         n = c2.number_input("Images", 10, 2_000_000, 20_000, key="synth_n")
         name = c3.text_input("Dataset name", value="synthetic", key="synth_name")
         seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="synth_seed")

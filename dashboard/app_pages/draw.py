@@ -17,9 +17,9 @@ model_id = select_model(s, "draw_model", "No model yet: train one first (Overvie
 pen = c2.slider("Pen width", 2, 16, 6, key="draw_pen")
 use_lm = c3.toggle("Names LM", value=True, key="draw_lm",
                    help="A character language model of first names and surnames in the beam search: it prefers likely "
-                        "spellings, and any word can still be read. A model whose character set is not the names set "
-                        "(dates, numbers, lower case) uses one of its own training labels instead. Off: the model's "
-                        "own beam search.")
+                        "spellings, and any word can still be read. A model whose character set grew beyond the names "
+                        "set mixes it with a language model of its own training labels; one of another set (dates, "
+                        "numbers, lower case) uses its training labels' alone. Off: the model's own beam search.")
 st.caption("Write a name in capitals, like on a form. The toolbar under the canvas undoes, redoes and clears.")
 canvas = st_canvas(stroke_width=pen, stroke_color="#1a1a1a", background_color="#ffffff", height=120, width=720,
                    drawing_mode="freedraw", return_image_data=True, key="draw_canvas")
