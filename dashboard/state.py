@@ -206,11 +206,22 @@ DEFAULT_DATASET = "synthetic-default"
 
 def ensure_default_data() -> None:
     """On a fresh data directory, queue the embedded default data: ``HWR_DEFAULT_DATA`` synthetic names (20,000;
-    0 turns it off). Its progress shows on the Overview."""
+    0 turns it off; its progress shows on the Overview), and register the starter model that ships with the project
+    as the default model when there is no model yet (``HWR_STARTER_MODEL=0`` leaves it out)."""
     n = int(os.environ.get("HWR_DEFAULT_DATA", "20000"))
+    s = settings()
     if n > 0:
-        s = settings()
         _queue_default_data(str(s.data_dir), s.database_url, n)
+    if os.environ.get("HWR_STARTER_MODEL", "1") != "0":
+        _register_starter(str(s.data_dir), s.database_url)
+
+
+@st.cache_resource(show_spinner=False)
+def _register_starter(data_dir: str, url: str) -> int | None:
+    from db.registry import register_shipped_model
+    from ocr.pretrained import STARTER
+
+    return register_shipped_model(Settings(data_dir=Path(data_dir), database_url=url), STARTER)
 
 
 @st.cache_resource(show_spinner=False)

@@ -62,13 +62,15 @@ def set_default(settings: Settings, model_id: int) -> None:
 
 
 def default_model(settings: Settings) -> Model | None:
-    """The model chosen as default, else the best checkpoint with the lowest validation CER."""
+    """The model chosen as default, else the best checkpoint of a training job here with the lowest validation CER,
+    else the model that ships with the project (``register_shipped_model``): the user's first model takes over."""
     with session(settings) as s:
         chosen = s.scalar(select(Model).where(Model.is_default.is_(True)))
         if chosen is not None:
             return chosen
         best = [m for m in s.scalars(select(Model).where(Model.is_best.is_(True))) if m.metrics]
-    return min(best, key=lambda m: m.metrics.get("val_cer", 1e9), default=None)
+    trained = [m for m in best if m.job_id is not None]
+    return min(trained or best, key=lambda m: m.metrics.get("val_cer", 1e9), default=None)
 
 
 def adopt_checkpoint(settings: Settings, checkpoint: str | Path, datasets: list[str], name: str) -> int:
@@ -91,3 +93,29 @@ def adopt_checkpoint(settings: Settings, checkpoint: str | Path, datasets: list[
     shutil.copy(checkpoint, target)
     return register_checkpoint(settings, target, "best", job_id=job_id, epoch=metrics.get("epoch"), metrics=metrics,
                                name=name)
+
+
+def register_shipped_model(settings: Settings, folder: str | Path, name: str = "starter (ships with the project)") -> int | None:
+    """On a database without any model, the model folder that ships with the project (``ocr.pretrained.STARTER``) is
+    copied under the data directory and registered: the default until a training job here makes a model, so Draw,
+    Review and evaluation work at once. It has no training job here, so "Retrain with corrections" asks for a
+    training job that starts from it."""
+    import shutil
+
+    from ocr.pretrained import CONFIG, WEIGHTS
+    from ocr.train import load_checkpoint
+
+    folder = Path(folder)
+    if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
+        return None
+    with session(settings) as s:
+        if s.scalar(select(Model.id).limit(1)) is not None:
+            return None
+    target = settings.data_dir / "models" / folder.name
+    if not target.exists():
+        shutil.copytree(folder, target)
+    metrics = {k: v for k, v in load_checkpoint(target).get("metrics", {}).items() if k != "type"}
+    model_id = register_checkpoint(settings, target, "best", metrics=metrics, name=name,
+                                   description="the starter model shipped with the project; its card is README.md "
+                                               "beside its weights")
+    return model_id

@@ -33,6 +33,9 @@ def _submit(args, settings) -> int:
     elif args.kind == "find-label-errors":
         values = {"model": args.model, "datasets": args.dataset, "splits": args.split, "folds": args.folds,
                   "max_minutes": args.max_minutes, "lm": args.lm}
+    elif args.kind == "publish":
+        values = {"model": args.model, "repo_id": args.repo, "private": args.private,
+                  "evaluation_job": args.evaluation, "dry_run": args.dry_run, "license": args.license}
     elif args.kind == "evaluate":
         values = {"model": args.model, "dataset": args.dataset, "split": args.split, "beam": args.beam,
                   "report": not args.no_report, "lm": args.lm}
@@ -145,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--folds", type=int, default=4)
     k.add_argument("--max-minutes", type=positive_float, default=8.0, help="fine-tuning budget of all the folds")
     k.add_argument("--lm", action="store_true", help="read with the names language model")
+    k = kinds.add_parser("publish", help="publish a model to the Hugging Face Hub (the worker's token: HF_TOKEN or "
+                                         "hf auth login)")
+    k.add_argument("--model", type=int, required=True, metavar="MODEL_ID")
+    k.add_argument("--repo", required=True, metavar="USER/NAME")
+    k.add_argument("--private", action="store_true")
+    k.add_argument("--evaluation", type=int, metavar="JOB_ID", help="a finished evaluation job: the card's figures")
+    k.add_argument("--dry-run", action="store_true", help="write the folder under the job's run folder only")
+    k.add_argument("--license", default="mit")
     for name, help_ in (("evaluate", "read a split with a model and store one prediction per sample"),
                         ("predict", "read the unlabelled samples of a dataset (or a split) with a model")):
         k = kinds.add_parser(name, help=help_)

@@ -83,8 +83,18 @@ class FindLabelErrorsParams:
     lm: bool = False  # read with the names language model (the score is the model's own)
 
 
+@dataclass(frozen=True)
+class PublishParams:
+    model: int
+    repo_id: str  # USER/NAME on the Hugging Face Hub
+    private: bool = False
+    evaluation_job: int | None = None  # a finished evaluation of this model: the card's figures
+    dry_run: bool = False  # write the folder under the job's run folder and upload nothing
+    license: str = "mit"
+
+
 PARAMS = {"import": ImportParams, "synth": SynthParams, "train": TrainParams, "evaluate": EvaluateParams,
-          "predict": PredictParams, "find-label-errors": FindLabelErrorsParams}
+          "predict": PredictParams, "find-label-errors": FindLabelErrorsParams, "publish": PublishParams}
 
 
 def _type_ok(value, annotation) -> bool:
@@ -131,6 +141,13 @@ def parse(kind: str, values: dict):
         raise ParamsError(f"synth job: n={p.n} must be between 1 and 2,000,000")
     if kind == "import" and p.charset not in ("any", *NAMED_CHARSETS):
         raise ParamsError(f"import job: unknown character set {p.charset!r}; choose from any, {', '.join(NAMED_CHARSETS)}")
+    if kind == "publish":
+        from ocr.pretrained import PretrainedError, check_repo_id
+
+        try:
+            check_repo_id(p.repo_id)
+        except PretrainedError as exc:
+            raise ParamsError(f"publish job: {exc}") from None
     if kind in ("import", "synth") and not p.name.strip():
         raise ParamsError(f"{kind} job: the dataset needs a name")
     if kind == "train":

@@ -57,6 +57,8 @@ def submit(settings: Settings, kind: str, values: dict, secrets: dict[str, str] 
     elif kind in ("evaluate", "predict"):
         get_model(settings, p.model)
         _dataset_exists_or_coming(settings, p.dataset)
+    elif kind == "publish":
+        get_model(settings, p.model)
     elif kind == "import":
         if not any_path:  # first: the answer must not tell whether a path outside the roots exists
             settings.check_import_path(p.path)

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from db import catalog
 from db.engine import session
-from db.models import Sample
+from db.models import Job, Sample
 from db.registry import get_model, model_file, register_checkpoint
 from db.review import store_label_issues, store_predictions
 from db.settings import Settings
@@ -434,6 +434,31 @@ def run_find_label_errors(ctx: JobContext) -> dict:
             "top": [{"label": x.sample.label, "reading": x.reading, "score": round(x.score, 2)} for x in doubted[:10]]}
 
 
+def run_publish(ctx: JobContext) -> dict:
+    """The model's Hub folder (safetensors, config, ONNX, model card with the chosen evaluation's figures), uploaded
+    in one commit with the worker's Hugging Face token (``HF_TOKEN`` or ``hf auth login``), or only written (dry
+    run) under the job's run folder."""
+    from ocr.publish import Evaluation, publish
+
+    p: P.PublishParams = P.parse("publish", ctx.params)
+    evaluation = None
+    if p.evaluation_job is not None:
+        with session(ctx.settings) as s:
+            job = s.get(Job, p.evaluation_job)
+        if job is None or job.kind != "evaluate" or job.status != "succeeded" or job.params.get("model") != p.model:
+            raise ValueError(f"job {p.evaluation_job} is not a finished evaluation of model {p.model}")
+        r = job.result or {}
+        evaluation = Evaluation(exact_match=r["exact_match"], cer=r["cer"], n=r["n"], split=r["split"],
+                                dataset=f"dataset {r['dataset']!r} of this project ({r['split']})",
+                                decoder=r.get("decoder", "greedy"))
+    folder = queue.run_dir(ctx.settings, ctx.job_id) / "hub"
+    ctx.progress(0.1, "writing the model folder", force=True)
+    result = publish(model_file(ctx.settings, p.model), p.repo_id, evaluation, private=p.private, license=p.license,
+                     dry_run=p.dry_run, out=folder)
+    ctx.log(f"publish: {json.dumps(result)}")
+    return {**result, "folder": ctx.settings.relative(folder), "model": p.model}
+
+
 TASKS = {"import": run_import, "synth": run_synth, "train": run_train, "evaluate": run_evaluate, "predict": run_predict,
-         "find-label-errors": run_find_label_errors}
+         "find-label-errors": run_find_label_errors, "publish": run_publish}
 

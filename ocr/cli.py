@@ -1,4 +1,4 @@
-"""``python -m ocr synth|download-kaggle|import|train|evaluate|predict|export``.
+"""``python -m ocr synth|download-kaggle|import|train|evaluate|predict|export|publish|export-web``.
 
 Heavy imports (torch) happen inside the commands so ``--help`` is instant. Every expected failure
 exits non-zero with one readable line.
@@ -20,6 +20,7 @@ from ocr.config import (
     positive_float,
     training_options,
 )
+from ocr.export import FORMATS
 from ocr.synth import KINDS
 
 
@@ -218,6 +219,44 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_publish(args) -> int:
+    import tempfile
+
+    from ocr.publish import Evaluation, PublishError, publish
+
+    evaluation = None
+    if args.eval_data:
+        from ocr.evaluate import evaluate
+
+        with tempfile.TemporaryDirectory(prefix="hwr-publish-eval-") as tmp:
+            evaluate(args.model, args.eval_data, args.eval_split, tmp, decoder=_decoder_config(args))
+            evaluation = Evaluation.from_run(tmp, args.eval_name or f"{Path(args.eval_data).name} ({args.eval_split})",
+                                             dataset_id=args.eval_dataset_id)
+    try:
+        result = publish(args.model, args.repo, evaluation, private=args.private, license=args.license,
+                         datasets=args.dataset, dry_run=args.dry_run, out=args.out)
+    except PublishError as exc:
+        raise CLIError(str(exc)) from None
+    if evaluation:
+        _print_err(f"evaluated on {evaluation.n} images: exact match {evaluation.exact_match:.3f}, "
+                   f"CER {evaluation.cer:.3f}")
+    print(f"wrote {', '.join(result['files'])} to {result['folder']} (dry run: nothing uploaded)" if args.dry_run else
+          f"published {', '.join(result['files'])} to {result['url']}")
+    return 0
+
+
+def cmd_export_web(args) -> int:
+    from ocr.webdemo import WebExportError, export_web
+
+    try:
+        result = export_web(args.model, args.out)
+    except WebExportError as exc:
+        raise CLIError(str(exc)) from None
+    print(f"wrote {len(result['files'])} files to {result['folder']} (model.onnx {result['model_bytes'] / 1e6:.1f} MB, "
+          f"{result['total_bytes'] / 1e6:.1f} MB in all); serve it with: python -m http.server -d {result['folder']}")
+    return 0
+
+
 def _decoder_args(s: argparse.ArgumentParser) -> None:
     """The decoding options ``evaluate`` and ``predict`` share."""
     s.add_argument("--lexicon", metavar="names|FILE",
@@ -320,12 +359,33 @@ def build_parser() -> argparse.ArgumentParser:
     _decoder_args(s)
     s.set_defaults(func=cmd_predict)
 
-    s = sub.add_parser("export", help="write model.pt (state dict + config + alphabet), TorchScript and ONNX")
-    s.add_argument("--checkpoint", required=True)
+    s = sub.add_parser("export", help="write the model folder (model.safetensors + config.json), model.pt, "
+                                      "TorchScript and ONNX")
+    s.add_argument("--checkpoint", required=True, help="a checkpoint, a model folder or a Hub id (hf://USER/NAME)")
     s.add_argument("--out", required=True)
-    s.add_argument("--format", action="append", choices=["pt", "torchscript", "onnx"],
-                   help="repeatable (default: all three)")
+    s.add_argument("--format", action="append", choices=list(FORMATS),
+                   help="repeatable (default: all); config.json is always written")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("publish", help="publish a model to the Hugging Face Hub (safetensors, config, ONNX, model card)")
+    s.add_argument("--model", required=True, help="a checkpoint or a model folder")
+    s.add_argument("--repo", required=True, metavar="USER/NAME", help="the Hub repo (created if missing)")
+    s.add_argument("--private", action="store_true", help="create the repo private")
+    s.add_argument("--dry-run", action="store_true", help="write the folder (--out) and upload nothing")
+    s.add_argument("--out", help="where the folder is written (required with --dry-run; else a temporary folder)")
+    s.add_argument("--eval-data", metavar="DIR", help="evaluate on this Kaggle-layout data first: the card's figures")
+    s.add_argument("--eval-split", default="validation")
+    s.add_argument("--eval-name", help="what the evaluation data is, in words, for the card")
+    s.add_argument("--eval-dataset-id", help="its Hub dataset id, if it is one")
+    s.add_argument("--dataset", action="append", help="a Hub dataset id the model was trained on (repeatable)")
+    s.add_argument("--license", default="mit", help="the model's license id on the Hub (default mit)")
+    _decoder_args(s)
+    s.set_defaults(func=cmd_publish)
+
+    s = sub.add_parser("export-web", help="write a static web demo (canvas + the model run in the browser)")
+    s.add_argument("--model", required=True, help="a checkpoint, a model folder or a Hub id")
+    s.add_argument("--out", required=True, help="the folder to serve (e.g. site/ for GitHub Pages)")
+    s.set_defaults(func=cmd_export_web)
     return p
 
 

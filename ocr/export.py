@@ -1,7 +1,8 @@
-"""Export a checkpoint for use outside this project: a slim ``.pt``, TorchScript and ONNX.
+"""Export a checkpoint for use outside this project: the model folder (``model.safetensors`` + ``config.json``, see
+``ocr.pretrained``; ``--checkpoint DIR`` reads it back), a slim ``.pt``, TorchScript and ONNX.
 
-All three take the preprocessed batch (N, 1, H, W) and return logits (T, N, C); decoding and
-preprocessing settings travel in the ``.pt`` and in ``model.json``.
+All of them take the preprocessed batch (N, 1, H, W) and return logits (T, N, C); the character set, decoding and
+preprocessing settings travel in ``config.json`` (and in the ``.pt``).
 """
 
 from __future__ import annotations
@@ -10,25 +11,33 @@ import json
 import warnings
 from pathlib import Path
 
-import torch
+from ocr.pretrained import CONFIG, config_of, save_pretrained
 
-from ocr.train import load_checkpoint, model_from_checkpoint
-
-FORMATS = ("pt", "torchscript", "onnx")
+FORMATS = ("safetensors", "pt", "torchscript", "onnx")
 
 
 def export(checkpoint: str | Path, out: str | Path, formats: list[str] | None = None) -> list[Path]:
+    import torch
+
+    from ocr.train import load_checkpoint, model_from_checkpoint
+
     ckpt = load_checkpoint(checkpoint)
     model, alphabet, pre = model_from_checkpoint(ckpt)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"model_config": ckpt["model_config"], "alphabet": alphabet.chars, "blank": 0,
-            "preprocess": ckpt["preprocess"], "input": "float32 (N, 1, H, W), ink=1 on 0, see ocr.preprocess",
-            "output": "logits (T, N, C), T = W // width_stride", "metrics": ckpt.get("metrics", {})}
-    written = [out / "model.json"]
-    (out / "model.json").write_text(json.dumps(meta, indent=1))
+    formats = formats or list(FORMATS)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown export format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+    if "safetensors" in formats:
+        written = save_pretrained(ckpt, out)
+    else:
+        (out / CONFIG).write_text(json.dumps(config_of(ckpt), indent=1, ensure_ascii=False), encoding="utf-8")
+        written = [out / CONFIG]
     example = torch.zeros(2, 1, pre.height, pre.max_width)
-    for fmt in formats or FORMATS:
+    for fmt in formats:
+        if fmt == "safetensors":
+            continue
         if fmt == "pt":
             path = out / "model.pt"
             torch.save({"model": model.state_dict(), "model_config": ckpt["model_config"], "alphabet": alphabet.chars,
@@ -46,7 +55,5 @@ def export(checkpoint: str | Path, out: str | Path, formats: list[str] | None = 
                 torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["logits"],
                                   dynamic_axes={"images": {0: "batch", 3: "width"}, "logits": {0: "time", 1: "batch"}},
                                   opset_version=17, dynamo=False)
-        else:
-            raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
         written.append(path)
     return written

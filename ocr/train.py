@@ -103,9 +103,21 @@ RESUME_KEYS = ("train_config", "optimizer", "scheduler", "scaler", "run_state")
 
 def load_checkpoint(path: str | Path, map_location="cpu", for_resume: bool = False) -> dict:
     """A checkpoint of this project, loaded without running any code it holds (``weights_only=True``: tensors, numbers,
-    strings, lists and dicts only). Anything else, a pickle that would run code included, is a ``TrainingError``."""
+    strings, lists and dicts only). Anything else, a pickle that would run code included, is a ``TrainingError``.
+    A model folder (``ocr.pretrained``: safetensors + config.json) or a Hub id (``hf://user/name``) loads too."""
     import pickle
 
+    from ocr.pretrained import PretrainedError, is_hub_id, load_pretrained
+
+    if Path(path).is_dir() or is_hub_id(path):  # a model folder (model.safetensors + config.json) or a Hub id
+        if for_resume:
+            raise TrainingError(f"{path} is a model folder (weights only): a run resumes from its own last.pt")
+        try:
+            ckpt = load_pretrained(path)
+        except PretrainedError as exc:
+            raise TrainingError(str(exc)) from None
+        ckpt["model"] = {k: v.to(map_location) for k, v in ckpt["model"].items()}
+        return ckpt
     path = Path(path)
     if not path.is_file():
         raise TrainingError(f"checkpoint {path} not found")

@@ -24,6 +24,8 @@ PY = sys.executable
 
 def pytest_configure(config):
     os.environ.setdefault("HWR_CACHE_DIR", str(ROOT / "data" / "cache"))  # names table extracted once per checkout
+    # a fresh database starts without a model in tests (the shipped starter has its own tests)
+    os.environ["HWR_STARTER_MODEL"] = "0"
 
 
 @pytest.fixture(scope="session")

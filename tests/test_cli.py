@@ -73,7 +73,11 @@ def test_synth_train_evaluate_predict_export(tmp_path, real_data):
 
     r = run("export", "--checkpoint", run_dir / "best.pt", "--out", tmp_path / "export")
     assert r.returncode == 0, r.stderr
-    assert {"model.pt", "model.torchscript.pt", "model.onnx", "model.json"} <= {p.name for p in (tmp_path / "export").iterdir()}
+    assert {"model.safetensors", "config.json", "model.pt", "model.torchscript.pt", "model.onnx"} <= \
+        {p.name for p in (tmp_path / "export").iterdir()}
+    r = run("predict", "--checkpoint", tmp_path / "export", *images, "--json", "--top-k", 3, "--beam", 0)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line) for line in r.stdout.splitlines()] == preds  # the folder reads as the checkpoint does
 
 
 def test_exported_models_give_the_same_outputs(trained, tmp_path, real_data):

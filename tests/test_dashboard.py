@@ -39,6 +39,27 @@ def test_overview_offers_a_starter_model_and_queues_it(app_env):
     assert jobs[0]["params"]["unlabelled_datasets"] == [] and "self_train" not in jobs[0]["params"]["config"]
 
 
+def test_a_fresh_dashboard_reads_with_the_shipped_model_and_offers_to_train_your_own(app_env, learned, tmp_path,
+                                                                                    monkeypatch):
+    import ocr.pretrained
+    from db.registry import default_model
+    from jobs.queue import list_jobs
+    from ocr.pretrained import save_pretrained
+
+    save_pretrained(learned[0], tmp_path / "starter")
+    monkeypatch.setattr(ocr.pretrained, "STARTER", tmp_path / "starter")
+    monkeypatch.setenv("HWR_STARTER_MODEL", "1")
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception
+    model = default_model(app_env)
+    assert model is not None and model.name.startswith("starter")
+    assert any("ships with the project is the default" in m.value for m in at.markdown)
+    _button(at, "Train your own model").click().run()
+    assert sorted(j["kind"] for j in list_jobs(app_env)) == ["synth", "train"]
+    at.switch_page(str(ROOT / "dashboard" / "app_pages" / "draw.py")).run()
+    assert not at.exception and not any("No model yet" in i.value for i in at.info)
+
+
 def test_the_starter_model_self_trains_on_an_unlabelled_pool(app_env, tmp_path):
     from jobs.queue import list_jobs
 
@@ -368,6 +389,14 @@ def test_models_page_default_evaluate_report_export(populated):
     _button(at, "Prepare the export").click().run()
     assert not at.exception
     assert at.session_state["export_zip"][0].endswith("torchscript.zip")
+    at.text_input(key="publish_repo").set_value("not a repo id")
+    _button(at, "Write the folder only (dry run)").click().run()
+    assert any("is not a Hugging Face repo id" in e.value for e in at.error)
+    at.text_input(key="publish_repo").set_value("someone/tiny")
+    _button(at, "Write the folder only (dry run)").click().run()
+    published = [j["params"] for j in list_jobs(s) if j["kind"] == "publish"]
+    assert published == [{"model": populated["model_id"], "repo_id": "someone/tiny", "private": False,
+                          "evaluation_job": None, "dry_run": True, "license": "mit"}]
 
 
 def test_first_start_queues_the_default_synthetic_data_once(app_env, monkeypatch):

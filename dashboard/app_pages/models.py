@@ -85,9 +85,10 @@ def evaluations() -> None:
 evaluations()
 
 st.subheader("Export")
-fmt = st.selectbox("Format", ["pt", "torchscript", "onnx"], key="export_format",
-                   format_func={"pt": ".pt (state dict + config + alphabet)", "torchscript": "TorchScript",
-                                "onnx": "ONNX"}.get)
+fmt = st.selectbox("Format", ["safetensors", "onnx", "pt", "torchscript"], key="export_format",
+                   format_func={"safetensors": "model folder (model.safetensors + config.json; loads anywhere a "
+                                               "checkpoint does)", "pt": ".pt (state dict + config + alphabet)",
+                                "torchscript": "TorchScript", "onnx": "ONNX"}.get)
 if st.button("Prepare the export", key="export_go"):
     from ocr.export import export
 
@@ -104,6 +105,49 @@ if st.button("Prepare the export", key="export_go"):
 if "export_zip" in st.session_state:
     name, payload = st.session_state["export_zip"]
     st.download_button(f"Download {name}", payload, file_name=name, mime="application/zip", key="export_dl")
+
+st.subheader("Share on the Hugging Face Hub")
+st.caption("A job writes the model's folder (model.safetensors, config.json, model.onnx, a model card with the chosen "
+           "evaluation's exact match and CER) and uploads it in one commit with the worker's token (HF_TOKEN or `hf "
+           "auth login` on the worker's machine; never typed here, stored or logged). A dry run only writes the "
+           "folder, to check it or upload it yourself.")
+evals = [j for j in queue.jobs_of_model(s, model_id, kinds=("evaluate",)) if j["status"] == "succeeded"]
+with st.form("publish"):
+    p1, p2 = st.columns(2)
+    repo_id = p1.text_input("Repo (USER/NAME)", key="publish_repo", placeholder="your-name/handwriting-names")
+    evaluation = p2.selectbox("Figures on the card", [None, *[j["id"] for j in evals]], key="publish_eval",
+                              format_func=lambda i: "none" if i is None else next(
+                                  f"evaluation job {j['id']}: {j['params']['dataset']}:{j['params']['split']}, exact "
+                                  f"{(j['result'] or {}).get('exact_match', float('nan')):.3f}" for j in evals
+                                  if j["id"] == i))
+    private = st.checkbox("Private repo", key="publish_private")
+    b1, b2 = st.columns(2)
+    dry = b1.form_submit_button("Write the folder only (dry run)")
+    go = b2.form_submit_button("Publish", type="primary")
+    if dry or go:
+        try:
+            job_id = queue.submit(s, "publish", {"model": model_id, "repo_id": repo_id.strip(), "private": private,
+                                                 "evaluation_job": evaluation, "dry_run": bool(dry)})
+            st.success(f"Queued publish job {job_id}.")
+        except ValueError as exc:
+            show_error(exc)
+
+
+@st.fragment(run_every=3)
+def publish_jobs() -> None:
+    for j in queue.jobs_of_model(s, model_id, kinds=("publish",), limit=50)[:5]:
+        r = j["result"] or {}
+        if j["status"] == "succeeded" and r.get("uploaded"):
+            st.success(f"Job {j['id']}: published to {r['url']}")
+        elif j["status"] == "succeeded":
+            st.info(f"Job {j['id']}: folder written to {r.get('folder')} ({', '.join(r.get('files', []))})")
+        elif j["status"] == "failed":
+            st.error(f"Job {j['id']}: {j['error']}")
+        else:
+            st.caption(f"Job {j['id']}: {j['status']}")
+
+
+publish_jobs()
 
 st.subheader("Compare two models on the same samples")
 choices = model_choices(s)

@@ -42,6 +42,7 @@ live()
 
 datasets = dataset_counts(s)
 model = default_model(s)
+shipped = model is not None and model.job_id is None and (model.description or "").startswith("the starter model")
 with st.container(border=True):
     st.markdown("**What to do next**")
     if not datasets:
@@ -50,6 +51,9 @@ with st.container(border=True):
     if model is None:
         st.markdown("2. Train a starter model below (one click), or choose datasets and settings on **Train**.")
     else:
+        if shipped:
+            st.markdown("- The model that ships with the project is the default: it reads at once. **Train your "
+                        "own** below (one click) or on **Train**, on the built-in data or yours.")
         st.markdown("- **Draw** a name and see what the model reads.\n"
                     "- **Models**: evaluate it on a split (this stores its predictions), download the report.\n"
                     "- **Review** its mistakes, most likely label errors first; correct them and **Retrain with "
@@ -69,16 +73,20 @@ if model is not None:
     cols[0].metric("model", f"#{model.id} {model.name}")
     cols[1].metric("validation exact match", f"{m.get('val_exact_match', float('nan')):.3f}")
     cols[2].metric("validation CER", f"{m.get('val_cer', float('nan')):.3f}")
-else:
-    st.info("No model yet. Train a starter model on the built-in synthetic handwriting (about 5 minutes on a CPU); "
-            "then test it by drawing a word, and review its mistakes.")
+    if shipped:
+        st.caption("Its figures and what it was trained on are in its model card (ocr/starter/README.md).")
+if model is None or shipped:
+    if model is None:
+        st.info("No model yet. Train a starter model on the built-in synthetic handwriting (about 5 minutes on a "
+                "CPU); then test it by drawing a word, and review its mistakes.")
     pools = pool_choices(s)
     pooled = sum(pools.values())
     self_train = bool(pools) and pooled <= STARTER_POOL_MAX and st.checkbox(
         f"Also learn from the {pooled:,} unlabelled images ({', '.join(pools)}): self-training", value=True,
         key="starter_self_train", help="The last third of the 5 minutes fine-tunes on the readings of those images "
                                        "the first model is sure of (pseudo-labels, never written as labels).")
-    if st.button("Train a starter model", type="primary"):
+    if st.button("Train a starter model" if model is None else "Train your own model",
+                 type="primary" if model is None else "secondary"):
         ids = []
         pending = [j for j in list_jobs(s, limit=1000, statuses=("queued", "running"))
                    if j["kind"] == "synth" and j["params"].get("name") == STARTER_DATASET]

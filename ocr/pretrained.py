@@ -1,0 +1,134 @@
+"""A model as a folder that leaves the project: ``model.safetensors`` (the weights; the format holds tensors only, so
+reading it runs no code) and ``config.json`` (architecture, character set, preprocessing, figures, provenance). It is
+the layout of ``huggingface_hub``'s ``PyTorchModelHubMixin``, so the Hub shows and downloads it like other models, and
+every reader of a checkpoint here (``ocr.train.load_checkpoint``) takes such a folder, or a Hub id, as well.
+
+The training labels (the ``labels`` language model's corpus) stay out unless asked for: they are the user's data,
+often people's names, and a names model does not need them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+FORMAT, FORMAT_VERSION = "hwr-crnn", 1
+HUB_PREFIX = "hf://"
+STARTER = Path(__file__).with_name("starter")  # the model that ships with the project (python -m bench.starter)
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+class PretrainedError(ValueError):
+    """A model folder or Hub id that cannot be read, in one line."""
+
+
+def config_of(ckpt: dict, include_training_labels: bool = False) -> dict:
+    """What ``config.json`` holds for a loaded checkpoint: everything but the weights and the optimiser's state."""
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_config": ckpt["model_config"],
+              "alphabet": ckpt["alphabet"], "blank": 0, "preprocess": ckpt["preprocess"],
+              "input": "float32 (N, 1, H, W), ink = 1 on 0 (ocr.preprocess)",
+              "output": "logits (T, N, C), T = W // width_stride, class 0 the CTC blank, class i the alphabet's i-th"}
+    for key in ("metrics", "provenance", "train_config"):
+        if ckpt.get(key):
+            config[key] = ckpt[key]
+    if include_training_labels and ckpt.get("training_labels"):
+        config["training_labels"] = ckpt["training_labels"]
+    return config
+
+
+def save_pretrained(checkpoint: str | Path | dict, out: str | Path, include_training_labels: bool = False) -> list[Path]:
+    """Write ``out/model.safetensors`` and ``out/config.json`` for a checkpoint (a path or a loaded one)."""
+    from safetensors.torch import save_file
+
+    from ocr.train import load_checkpoint
+
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().cpu().contiguous() for k, v in ckpt["model"].items()}
+    save_file(weights, str(out / WEIGHTS), metadata={"format": "pt", "library": FORMAT})
+    config = config_of(ckpt, include_training_labels)
+    tmp = out / f".{CONFIG}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(config, indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(out / CONFIG)
+    return [out / WEIGHTS, out / CONFIG]
+
+
+def is_hub_id(spec: str | Path) -> bool:
+    """``hf://user/name``, or ``user/name`` where no such local path exists."""
+    text = str(spec)
+    if text.startswith(HUB_PREFIX):
+        return True
+    return bool(_REPO_ID.match(text)) and not Path(text).exists() and not text.endswith((".pt", ".pth"))
+
+
+def check_repo_id(repo_id: str) -> str:
+    """``user/name`` as the Hub spells it, or a ``PretrainedError`` saying what is wrong."""
+    repo_id = repo_id.removeprefix(HUB_PREFIX)
+    if not _REPO_ID.match(repo_id) or ".." in repo_id or "--" in repo_id or repo_id.endswith((".", "-")):
+        raise PretrainedError(f"{repo_id!r} is not a Hugging Face repo id: USER/NAME, letters, digits, '-', '_' and '.'")
+    return repo_id
+
+
+def download(repo_id: str, revision: str | None = None) -> Path:
+    """The model folder of a Hub repo (from the local Hub cache when it is there); one line when it cannot be had."""
+    from huggingface_hub import snapshot_download
+
+    repo_id = check_repo_id(repo_id)
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=[WEIGHTS, CONFIG, "*.md"]))
+    except Exception as exc:  # noqa: BLE001 - offline, unknown repo, no access: one line whatever the cause
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise PretrainedError(f"could not download {repo_id} from the Hugging Face Hub ({exc.__class__.__name__}"
+                              f"{': ' + first if first else ''})") from None
+
+
+def load_pretrained(folder: str | Path) -> dict:
+    """A model folder (or a Hub id) as a checkpoint dict: the weights from safetensors, the rest from config.json,
+    checked against each other."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if is_hub_id(folder):
+        try:
+            folder = download(str(folder))
+        except PretrainedError as exc:
+            local = "" if str(folder).startswith(HUB_PREFIX) else "; and there is no such local file or folder"
+            raise PretrainedError(f"{exc}{local}") from None
+    folder = Path(folder)
+    missing = [name for name in (CONFIG, WEIGHTS) if not (folder / name).is_file()]
+    if missing:
+        raise PretrainedError(f"model folder {folder} lacks {' and '.join(missing)}")
+    try:
+        config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise PretrainedError(f"{folder / CONFIG} is not readable JSON ({exc.__class__.__name__})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise PretrainedError(f"{folder / CONFIG} is not the config of a model of this project (format {FORMAT!r})")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise PretrainedError(f"{folder} was written by a newer version (format {config['format_version']}); "
+                              "update this project to read it")
+    bad = [k for k, kind in (("model_config", dict), ("alphabet", str), ("preprocess", dict))
+           if not isinstance(config.get(k), kind)]
+    if bad:
+        raise PretrainedError(f"{folder / CONFIG} lacks or garbles {', '.join(bad)}")
+    try:
+        weights = load_file(str(folder / WEIGHTS))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise PretrainedError(f"{folder / WEIGHTS} is not readable safetensors ({exc})") from None
+    head = weights.get("head.weight")
+    classes = len(config["alphabet"]) + 1
+    if head is None or head.shape[0] != classes or config["model_config"].get("num_classes") != classes:
+        rows = None if head is None else head.shape[0]
+        raise PretrainedError(f"{folder}: the config's character set has {len(config['alphabet'])} characters "
+                              f"({classes} classes with the blank), but the weights' output layer has {rows} rows")
+    ckpt = {k: v for k, v in config.items() if k not in ("format", "format_version", "blank", "input", "output")}
+    ckpt["model"] = weights
+    return ckpt
+
+
+__all__ = ["CONFIG", "STARTER", "PretrainedError", "WEIGHTS", "check_repo_id", "config_of", "download", "is_hub_id",
+           "load_pretrained", "save_pretrained"]
