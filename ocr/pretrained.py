@@ -66,9 +66,17 @@ def is_hub_id(spec: str | Path) -> bool:
 
 
 def check_repo_id(repo_id: str) -> str:
-    """``user/name`` as the Hub spells it, or a ``PretrainedError`` saying what is wrong."""
+    """``user/name`` as the Hub spells it (``huggingface_hub``'s own check, plus the user part a model repo needs),
+    or a ``PretrainedError`` saying what is wrong."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
     repo_id = repo_id.removeprefix(HUB_PREFIX)
-    if not _REPO_ID.match(repo_id) or ".." in repo_id or "--" in repo_id or repo_id.endswith((".", "-")):
+    try:
+        validate_repo_id(repo_id)
+        ok = repo_id.count("/") == 1
+    except HFValidationError:
+        ok = False
+    if not ok:
         raise PretrainedError(f"{repo_id!r} is not a Hugging Face repo id: USER/NAME, letters, digits, '-', '_' and '.'")
     return repo_id
 

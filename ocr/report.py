@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from fpdf import FPDF  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+FONT_DIR = Path(__file__).with_name("fonts")  # DejaVu Sans, shipped with the project
 GRID_MAX = 40
 GRID_PAGE = 20  # images per grid: one A4 page
 

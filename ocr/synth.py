@@ -79,12 +79,13 @@ def _font(name: str):
     return hf
 
 
+FONT_DIR = Path(__file__).with_name("fonts")  # DejaVu Sans, shipped with the project (its license beside it)
+
+
 @lru_cache(maxsize=64)
 def _ttf(size: int, bold: bool = True) -> ImageFont.FreeTypeFont:
-    import matplotlib  # its data folder holds the DejaVu fonts
-
     name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
-    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name), size)
+    return ImageFont.truetype(str(FONT_DIR / name), size)
 
 
 def _accent_strokes(kind: str, x: float, w: float, top: float, h: float) -> list[np.ndarray]:
