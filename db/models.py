@@ -143,7 +143,7 @@ class Model(Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     path: Mapped[str] = mapped_column(Text, unique=True)
-    kind: Mapped[str] = mapped_column(String(10))  # best | last | imported
+    kind: Mapped[str] = mapped_column(String(10))  # best | last | imported | shipped (db.registry.register_shipped_model)
     is_best: Mapped[bool] = mapped_column(Boolean, default=False)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     epoch: Mapped[int | None] = mapped_column(Integer)

@@ -10,6 +10,8 @@ from db.engine import session
 from db.models import Model
 from db.settings import Settings
 
+SHIPPED = "shipped"  # the kind of the model that ships with the project
+
 
 class RegistryError(ValueError):
     """An unknown model, with a message meant for the user."""
@@ -62,15 +64,15 @@ def set_default(settings: Settings, model_id: int) -> None:
 
 
 def default_model(settings: Settings) -> Model | None:
-    """The model chosen as default, else the best checkpoint of a training job here with the lowest validation CER,
-    else the model that ships with the project (``register_shipped_model``): the user's first model takes over."""
+    """The model chosen as default, else the best checkpoint with the lowest validation CER, else the model that ships
+    with the project (``register_shipped_model``): the user's first model takes over."""
     with session(settings) as s:
         chosen = s.scalar(select(Model).where(Model.is_default.is_(True)))
         if chosen is not None:
             return chosen
         best = [m for m in s.scalars(select(Model).where(Model.is_best.is_(True))) if m.metrics]
-    trained = [m for m in best if m.job_id is not None]
-    return min(trained or best, key=lambda m: m.metrics.get("val_cer", 1e9), default=None)
+        shipped = s.scalar(select(Model).where(Model.kind == SHIPPED).order_by(Model.id))
+    return min(best, key=lambda m: m.metrics.get("val_cer", 1e9), default=shipped)
 
 
 def adopt_checkpoint(settings: Settings, checkpoint: str | Path, datasets: list[str], name: str) -> int:
@@ -115,7 +117,7 @@ def register_shipped_model(settings: Settings, folder: str | Path, name: str = "
     if not target.exists():
         shutil.copytree(folder, target)
     metrics = {k: v for k, v in load_checkpoint(target).get("metrics", {}).items() if k != "type"}
-    model_id = register_checkpoint(settings, target, "best", metrics=metrics, name=name,
+    model_id = register_checkpoint(settings, target, SHIPPED, metrics=metrics, name=name,
                                    description="the starter model shipped with the project; its card is README.md "
                                                "beside its weights")
     return model_id

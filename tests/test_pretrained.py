@@ -148,7 +148,7 @@ def test_a_fresh_database_reads_at_once_with_the_shipped_model_until_it_trains_i
     save_pretrained(learned[0], shipped)
     model_id = register_shipped_model(settings, shipped)
     model = default_model(settings)
-    assert model is not None and model.id == model_id and model.job_id is None
+    assert model is not None and model.id == model_id and model.kind == "shipped" and model.job_id is None
     path = model_file(settings, model_id)
     assert path.is_relative_to(settings.data_dir) and Recognizer(path).alphabet.chars  # a copy under the data dir
     assert register_shipped_model(settings, shipped) is None  # once, and never over the user's models

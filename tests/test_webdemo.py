@@ -14,7 +14,7 @@ from PIL import Image
 
 from dashboard.drawing import to_image
 from tests.conftest import _free_port, stop_process, wait_for
-from tests.test_browser import browser_context  # noqa: F401 - the Chromium fixture
+from tests.test_browser import browser_context, dashboard  # noqa: F401 - the Chromium and dashboard fixtures
 
 
 @pytest.fixture(scope="module")
@@ -117,13 +117,14 @@ def test_the_demo_folder_holds_what_a_static_host_needs(site):
 
 def test_hwr_js_resizes_like_pillow_and_decodes_like_python(tmp_path):
     """hwr.js against Pillow and ocr.decode directly (Node.js, no browser): random sizes up and down, tiny images,
-    both pass orders of Pillow 13's resize, and random logits through greedy and beam search."""
+    both pass orders of Pillow 13's resize, a canvas's RGBA with any transparency to gray as the Draw page makes it,
+    and random logits through greedy and beam search."""
     import json
     import shutil
 
     from ocr.alphabet import Alphabet
     from ocr.decode import beam_decode, greedy_decode
-    from ocr.preprocess import PreprocessConfig, pad_batch, preprocess
+    from ocr.preprocess import PreprocessConfig, pad_batch, preprocess, to_gray
     from ocr.webdemo import PAGE_DIR
 
     node = shutil.which("node")
@@ -142,6 +143,9 @@ def test_hwr_js_resizes_like_pillow_and_decodes_like_python(tmp_path):
         gray[:, : shape[1] // 2] //= 4  # some ink
         batch, _ = pad_batch([preprocess(gray, PreprocessConfig())])
         pre.append([shape[1], shape[0], gray.ravel().tolist(), batch.numpy().ravel().tolist()])
+    rgba = rng.integers(0, 256, (40, 70, 4), dtype=np.uint8)  # the Draw page's canvas path, any transparency
+    rgba[::3, :, 3], rgba[1::5, :, 3] = 0, 255
+    canvas = [70, 40, rgba.ravel().tolist(), to_gray(to_image(rgba)).ravel().tolist()]
     alphabet, decode = Alphabet(), []
     for i in range(30):
         g = torch.Generator().manual_seed(i)
@@ -152,12 +156,14 @@ def test_hwr_js_resizes_like_pillow_and_decodes_like_python(tmp_path):
         decode.append([T, logits[:, 0].flatten().tolist(), b.text, b.confidence, [t for t, _ in b.candidates],
                        gr.text, gr.confidence])
     (tmp_path / "cases.json").write_text(json.dumps({"resize": resize, "pre": pre, "decode": decode,
-                                                     "alphabet": alphabet.chars}))
+                                                     "canvas": canvas, "alphabet": alphabet.chars}))
     script = tmp_path / "check.js"
     script.write_text(f"""
 require({json.dumps(str(PAGE_DIR / "hwr.js"))});
 const d = require({json.dumps(str(tmp_path / "cases.json"))});
-const out = {{resize: 0, pre: 0, maxPreDiff: 0, text: 0, confidence: 0}};
+const out = {{resize: 0, pre: 0, maxPreDiff: 0, text: 0, confidence: 0, gray: 0}};
+const [cw, ch, rgba, gray] = d.canvas;
+out.gray = Array.from(hwrCore.rgbaToGray(Uint8Array.from(rgba), cw, ch)).filter((v, i) => v !== gray[i]).length;
 for (const [w, h, ow, oh, g, r] of d.resize) {{
   const got = hwrCore.resizeGray(Uint8Array.from(g), w, h, ow, oh);
   if (got.length !== r.length || got.some((v, i) => v !== r[i])) out.resize++;
@@ -179,5 +185,42 @@ console.log(JSON.stringify(out));
 """)
     result = json.loads(subprocess.run([node, str(script)], capture_output=True, text=True, timeout=120,
                                        check=True).stdout)
-    assert result == {**result, "resize": 0, "pre": 0, "maxPreDiff": 0, "text": 0}
+    assert result == {**result, "resize": 0, "pre": 0, "maxPreDiff": 0, "text": 0, "gray": 0}
     assert result["confidence"] < 1e-5
+
+
+def test_the_same_strokes_read_the_same_on_the_draw_page_and_on_the_web_page(dashboard, site,  # noqa: F811
+                                                                             browser_context):  # noqa: F811
+    """The Draw page's canvas pixels, drawn there with the mouse, read by the web page give the Draw page's text (its
+    names LM switched off: the web page has none). Both serve the same model."""
+    from tests.test_browser import _idle
+
+    page = browser_context.new_page()
+    page.goto(f"{dashboard['url']}/draw")
+    _idle(page)
+    page.get_by_text("Names LM").click()
+    _idle(page)
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    x0, y0 = box["x"] + 60, box["y"] + 25
+    for dx in (0, 90, 180, 270):
+        page.mouse.move(x0 + dx, y0)
+        page.mouse.down()
+        page.mouse.move(x0 + dx, y0 + 70, steps=8)
+        if dx % 180 == 0:
+            page.mouse.move(x0 + dx + 40, y0 + 70, steps=5)
+        page.mouse.up()
+    page.get_by_text("What the model sees").wait_for(timeout=60_000)
+    _idle(page)
+    drawn = page.locator('[data-testid="stMetricValue"]').first.inner_text().strip()
+    canvases = page.locator("canvas.lower-canvas")  # the component's background canvas, then the drawing's
+    pixels = [canvases.nth(i).evaluate("""(c) => ({w: c.width, h: c.height,
+        data: Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)})""")
+              for i in range(canvases.count())]
+    pixels = next(p for p in pixels if max(p["data"][3::4]) > 0)
+    web = _open(browser_context, site["url"])
+    reading = web.evaluate("async ([d, w, h]) => await window.hwr.readRgba(Uint8Array.from(d), w, h)",
+                           [pixels["data"], pixels["w"], pixels["h"]])
+    assert (pixels["w"], pixels["h"]) == (720, 120)
+    assert (reading["text"] or "(nothing)") == drawn

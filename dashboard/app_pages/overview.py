@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard.state import DEFAULT_DATASET, pool_choices, settings
 from db.catalog import dataset_counts
-from db.registry import default_model
+from db.registry import SHIPPED, default_model
 from jobs.queue import alive_workers, list_jobs, submit
 
 STARTER_DATASET = DEFAULT_DATASET
@@ -42,7 +42,7 @@ live()
 
 datasets = dataset_counts(s)
 model = default_model(s)
-shipped = model is not None and model.job_id is None and (model.description or "").startswith("the starter model")
+shipped = model is not None and model.kind == SHIPPED
 with st.container(border=True):
     st.markdown("**What to do next**")
     if not datasets:

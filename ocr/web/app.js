@@ -130,7 +130,12 @@
       $("status").textContent = `model ready (${hwr.loadMs.toFixed(0)} ms)`;
       $("about").textContent = `Character set: ${config.alphabet} · input height ${config.preprocess.height} px` +
         (m.val_cer !== undefined ? ` · its validation CER ${Number(m.val_cer).toFixed(3)}` : "");
-      Object.assign(hwr, { ready: true, config, logitsFromGray, read, decode: hwrCore.decode });
+      // RGBA pixels from anywhere (another canvas) -> the reading this page would show for them
+      const readRgba = async (rgba, w, h) => {
+        const { logits, T, C } = await logitsFromGray(hwrCore.rgbaToGray(rgba, w, h), w, h);
+        return hwrCore.decode(logits.subarray(0, T * C), T, C, config.alphabet, 10);
+      };
+      Object.assign(hwr, { ready: true, config, logitsFromGray, readRgba, read, decode: hwrCore.decode });
       read();
     } catch (err) {
       hwr.error = String(err);

@@ -138,18 +138,23 @@
     return { data, width: outW, paddedWidth: padded, height: H };
   }
 
-  // RGBA pixels (a canvas) on white paper -> 8-bit gray as Pillow's convert("L") computes it (ITU-R 601-2 luma).
+  // RGBA pixels (a canvas) -> 8-bit gray as dashboard/drawing.py's to_image + Pillow's convert("L") make it: composited
+  // on white paper with Pillow's integer alpha_composite (AlphaComposite.c), then ITU-R 601-2 luma in fixed point.
+  const div255 = (a) => (((a >>> 8) + a) >>> 8);
   function rgbaToGray(rgba, w, h) {
     const out = new Uint8Array(w * h);
     for (let i = 0, j = 0; i < out.length; i++, j += 4) {
       const a = rgba[j + 3];
-      let r = rgba[j], g = rgba[j + 1], b = rgba[j + 2];
-      if (a !== 255) { // composite on white (the canvas is filled white, so this is only for transparent sources)
-        r = Math.round((r * a + 255 * (255 - a)) / 255);
-        g = Math.round((g * a + 255 * (255 - a)) / 255);
-        b = Math.round((b * a + 255 * (255 - a)) / 255);
+      let r = 255, g = 255, b = 255;
+      if (a !== 0) {
+        const outa255 = a * 255 + 255 * (255 - a);
+        const coef1 = Math.floor((a * 255 * 255 * 128) / outa255);
+        const coef2 = 255 * 128 - coef1;
+        r = div255(rgba[j] * coef1 + 255 * coef2 + (0x80 << 7)) >>> 7;
+        g = div255(rgba[j + 1] * coef1 + 255 * coef2 + (0x80 << 7)) >>> 7;
+        b = div255(rgba[j + 2] * coef1 + 255 * coef2 + (0x80 << 7)) >>> 7;
       }
-      out[i] = (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
+      out[i] = (r * 19595 + g * 38470 + b * 7471 + 0x8000) >>> 16;
     }
     return out;
   }
