@@ -89,6 +89,18 @@ def _shot(page, tmp_path: Path, name: str) -> None:
         page.screenshot(path=str(Path(target) / f"{name}.png"), full_page=True)
 
 
+def draw_lili(page, box: dict) -> None:
+    """Four block letters written with the mouse on a canvas at ``box``: L, I, L, I."""
+    x0, y0 = box["x"] + 60, box["y"] + 25
+    for dx in (0, 90, 180, 270):
+        page.mouse.move(x0 + dx, y0)
+        page.mouse.down()
+        page.mouse.move(x0 + dx, y0 + 70, steps=8)
+        if dx % 180 == 0:
+            page.mouse.move(x0 + dx + 40, y0 + 70, steps=5)
+        page.mouse.up()
+
+
 def _idle(page) -> None:
     """Wait until the page's script run has finished: a click during a run can land on an element the run replaces."""
     page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
@@ -143,15 +155,7 @@ def _train_review_draw(page, dashboard, tmp_path: Path) -> None:
     _idle(page)
     canvas = page.locator("canvas.upper-canvas").first
     canvas.wait_for()
-    box = canvas.bounding_box()
-    x0, y0 = box["x"] + 60, box["y"] + 25
-    for dx in (0, 90, 180, 270):  # four block letters: L, I, L, I
-        page.mouse.move(x0 + dx, y0)
-        page.mouse.down()
-        page.mouse.move(x0 + dx, y0 + 70, steps=8)
-        if dx % 180 == 0:
-            page.mouse.move(x0 + dx + 40, y0 + 70, steps=5)
-        page.mouse.up()
+    draw_lili(page, canvas.bounding_box())
     page.get_by_text("What the model sees").wait_for(timeout=60_000)
     page.get_by_text("Prediction").first.wait_for(timeout=60_000)
     _idle(page)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from dashboard.drawing import to_image
 from tests.conftest import _free_port, stop_process, wait_for
-from tests.test_browser import browser_context, dashboard  # noqa: F401 - the Chromium and dashboard fixtures
+from tests.test_browser import browser_context, dashboard, draw_lili  # noqa: F401 - the Chromium and dashboard fixtures
 
 
 @pytest.fixture(scope="module")
@@ -78,15 +78,7 @@ def test_a_word_drawn_on_the_page_reads_as_python_reads_its_pixels(site, browser
     from ocr.recognize import Recognizer
 
     page = _open(browser_context, site["url"])
-    box = page.locator("#pad").bounding_box()
-    x0, y0 = box["x"] + 60, box["y"] + 25
-    for dx in (0, 90, 180, 270):  # L I L I, as the Draw page test writes
-        page.mouse.move(x0 + dx, y0)
-        page.mouse.down()
-        page.mouse.move(x0 + dx, y0 + 70, steps=8)
-        if dx % 180 == 0:
-            page.mouse.move(x0 + dx + 40, y0 + 70, steps=5)
-        page.mouse.up()
+    draw_lili(page, page.locator("#pad").bounding_box())  # as the Draw page test writes
     page.wait_for_function("window.hwr.reading !== null && window.hwr.lastLatencyMs !== null")
     page.wait_for_timeout(300)  # the last stroke's reading
     reading = page.evaluate("window.hwr.reading")
@@ -202,15 +194,7 @@ def test_the_same_strokes_read_the_same_on_the_draw_page_and_on_the_web_page(das
     _idle(page)
     canvas = page.locator("canvas.upper-canvas").first
     canvas.wait_for()
-    box = canvas.bounding_box()
-    x0, y0 = box["x"] + 60, box["y"] + 25
-    for dx in (0, 90, 180, 270):
-        page.mouse.move(x0 + dx, y0)
-        page.mouse.down()
-        page.mouse.move(x0 + dx, y0 + 70, steps=8)
-        if dx % 180 == 0:
-            page.mouse.move(x0 + dx + 40, y0 + 70, steps=5)
-        page.mouse.up()
+    draw_lili(page, canvas.bounding_box())
     page.get_by_text("What the model sees").wait_for(timeout=60_000)
     _idle(page)
     drawn = page.locator('[data-testid="stMetricValue"]').first.inner_text().strip()
