@@ -56,7 +56,7 @@ class Evaluation:
 
 
 def model_card(config: dict, repo_id: str, evaluation: Evaluation | None, license: str = "mit",
-               datasets: list[str] | None = None, about: str | None = None) -> str:
+               datasets: list[str] | None = None, about: str | None = None, onnx: bool = True) -> str:
     """The README of the Hub repo: YAML metadata the Hub indexes, then what the model is, how it was made, its
     figures and how to run it."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -92,9 +92,8 @@ def model_card(config: dict, repo_id: str, evaluation: Evaluation | None, licens
         f"| output | logits (T, N, C), one time step per {_stride(mc)} input columns, class 0 the blank |",
     ]
     if train:
-        lines.append(f"| training | preset `{train.get('preset', '?')}`, {train.get('epochs', '?')} epochs planned"
-                     + (f" within {train['max_minutes']:g} minutes" if train.get("max_minutes") else "")
-                     + f", lr {train.get('lr', '?')}, seed {train.get('seed', '?')} |")
+        lines.append(f"| training | preset `{train.get('preset', '?')}`, seed {train.get('seed', '?')}, the full "
+                     "configuration under `train_config` in `config.json` |")
     if prov:
         lines.append(f"| self-training | {prov.get('kept', '?')} pseudo-labels of {prov.get('read', '?')} unlabelled "
                      f"images read at P >= {prov.get('threshold', '?')} |")
@@ -117,12 +116,15 @@ def model_card(config: dict, repo_id: str, evaluation: Evaluation | None, licens
         "## Use", "",
         "```python",
         "from huggingface_hub import snapshot_download",
-        "from ocr.recognize import Recognizer  # pip install the project; or run model.onnx with onnxruntime",
+        "from ocr.recognize import Recognizer  # pip install the project"
+        + ("; or run model.onnx with onnxruntime" if onnx else ""),
         f"print(Recognizer(snapshot_download(\"{repo_id}\")).read([\"crop.jpg\"])[0].text)",
         "```", "",
-        f"or `python -m ocr predict --checkpoint hf://{repo_id} crop.jpg`. `model.onnx` takes the preprocessed batch "
-        "(N, 1, H, W) and returns the logits; decode them greedily (best class per step, merge repeats, drop the "
-        "blank) with the character set above.",
+        f"or `python -m ocr predict --checkpoint hf://{repo_id} crop.jpg`. "
+        + ("`model.onnx` takes the preprocessed batch (N, 1, H, W) and returns the logits; decode them greedily (best "
+           "class per step, merge repeats, drop the blank) with the character set above." if onnx else
+           "`python -m ocr export --checkpoint DIR --out OUT --format onnx` writes its ONNX model; "
+           "`python -m ocr export-web` a web page that runs it in the browser."),
         "",
         "## Limits", "",
         "It reads one field per image, in the character set above; handwriting unlike its training data (other "
