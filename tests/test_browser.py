@@ -145,7 +145,10 @@ def _train_review_draw(page, dashboard, tmp_path: Path) -> None:
     field = page.get_by_label("Correct label").first
     field.fill("PLAYWRIGHT")
     expect(field).to_have_value("PLAYWRIGHT")
-    page.get_by_role("button", name="Save").first.click()
+    # the Save of the form that holds the typed label: the list may re-render (a training job is running) between
+    # typing and clicking, and the typed value stays with its sample's form
+    page.evaluate("""() => [...document.querySelectorAll('input')].find(i => i.value === 'PLAYWRIGHT')
+                             .closest('[data-testid="stForm"]').querySelector('button').click()""")
     wait_for(lambda: _edits(settings, "PLAYWRIGHT"), 30, "the correction in the database")
     _idle(page)
     _shot(page, tmp_path, "dashboard-review")
