@@ -7,11 +7,10 @@ preprocessing settings travel in ``config.json`` (and in the ``.pt``).
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
-from ocr.pretrained import CONFIG, config_of, save_pretrained
+from ocr.pretrained import save_pretrained, write_config
 
 FORMATS = ("safetensors", "pt", "torchscript", "onnx")
 
@@ -29,11 +28,7 @@ def export(checkpoint: str | Path, out: str | Path, formats: list[str] | None = 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown export format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
-    if "safetensors" in formats:
-        written = save_pretrained(ckpt, out)
-    else:
-        (out / CONFIG).write_text(json.dumps(config_of(ckpt), indent=1, ensure_ascii=False), encoding="utf-8")
-        written = [out / CONFIG]
+    written = save_pretrained(ckpt, out) if "safetensors" in formats else [write_config(ckpt, out)]
     example = torch.zeros(2, 1, pre.height, pre.max_width)
     for fmt in formats:
         if fmt == "safetensors":

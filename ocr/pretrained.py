@@ -50,11 +50,15 @@ def save_pretrained(checkpoint: str | Path | dict, out: str | Path, include_trai
     out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in ckpt["model"].items()}
     save_file(weights, str(out / WEIGHTS), metadata={"format": "pt", "library": FORMAT})
-    config = config_of(ckpt, include_training_labels)
+    return [out / WEIGHTS, write_config(ckpt, out, include_training_labels)]
+
+
+def write_config(ckpt: dict, out: Path, include_training_labels: bool = False) -> Path:
+    """``out/config.json`` for a loaded checkpoint, written atomically (every export format writes it this way)."""
     tmp = out / f".{CONFIG}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(config, indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.write_text(json.dumps(config_of(ckpt, include_training_labels), indent=1, ensure_ascii=False), encoding="utf-8")
     tmp.replace(out / CONFIG)
-    return [out / WEIGHTS, out / CONFIG]
+    return out / CONFIG
 
 
 def is_hub_id(spec: str | Path) -> bool:
@@ -139,4 +143,4 @@ def load_pretrained(folder: str | Path) -> dict:
 
 
 __all__ = ["CONFIG", "STARTER", "PretrainedError", "WEIGHTS", "check_repo_id", "config_of", "download", "is_hub_id",
-           "load_pretrained", "save_pretrained"]
+           "load_pretrained", "save_pretrained", "write_config"]

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ocr.pretrained import CONFIG, PretrainedError, check_repo_id, save_pretrained
+from ocr.pretrained import CONFIG, PretrainedError, check_repo_id
 
 LIBRARY_NAME = "hwr-ocr"
 SAMPLES = "samples.json"
@@ -134,17 +134,13 @@ def model_card(config: dict, repo_id: str, evaluation: Evaluation | None, licens
 
 
 def build_folder(checkpoint: str | Path, out: str | Path, repo_id: str, evaluation: Evaluation | None = None,
-                 license: str = "mit", datasets: list[str] | None = None,
-                 include_training_labels: bool = False) -> list[Path]:
+                 license: str = "mit", datasets: list[str] | None = None) -> list[Path]:
     """Everything the Hub repo holds, written to ``out`` (the dry run stops here)."""
     from ocr.export import export
 
     repo_id = check_repo_id(repo_id)
     out = Path(out)
-    written = save_pretrained(checkpoint, out, include_training_labels=include_training_labels)
-    written += [p for p in export(checkpoint, out, formats=["onnx"]) if p.name != CONFIG]
-    if include_training_labels:  # export rewrote config.json without them
-        save_pretrained(checkpoint, out, include_training_labels=True)
+    written = export(checkpoint, out, formats=["safetensors", "onnx"])
     config = json.loads((out / CONFIG).read_text(encoding="utf-8"))
     (out / "README.md").write_text(model_card(config, repo_id, evaluation, license, datasets), encoding="utf-8")
     written.append(out / "README.md")
