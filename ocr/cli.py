@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("export", help="write the model folder (model.safetensors + config.json), model.pt, "
-                                      "TorchScript and ONNX")
+                                      "a torch.export program (model.pt2) and ONNX")
     s.add_argument("--checkpoint", required=True, help="a checkpoint, a model folder or a Hub id (hf://USER/NAME)")
     s.add_argument("--out", required=True)
     s.add_argument("--format", action="append", choices=list(FORMATS),

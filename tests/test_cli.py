@@ -73,7 +73,7 @@ def test_synth_train_evaluate_predict_export(tmp_path, real_data):
 
     r = run("export", "--checkpoint", run_dir / "best.pt", "--out", tmp_path / "export")
     assert r.returncode == 0, r.stderr
-    assert {"model.safetensors", "config.json", "model.pt", "model.torchscript.pt", "model.onnx"} <= \
+    assert {"model.safetensors", "config.json", "model.pt", "model.pt2", "model.onnx"} <= \
         {p.name for p in (tmp_path / "export").iterdir()}
     r = run("predict", "--checkpoint", tmp_path / "export", *images, "--json", "--top-k", 3, "--beam", 0)
     assert r.returncode == 0, r.stderr
@@ -94,15 +94,17 @@ def test_exported_models_give_the_same_outputs(trained, tmp_path, real_data):
     images, _ = pad_batch([rec.prepare(f) for f in files])
     with torch.inference_mode():
         expected = rec.model(images)
-    scripted = torch.jit.load(str(tmp_path / "model.torchscript.pt"))
-    torch.testing.assert_close(scripted(images), expected, rtol=1e-4, atol=1e-4)
-    onnx_out = ort.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"images": images.numpy()})[0]
-    np.testing.assert_allclose(onnx_out, expected.numpy(), rtol=1e-4, atol=1e-4)
-    # and another width and batch size than the export example
-    narrow = images[:3, :, :, :128]
-    onnx_narrow = ort.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"images": narrow.numpy()})[0]
-    with torch.inference_mode():
-        np.testing.assert_allclose(onnx_narrow, rec.model(narrow).numpy(), rtol=1e-4, atol=1e-4)
+    program = torch.export.load(tmp_path / "model.pt2").module()
+    torch.testing.assert_close(program(images), expected, rtol=1e-4, atol=1e-4)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    np.testing.assert_allclose(session.run(None, {"images": images.numpy()})[0], expected.numpy(), rtol=1e-4, atol=1e-4)
+    # other widths and batch sizes than the export example's, one image included
+    for narrow in (images[:3, :, :, :128], images[:1, :, :, :61], images[:1]):
+        with torch.inference_mode():
+            expected = rec.model(narrow)
+        torch.testing.assert_close(program(narrow), expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(session.run(None, {"images": narrow.numpy()})[0], expected.numpy(),
+                                   rtol=1e-4, atol=1e-4)
     slim = torch.load(tmp_path / "model.pt", weights_only=False)
     assert slim["alphabet"] == rec.alphabet.chars and "optimizer" not in slim
 

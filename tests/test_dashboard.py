@@ -385,10 +385,10 @@ def test_models_page_default_evaluate_report_export(populated):
     assert [(p["split"], p["lm"]) for p in queued] == [("train", True)]
     _button(at, "Read the unlabelled samples").click().run()
     assert [j["kind"] for j in list_jobs(s) if j["status"] == "queued"] == ["predict", "evaluate"]
-    at.selectbox(key="export_format").set_value("torchscript")
+    at.selectbox(key="export_format").set_value("pt2")
     _button(at, "Prepare the export").click().run()
     assert not at.exception
-    assert at.session_state["export_zip"][0].endswith("torchscript.zip")
+    assert at.session_state["export_zip"][0].endswith("pt2.zip")
     at.text_input(key="publish_repo").set_value("not a repo id")
     _button(at, "Write the folder only (dry run)").click().run()
     assert any("is not a Hugging Face repo id" in e.value for e in at.error)

@@ -85,10 +85,11 @@ def evaluations() -> None:
 evaluations()
 
 st.subheader("Export")
-fmt = st.selectbox("Format", ["safetensors", "onnx", "pt", "torchscript"], key="export_format",
+fmt = st.selectbox("Format", ["safetensors", "onnx", "pt2", "pt"], key="export_format",
                    format_func={"safetensors": "model folder (model.safetensors + config.json; loads anywhere a "
                                                "checkpoint does)", "pt": ".pt (state dict + config + alphabet)",
-                                "torchscript": "TorchScript", "onnx": "ONNX"}.get)
+                                "pt2": "torch.export program (model.pt2; torch.export.load, any batch and width)",
+                                "onnx": "ONNX (any batch and width)"}.get)
 if st.button("Prepare the export", key="export_go"):
     from ocr.export import export
 
