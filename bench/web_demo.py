@@ -3,6 +3,7 @@ how long the page takes until the model is ready, how long a reading takes after
 in-browser logits are to PyTorch's on real crops.
 
     python -m bench.web_demo [--model ocr/starter] [--loads 5] [--strokes 20] [--crops 100]
+    python -m bench.web_demo --int8   # int8 weights (onnxruntime dynamic quantisation) against the float model
 
 Page load: a fresh browser context each time (no cache), from navigation to the ONNX session ready. Per stroke: from
 the pen lifted to the reading shown (preprocessing + the model + beam 10 in the page), one word written stroke by
@@ -49,12 +50,45 @@ def _serve(folder: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the static server did not answer")
 
 
+def int8_check(model_onnx: Path, model: str) -> None:
+    """Would int8 weights be worth it? onnxruntime's dynamic quantisation of model.onnx, read greedily by onnxruntime
+    on the real rows 801-1000 beside the float model: size, exact match, CER, time."""
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from bench.common import real_split
+    from ocr.decode import greedy_decode
+    from ocr.metrics import cer, exact_match
+    from ocr.preprocess import pad_batch
+    from ocr.recognize import Recognizer
+
+    int8 = model_onnx.with_name("model.int8.onnx")
+    quantize_dynamic(model_onnx, int8, weight_type=QuantType.QInt8)
+    rec = Recognizer(model)
+    _, val = real_split()
+    batches = [pad_batch([rec.prepare(s.path) for s in val[i:i + 32]]) for i in range(0, len(val), 32)]
+    labels = [s.label for s in val]
+    for path in (model_onnx, int8):
+        session = ort.InferenceSession(str(path))
+        texts, t0 = [], time.perf_counter()
+        for images, widths in batches:
+            logits = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+            texts += [p.text for p in greedy_decode(logits, rec.model.output_lengths(widths), rec.alphabet)]
+        emit("web_demo.int8", model=path.name, mb=round(path.stat().st_size / 1e6, 2), rows=len(val),
+             greedy_exact=round(exact_match(labels, texts), 3), greedy_cer=round(cer(labels, texts), 3),
+             onnxruntime_s=round(time.perf_counter() - t0, 2))
+    int8.unlink()
+
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(STARTER))
     ap.add_argument("--loads", type=int, default=5)
     ap.add_argument("--strokes", type=int, default=20)
     ap.add_argument("--crops", type=int, default=100)
+    ap.add_argument("--int8", action="store_true", help="only compare int8 weights with the float model")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -66,6 +100,9 @@ def main() -> None:
     built = export_web(args.model, site)
     emit("web_demo.size", model_onnx_mb=round(built["model_bytes"] / 1e6, 2),
          total_mb=round(built["total_bytes"] / 1e6, 2), files=len(built["files"]))
+    if args.int8:
+        int8_check(site / "model.onnx", args.model)
+        return
     server, url = _serve(site)
     try:
         with sync_playwright() as p:
