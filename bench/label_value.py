@@ -14,7 +14,11 @@ share plus the labels so far (checkpoint picked on held-out synthetic images). A
   ``ocr.acquire.acquisition_order`` picks the next ones (margin of the top two readings, diversity by reading and
   image embedding), the first round with the synthetic model;
 - +self-training: the same, trained with the product's option (``TrainConfig.self_train``) on the pool images still
-  unlabelled plus ``--extra-pool`` of the 10,500 unlabelled real images.
+  unlabelled plus ``--extra-pool`` of the 10,500 unlabelled real images: a teacher trained first in the round reads
+  them;
+- active+loop-self-training: as a labelling loop runs it, the previous round's model (the one that chose the labels)
+  is the teacher (``fit_self_training(teacher=...)``): it reads the same images inside the round's budget, and the
+  whole rest of the budget trains the student from the same synthetic model.
 
 Each round prints a JSON line (exact match and CER on the validation rows with the default ``--lm names`` decoder);
 results go to ``data/bench/label-value/results.jsonl`` (``.../seed-N/`` for another ``--seed``, ``.../4min/`` for
@@ -43,7 +47,7 @@ from ocr.selftrain import fit_self_training, pool_files
 from ocr.train import TrainConfig
 
 OUT = CACHE / "label-value"
-ARMS = ("random", "active", "random+self-training", "active+self-training")
+ARMS = ("random", "active", "random+self-training", "active+self-training", "active+loop-self-training")
 
 
 def read(checkpoint: str | Path, samples: list[Sample]) -> list:
@@ -109,7 +113,7 @@ def main() -> None:
         _append(results, done[("synthetic only", 0)])
     emit("label_value.round", **done[("synthetic only", 0)])
     for arm in args.arms.split(","):
-        self_train = arm.endswith("+self-training")
+        self_train = arm.endswith("self-training")
         labelled: list[Sample] = []
         model = base
         for n in sizes:
@@ -139,7 +143,8 @@ def main() -> None:
                               self_train=args.self_train if self_train else 0.0, pseudo_threshold=args.threshold)
             shutil.rmtree(run, ignore_errors=True)
             summary = fit_self_training(training_set(synth, labelled, args.real_share), synth_val, unlabelled, run,
-                                        cfg, init=base, callback=Quiet())
+                                        cfg, init=base, callback=Quiet(),
+                                        teacher=model if arm == "active+loop-self-training" else None)
             model = str(run / "best.pt")
             record = {"arm": arm, "labels": n, **evaluate(model, val), "n_val": len(val),
                       "pseudo_labels": (summary.get("self_training") or {}).get("kept", 0),

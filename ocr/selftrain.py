@@ -131,8 +131,12 @@ def _read_pseudo(path: Path) -> list[PseudoLabel]:
 
 def fit_self_training(train_samples: list[Sample], val_samples: list[Sample], pool: list[Path], out_dir: str | Path,
                       cfg: TrainConfig, alphabet: Alphabet | None = None, init: str | Path | None = None,
-                      resume: bool = False, callback: Callback | None = None, progress: bool = False) -> dict:
-    """``fit`` with a self-training phase when ``cfg.self_train`` > 0 (else plain ``fit``). Resumes either phase."""
+                      resume: bool = False, callback: Callback | None = None, progress: bool = False,
+                      teacher: str | Path | None = None) -> dict:
+    """``fit`` with a self-training phase when ``cfg.self_train`` > 0 (else plain ``fit``). Resumes either phase.
+
+    ``teacher``: a model that already reads well (the current model of a labelling loop) reads the pool instead of a
+    first phase trained for it; the whole run then trains on the labels plus its pseudo-labels, from ``init``."""
     out = Path(out_dir)
     teacher_dir, record = out / "teacher", out / "self_training.json"
     saved = json.loads(record.read_text()) if resume and record.exists() else None
@@ -148,6 +152,20 @@ def fit_self_training(train_samples: list[Sample], val_samples: list[Sample], po
     if pool_read:
         state = saved
         pseudo = _read_pseudo(out / "pseudo_labels.csv")
+    elif teacher is not None:
+        from ocr.train import select_device
+
+        out.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"config": asdict(cfg)}, indent=1))
+        pseudo, counts = read_pool(teacher, pool, cfg, str(select_device(cfg.device)), cb)
+        if cb.should_stop():
+            return {"stopped": "stop requested", "epochs": 0, "self_training": None}
+        state = {"config": asdict(cfg), "pseudo_labels": counts["kept"], **counts, "teacher": str(teacher),
+                 "teacher_given": True, "teacher_epochs": 0, "teacher_steps": 0, "teacher_best": {}, "charset_added": ""}
+        _write_pseudo(out / "pseudo_labels.csv", pseudo)
+        record.write_text(json.dumps(state, indent=1))
+        if hasattr(cb, "on_pseudo_labels"):
+            cb.on_pseudo_labels(Path(teacher), pseudo, state)
     else:
         out.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"config": asdict(cfg)}, indent=1))
@@ -166,13 +184,18 @@ def fit_self_training(train_samples: list[Sample], val_samples: list[Sample], po
         record.write_text(json.dumps(state, indent=1))
         if hasattr(cb, "on_pseudo_labels"):
             cb.on_pseudo_labels(teacher_dir / "best.pt", pseudo, state)
-    if cfg.max_minutes:
+    given_teacher = state.get("teacher_given", False)
+    if given_teacher:  # the whole run is the student, less the time the pool took to read
+        second_cfg = cfg if not cfg.max_minutes else \
+            replace(cfg, max_minutes=max(cfg.max_minutes - state["seconds"] / 60, cfg.max_minutes / 2))
+    elif cfg.max_minutes:
         spent = (time.monotonic() - started) / 60 if not resume else cfg.max_minutes * (1 - cfg.self_train)
         second_cfg = replace(second_cfg, max_minutes=max(cfg.max_minutes - spent, cfg.max_minutes * cfg.self_train / 2))
     students = [Sample(p.path, p.text, "pseudo") for p in pseudo]
     provenance = {"self_training": {k: v for k, v in state.items() if k not in ("teacher_best", "config")}
                   | {"teacher_val_cer": state["teacher_best"].get("val_cer"), "share": cfg.self_train}}
-    second = fit(train_samples + students, val_samples, out, second_cfg, alphabet, teacher_dir / "best.pt",
+    second = fit(train_samples + students, val_samples, out, second_cfg, alphabet,
+                 init if given_teacher else teacher_dir / "best.pt",
                  resume and (out / "last.pt").exists(),
                  _Phase(cb, "self-training", state["teacher_epochs"], state["teacher_steps"]), progress,
                  provenance=provenance)

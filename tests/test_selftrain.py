@@ -74,6 +74,24 @@ def test_self_training_reads_the_pool_and_fine_tunes_on_labels_and_pseudo_labels
     assert summary["self_training"]["pseudo_labels"] == len(labels)
 
 
+def test_a_given_teacher_reads_the_pool_and_the_whole_run_is_the_student(labelled, pool, learned, tmp_path):
+    """A labelling loop's current model reads the pool: no teacher phase, every epoch trains on labels + its
+    pseudo-labels, from the model the run starts from."""
+    train, val = labelled
+    files, truth = pool
+    cfg = TrainConfig(epochs=2, self_train=0.5, pseudo_threshold=0.5, pseudo_lm=None, **FAST)
+    cb = Record()
+    summary = fit_self_training(train, val, files, tmp_path, cfg, init=learned[0], callback=cb, teacher=learned[0])
+    assert cb.epochs == [("self-training", 1, 2), ("self-training", 2, 2)] and summary["epochs"] == 2
+    assert not (tmp_path / "teacher").exists()
+    teacher, labels, info = cb.pseudo
+    assert teacher == learned[0] and info["read"] == len(files) and info["teacher_given"]
+    assert len(labels) >= 16 and sum(truth[p.path.name] == p.text for p in labels) >= 0.9 * len(labels)
+    provenance = load_checkpoint(tmp_path / "best.pt")["provenance"]["self_training"]
+    assert provenance["teacher"] == str(learned[0]) and provenance["pseudo_labels"] == len(labels)
+    assert completed_epochs(tmp_path) == 2
+
+
 def test_a_stopped_self_training_run_resumes_where_it_was(labelled, pool, learned, tmp_path):
     train, val = labelled
     cfg = TrainConfig(epochs=4, self_train=0.5, pseudo_threshold=0.5, pseudo_lm=None, **FAST)
