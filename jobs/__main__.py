@@ -29,7 +29,7 @@ def _submit(args, settings) -> int:
         config = {**training_options(args), "device": args.device}
         values = {"datasets": args.dataset, "splits": args.split, "val_datasets": args.val_dataset,
                   "val_splits": args.val_split, "init_model": args.init, "config": config,
-                  "unlabelled_datasets": args.unlabelled}
+                  "unlabelled_datasets": args.unlabelled, "teacher_model": args.teacher}
     elif args.kind == "find-label-errors":
         values = {"model": args.model, "datasets": args.dataset, "splits": args.split, "folds": args.folds,
                   "max_minutes": args.max_minutes, "lm": args.lm}
@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--init", type=int, metavar="MODEL_ID", help="fine-tune from this model")
     k.add_argument("--unlabelled", action="append", default=[], metavar="NAME",
                    help="self-training reads the samples without a label of this dataset (with --self-train)")
+    k.add_argument("--teacher", type=int, metavar="MODEL_ID",
+                   help="with --self-train: this model reads the unlabelled samples instead of a teacher trained "
+                        "first (the model you retrain, say); the whole run trains on labels + its pseudo-labels")
     k = kinds.add_parser("find-label-errors", help="score every label out of fold: the likeliest wrong labels first "
                                                    "(Review: suspected label errors)")
     k.add_argument("--model", type=int, required=True, metavar="MODEL_ID", help="each fold is fine-tuned from it")

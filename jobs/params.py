@@ -52,6 +52,7 @@ class TrainParams:
     resume: bool = False
     config: dict = field(default_factory=dict)  # TrainConfig fields to override
     unlabelled_datasets: list[str] = field(default_factory=list)  # the pool self-training reads (config.self_train)
+    teacher_model: int | None = None  # this model reads the pool (a loop's current model); None: a teacher trained first
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,9 @@ def parse(kind: str, values: dict):
         if cfg.charset not in CHARSET_CHOICES and not Path(cfg.charset).is_file():
             raise ParamsError(f"train job: unknown character set {cfg.charset!r}; choose from "
                               f"{', '.join(CHARSET_CHOICES)} or give a file on the server that lists the characters")
+        if p.teacher_model is not None and cfg.self_train == 0:
+            raise ParamsError("train job: teacher_model reads the unlabelled images for self-training; set "
+                              "config.self_train and unlabelled_datasets too")
         if cfg.self_train > 0 and not p.unlabelled_datasets:
             raise ParamsError("train job: self-training needs unlabelled_datasets, the datasets whose samples "
                               "without a label it reads")

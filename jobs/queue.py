@@ -51,8 +51,9 @@ def submit(settings: Settings, kind: str, values: dict, secrets: dict[str, str] 
     if kind == "train":
         for name in [*p.datasets, *p.val_datasets]:
             _dataset_exists_or_coming(settings, name)
-        if p.init_model is not None:
-            get_model(settings, p.init_model)
+        for model_id in (p.init_model, p.teacher_model):
+            if model_id is not None:
+                get_model(settings, model_id)
         device = check_device(P.train_config(p).device)
     elif kind in ("evaluate", "predict"):
         get_model(settings, p.model)
@@ -105,9 +106,12 @@ def submit_retrain(settings: Settings, model_id: int, add_datasets: list[str] | 
     splits = params.get("splits")
     if splits is not None and added:
         splits = sorted(set(splits) | {x for d in added for x in splits_of(settings, dataset_id(settings, d))})
+    config = {**params.get("config", {}), **RETRAIN}
+    # a self-training run retrained: the model being retrained reads the pool (no teacher phase)
+    teacher = model_id if config.get("self_train", 0) > 0 and params.get("unlabelled_datasets") else None
     return submit(settings, "train", {**params, "datasets": params["datasets"] + added, "splits": splits,
-                                      "init_model": model_id, "resume": False,
-                                      "config": {**params.get("config", {}), **RETRAIN}})
+                                      "init_model": model_id, "resume": False, "config": config,
+                                      "teacher_model": teacher})
 
 
 def secrets_dir(settings: Settings, job_id: int) -> Path:

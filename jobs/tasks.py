@@ -132,9 +132,10 @@ class DbCallback:
 
     STEP_METRICS = ("train_loss", "lr", "samples_per_s")
 
-    def __init__(self, ctx: JobContext, pool_ids: dict[Path, int] | None = None):
+    def __init__(self, ctx: JobContext, pool_ids: dict[Path, int] | None = None, teacher_model: int | None = None):
         self.ctx = ctx
         self.pool_ids = pool_ids or {}
+        self.teacher_model = teacher_model
         self.buffer: list[dict] = []
         self.last_flush = time.monotonic()
         self.steps_per_epoch = 1
@@ -183,10 +184,11 @@ class DbCallback:
                             metrics=clean)
 
     def on_pseudo_labels(self, teacher: Path, labels: list, info: dict) -> None:
-        """Pseudo-labels are predictions of the first phase's model (registered as this job's ``teacher``), never
-        labels: they stay out of exports and of every label count."""
-        model_id = register_checkpoint(self.ctx.settings, teacher, "teacher", job_id=self.ctx.job_id,
-                                       epoch=info["teacher_epochs"], metrics=info["teacher_best"])
+        """Pseudo-labels are predictions of the model that read the pool (the first phase's, registered as this job's
+        ``teacher``, or the teacher model given), never labels: they stay out of exports and of every label count."""
+        model_id = self.teacher_model if self.teacher_model is not None else \
+            register_checkpoint(self.ctx.settings, teacher, "teacher", job_id=self.ctx.job_id,
+                                epoch=info["teacher_epochs"], metrics=info["teacher_best"])
         records = [{"model_id": model_id, "sample_id": self.pool_ids[p.path], "job_id": self.ctx.job_id,
                     "split": "pool", "text": p.text, "text_length": len(p.text), "confidence": p.confidence}
                    for p in labels if p.path in self.pool_ids]
@@ -235,13 +237,14 @@ def run_train(ctx: JobContext) -> dict:
     done_epochs = completed_epochs(out) if p.resume else None
     resume = done_epochs is not None
     init = model_file(ctx.settings, p.init_model) if p.init_model is not None and not resume else None
+    teacher = model_file(ctx.settings, p.teacher_model) if p.teacher_model is not None and not resume else None
     if resume:
         queue.clear_metrics_after(ctx.settings, ctx.job_id, done_epochs)
         ctx.log(f"resuming {out} after epoch {done_epochs}")
-    cb = DbCallback(ctx, {it.path: it.sample_id for it in pool})
+    cb = DbCallback(ctx, {it.path: it.sample_id for it in pool}, p.teacher_model)
     try:
         summary = fit_self_training(train, val, [it.path for it in pool], out, cfg, init=init, resume=resume,
-                                    callback=cb, progress=False)
+                                    callback=cb, progress=False, teacher=teacher)
     finally:
         cb.flush()
     if summary.get("stopped") == "stop requested":

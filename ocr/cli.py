@@ -87,7 +87,7 @@ def _load_samples(specs: list[str], rules=None):
 def cmd_train(args) -> int:
     from ocr.datasets import holdout_split
     from ocr.selftrain import check_self_training, fit_self_training, pool_files
-    from ocr.train import Callback, TrainConfig
+    from ocr.train import Callback, TrainConfig, load_checkpoint
 
     out = Path(args.out)
     run_file = out / "run.json"
@@ -105,6 +105,10 @@ def cmd_train(args) -> int:
                       data_on_device=args.data_on_device)
     if cfg.self_train > 0 and not args.unlabelled:
         raise CLIError("--self-train needs --unlabelled DIR: a folder of images without labels")
+    if args.teacher and cfg.self_train == 0:
+        raise CLIError("--teacher reads the unlabelled images for --self-train; give --self-train SHARE too")
+    if args.teacher and not args.resume:
+        load_checkpoint(args.teacher)  # a model that cannot be read says so before anything is written
     pool = [f for folder in args.unlabelled for f in pool_files(folder)]
     if not args.resume:
         check_self_training(cfg, pool)
@@ -135,7 +139,7 @@ def cmd_train(args) -> int:
             _print_err(text)
 
     summary = fit_self_training(train, val, pool, out, cfg, init=args.init, resume=args.resume, callback=Printer(),
-                                progress=not args.quiet and sys.stderr.isatty())
+                                progress=not args.quiet and sys.stderr.isatty(), teacher=args.teacher)
     best = summary["best"]
     print(f"done: {summary['epochs']} epoch(s); best val_cer {best.get('val_cer', float('nan')):.4f}, "
           f"val_exact_match {best.get('val_exact_match', float('nan')):.3f}; checkpoints in {out}"
@@ -211,9 +215,12 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from ocr.export import export
+    from ocr.export import ExportError, export
 
-    paths = export(args.checkpoint, args.out, formats=args.format)
+    try:
+        paths = export(args.checkpoint, args.out, formats=args.format)
+    except ExportError as exc:
+        raise CLIError(str(exc)) from None
     for p in paths:
         print(p)
     return 0
@@ -316,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--init", metavar="CKPT", help="fine-tune from this checkpoint")
     s.add_argument("--unlabelled", action="append", default=[], metavar="DIR",
                    help="a folder of images without labels for --self-train (repeatable)")
+    s.add_argument("--teacher", metavar="CKPT",
+                   help="with --self-train: this model (the one you are retraining, say) reads the unlabelled images "
+                        "instead of a teacher trained first, and the whole run trains on labels + its pseudo-labels")
     s.add_argument("--resume", action="store_true", help="continue RUNDIR/last.pt exactly")
     s.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps")
     s.add_argument("--workers", type=int, default=-1, help="DataLoader workers (default: 0 on CPU, 4 on GPU)")

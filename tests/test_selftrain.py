@@ -137,7 +137,11 @@ def test_ocr_train_self_train_needs_a_pool_and_a_valid_threshold(synth_dir, tmp_
     (tmp_path / "empty").mkdir()
     out = run("--self-train", "0.4", "--unlabelled", str(tmp_path / "empty"))
     assert out.returncode != 0 and "the pool given has none" in out.stderr and "Traceback" not in out.stderr
-    assert not (tmp_path / "r" / "teacher").exists()
+    out = run("--teacher", str(tmp_path / "missing.pt"))
+    assert out.returncode != 0 and "--teacher reads the unlabelled images for --self-train" in out.stderr
+    out = run("--self-train", "0.4", "--unlabelled", str(tmp_path), "--teacher", str(tmp_path / "missing.pt"))
+    assert out.returncode != 0 and "missing.pt not found" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "r" / "teacher").exists() and not (tmp_path / "r" / "run.json").exists()
 
 
 def test_a_train_job_self_trains_and_keeps_pseudo_labels_apart_from_labels(settings, synth_dir, learned, tmp_path):
@@ -171,3 +175,41 @@ def test_a_train_job_self_trains_and_keeps_pseudo_labels_apart_from_labels(setti
     assert len(pool_labels) == 30 and set(pool_labels) == {None}  # never written over a label
     assert catalog.training_items(settings, ["pool"]) == []
     assert json.loads((queue.run_dir(settings, job_id) / "self_training.json").read_text())["kept"] == len(pseudo)
+
+
+def test_a_loop_retrain_has_the_current_model_read_the_pool(settings, synth_dir, learned, tmp_path):
+    """A train job given a teacher model stores the pseudo-labels as that model's predictions (no teacher phase, no
+    teacher registered), and retraining a self-trained model makes the model retrained the teacher."""
+    from sqlalchemy import select
+
+    from db import catalog
+    from db.engine import session
+    from db.models import Model, Prediction
+    from db.registry import register_checkpoint
+    from jobs import queue
+    from jobs.params import ParamsError
+    from jobs.tasks import JobContext, run_train
+
+    catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
+    import_pool(settings, tmp_path / "scans", "pool", 30, seed=9)
+    base = register_checkpoint(settings, learned[0], "best", name="learned")
+    config = {**FAST, "epochs": 1, "self_train": 0.5, "pseudo_threshold": 0.01, "pseudo_lm": None}
+    with pytest.raises(ParamsError, match="teacher_model reads the unlabelled images for self-training"):
+        queue.submit(settings, "train", {"datasets": ["synth"], "teacher_model": base,
+                                         "config": {k: v for k, v in config.items() if k != "self_train"}})
+    with pytest.raises(ValueError, match="no model with id 999"):
+        queue.submit(settings, "train", {"datasets": ["synth"], "config": config, "unlabelled_datasets": ["pool"],
+                                         "teacher_model": 999})
+    params = {"datasets": ["synth"], "config": config, "unlabelled_datasets": ["pool"], "init_model": base,
+              "teacher_model": base}
+    job_id = queue.submit(settings, "train", params)
+    result = run_train(JobContext(settings, job_id, params))
+    assert result["self_training"]["read"] == 30 and result["self_training"]["teacher_given"]
+    with session(settings) as s:
+        assert {m.kind for m in s.scalars(select(Model).where(Model.job_id == job_id))} == {"best", "last"}
+        pseudo = s.scalars(select(Prediction).where(Prediction.model_id == base, Prediction.job_id == job_id)).all()
+        best = s.scalars(select(Model.id).where(Model.job_id == job_id, Model.kind == "best")).one()
+    assert len(pseudo) == result["self_training"]["kept"] > 0 and all(p.split == "pool" for p in pseudo)
+    retrain_id = queue.submit_retrain(settings, best)
+    retrain = next(j for j in queue.list_jobs(settings) if j["id"] == retrain_id)
+    assert retrain["params"]["init_model"] == retrain["params"]["teacher_model"] == best

@@ -38,7 +38,8 @@ if waiting > 0 and st.button(f"Read the pool with model #{model_id} (names langu
 r1, r2 = st.columns([2, 3])
 r2.caption("Labels go into the dataset with the audit trail (Review shows each one's history). Retraining fine-tunes "
            f"from model #{model_id} on its training data plus the labelled images of the pool "
-           f"({queue.RETRAIN['max_minutes']:g} minutes).")
+           f"({queue.RETRAIN['max_minutes']:g} minutes); if it was trained with self-training, #{model_id} reads the "
+           "unlabelled images again and the whole run trains on labels + its readings.")
 if r1.button("Retrain with new labels", key="label_retrain"):
     try:
         st.success(f"Queued fine-tuning job {queue.submit_retrain(s, model_id, chosen)}: follow it on the Train page.")

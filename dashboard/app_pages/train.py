@@ -57,6 +57,10 @@ with st.form("new-train-job"):
                                 key="train_pseudo_threshold", help="P(text | image) of the reading")
     pseudo_lm = c4.checkbox("Read with the names language model", value=defaults.pseudo_lm == "names",
                             key="train_pseudo_lm")
+    start_reads = st.checkbox("The start model reads them (no first model: the whole run trains on labels + its "
+                              "readings)", value=False, key="train_teacher_is_init",
+                              help="for retraining a model that already reads well, as a labelling loop does; needs "
+                                   "a start model")
     if st.form_submit_button("Start training", type="primary"):
         config = {"preset": preset, "epochs": int(epochs), "batch_size": int(batch), "lr": float(lr),
                   "scheduler": scheduler, "augment": augment, "device": device, "charset": charset,
@@ -67,8 +71,11 @@ with st.form("new-train-job"):
             config |= {"self_train": float(share), "pseudo_threshold": float(threshold),
                        "pseudo_lm": "names" if pseudo_lm else None}
         try:
+            if start_reads and init is None:
+                raise ValueError("the start model reads the unlabelled images: choose a model to start from")
             job_id = queue.submit(s, "train", {"datasets": chosen, "init_model": init, "config": config,
-                                               "unlabelled_datasets": pool})
+                                               "unlabelled_datasets": pool,
+                                               "teacher_model": init if start_reads and pool else None})
             st.session_state["train_job"] = job_id  # follow the new job below
             st.success(f"Queued training job {job_id}.")
         except ValueError as exc:
