@@ -166,6 +166,15 @@ def test_train_page_offers_self_training_on_a_pool_and_shows_what_it_did(populat
     at.selectbox(key="train_job").set_value(job["id"]).run()
     assert any("self-training: 4 pseudo-labels of 6 unlabelled images" in c.value for c in at.caption)
 
+    # the start model as the teacher: refused without one, queued as the job's teacher_model with one
+    at.checkbox(key="train_teacher_is_init").check()
+    _button(at, "Start training").click().run()
+    assert any("choose a model to start from" in e.value for e in at.error)
+    at.selectbox(key="train_init").set_value(populated["model_id"])
+    _button(at, "Start training").click().run()
+    queued = [j for j in list_jobs(s) if j["kind"] == "train" and j["status"] == "queued"]
+    assert [(j["params"]["init_model"], j["params"]["teacher_model"]) for j in queued] == [(populated["model_id"],) * 2]
+
 
 def test_review_page_finds_label_errors_and_fixes_one(populated):
     from db import catalog, corrections
