@@ -73,7 +73,10 @@ def ink_map(image: Image.Image | np.ndarray, cfg: PreprocessConfig = PreprocessC
     return np.round(preprocess(image, cfg) * 255).astype(np.uint8)
 
 
-def pad_batch(images: list[np.ndarray], multiple: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+PAD_MULTIPLE = 8  # batch widths round up to it (ocr/web/hwr.js pads a drawing the same way)
+
+
+def pad_batch(images: list[np.ndarray], multiple: int = PAD_MULTIPLE) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack (H, W_i) arrays into a zero-padded (N, 1, H, W_max) tensor, plus the widths (N,)."""
     if not images:
         raise ValueError("empty batch")
