@@ -203,16 +203,21 @@ def _label_next_by_keyboard(page, dashboard, tmp_path: Path) -> None:
     wait_for(lambda: _edits(settings, "KEYBOARD"), 30, "the label saved by Enter")
     _idle(page)
 
-    def shown() -> str | None:
-        """The label field's value once the page shows one image (a rerun briefly keeps the old field too)."""
-        fields = page.get_by_label("Label (Enter saves)")
-        return fields.input_value() if fields.count() == 1 else None
+    def shown() -> tuple[str, str | None] | None:
+        """The label field's value and id once the page shows one image. A rerun briefly keeps the old field too, even
+        between two calls on the locator: then None, and the caller asks again."""
+        from playwright.sync_api import Error
 
-    wait_for(lambda: shown() is not None, 30, "the next image")
-    before = page.get_by_label("Label (Enter saves)").get_attribute("id")
+        fields = page.get_by_label("Label (Enter saves)")
+        try:
+            return (fields.input_value(timeout=2000), fields.get_attribute("id", timeout=2000)) \
+                if fields.count() == 1 else None
+        except Error:  # two fields again (strict mode), or the one detached by a rerun
+            return None
+
+    before = wait_for(shown, 30, "the next image")[1]
     page.keyboard.press("Escape")
-    wait_for(lambda: shown() is not None and page.get_by_label("Label (Enter saves)").get_attribute("id") != before, 30,
-             "Esc to move on to the next image")
+    wait_for(lambda: (now := shown()) is not None and now[1] != before, 30, "Esc to move on to the next image")
     _idle(page)
     page.keyboard.press("Alt+u")
     wait_for(lambda: _unreadable(settings), 30, "Alt+U to mark the image unreadable")
