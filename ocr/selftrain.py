@@ -152,38 +152,33 @@ def fit_self_training(train_samples: list[Sample], val_samples: list[Sample], po
     if pool_read:
         state = saved
         pseudo = _read_pseudo(out / "pseudo_labels.csv")
-    elif teacher is not None:
-        from ocr.train import select_device
-
-        out.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"config": asdict(cfg)}, indent=1))
-        pseudo, counts = read_pool(teacher, pool, cfg, str(select_device(cfg.device)), cb)
-        if cb.should_stop():
-            return {"stopped": "stop requested", "epochs": 0, "self_training": None}
-        state = {"config": asdict(cfg), "pseudo_labels": counts["kept"], **counts, "teacher": str(teacher),
-                 "teacher_given": True, "teacher_epochs": 0, "teacher_steps": 0, "teacher_best": {}, "charset_added": ""}
-        _write_pseudo(out / "pseudo_labels.csv", pseudo)
-        record.write_text(json.dumps(state, indent=1))
-        if hasattr(cb, "on_pseudo_labels"):
-            cb.on_pseudo_labels(Path(teacher), pseudo, state)
     else:
         out.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"config": asdict(cfg)}, indent=1))
-        first = fit(train_samples, val_samples, teacher_dir, first_cfg, alphabet, init,
-                    resume and (teacher_dir / "last.pt").exists(), _Phase(cb, "teacher", checkpoints=False), progress)
-        if first.get("stopped") == "stop requested":
-            return {**first, "self_training": None}
-        pseudo, counts = read_pool(teacher_dir / "best.pt", pool, cfg, first["device"], cb)
+        if teacher is not None:  # a model given reads the pool: no first phase
+            from ocr.train import select_device
+
+            first: dict = {}
+            reader, device = Path(teacher), str(select_device(cfg.device))
+            phase = {"teacher_given": True, "teacher_epochs": 0, "teacher_steps": 0, "teacher_best": {},
+                     "charset_added": ""}
+        else:
+            first = fit(train_samples, val_samples, teacher_dir, first_cfg, alphabet, init,
+                        resume and (teacher_dir / "last.pt").exists(), _Phase(cb, "teacher", checkpoints=False),
+                        progress)
+            if first.get("stopped") == "stop requested":
+                return {**first, "self_training": None}
+            reader, device = teacher_dir / "best.pt", first["device"]
+            phase = {"teacher_epochs": first["epochs"], "teacher_steps": first["steps"],
+                     "teacher_best": first["best"], "charset_added": first.get("charset_added", "")}
+        pseudo, counts = read_pool(reader, pool, cfg, device, cb)
         if cb.should_stop():  # a part of the pool is not a reading of it: a resume reads it again
-            return {**first, "stopped": "stop requested", "self_training": None}
-        state = {"config": asdict(cfg), "pseudo_labels": counts["kept"], **counts,
-                 "teacher": str(teacher_dir / "best.pt"), "teacher_epochs": first["epochs"],
-                 "teacher_steps": first["steps"], "teacher_best": first["best"],
-                 "charset_added": first.get("charset_added", "")}
+            return {"epochs": 0, **first, "stopped": "stop requested", "self_training": None}
+        state = {"config": asdict(cfg), "pseudo_labels": counts["kept"], **counts, "teacher": str(reader), **phase}
         _write_pseudo(out / "pseudo_labels.csv", pseudo)
         record.write_text(json.dumps(state, indent=1))
         if hasattr(cb, "on_pseudo_labels"):
-            cb.on_pseudo_labels(teacher_dir / "best.pt", pseudo, state)
+            cb.on_pseudo_labels(reader, pseudo, state)
     given_teacher = state.get("teacher_given", False)
     if given_teacher:  # the whole run is the student, less the time the pool took to read
         second_cfg = cfg if not cfg.max_minutes else \
