@@ -1,7 +1,7 @@
 """What a label buys: accuracy against the number of labels a person gave, for active versus random choice of what to
 label, with and without self-training on the images still unlabelled.
 
-    python -m bench.label_value [--sizes 50,100,200,400,all] [--minutes 1.5] [--extra-pool 2000] [--seed 0]
+    python -m bench.label_value [--sizes 50,100,200,400,all] [--minutes 1.5] [--extra-pool 2000] [--seed 0] [--warm-start]
 
 A simulated annotator: the ~800 real labelled training rows (CSV rows 1-800) are the pool, and the true label of an
 image is revealed when it is asked for; the other ~200 real rows are the fixed validation set, never used for any
@@ -20,9 +20,14 @@ share plus the labels so far (checkpoint picked on held-out synthetic images). A
   is the teacher (``fit_self_training(teacher=...)``): it reads the same images inside the round's budget, and the
   whole rest of the budget trains the student from the same synthetic model.
 
+``--warm-start`` runs every arm as the product's loop does (Label next's "Retrain with new labels",
+``jobs.queue.submit_retrain``): from its second round on, a round fine-tunes the arm's previous model (at the retrain
+LR) instead of starting again from the synthetic one; a round still gets ``--minutes`` (runs and results in
+``.../4min-warm/`` for 4-minute rounds).
+
 Each round prints a JSON line (exact match and CER on the validation rows with the default ``--lm names`` decoder);
 results go to ``data/bench/label-value/results.jsonl`` (``.../seed-N/`` for another ``--seed``, ``.../4min/`` for
-another ``--minutes``; a rerun skips rounds already there) and the plot to
+another ``--minutes``, ``.../4min-warm/`` with ``--warm-start``; a rerun skips rounds already there) and the plot to
 ``data/bench/label-value/label_value.html`` / ``.png`` (``--plot-only`` redraws it).
 """
 
@@ -39,6 +44,7 @@ import numpy as np
 
 from bench.common import CACHE, REAL, emit, real_split, synthetic
 from bench.label_errors import Quiet, base_model
+from jobs.queue import RETRAIN
 from ocr.acquire import PoolImage, acquisition_order
 from ocr.datasets import Sample, csv_path, import_kaggle
 from ocr.decoder import DecoderConfig
@@ -84,12 +90,14 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--base-minutes", type=float, default=6.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--warm-start", action="store_true",
+                    help="a round fine-tunes the arm's previous model, as Retrain with new labels does")
     ap.add_argument("--plot-only", action="store_true")
     args = ap.parse_args()
-    out = run_folder(args.seed, args.minutes)
+    out = run_folder(args.seed, args.minutes, args.warm_start)
     results = out / "results.jsonl"
     if args.plot_only:
-        plot(results, args.minutes)
+        plot(results, args.minutes, args.warm_start)
         return
     if not csv_path(REAL, "validation").exists():
         sys.exit(f"real data not found at {REAL} (set HWR_REAL_DATA)")
@@ -106,7 +114,7 @@ def main() -> None:
     done = {(r["arm"], r["labels"]): r for r in map(json.loads, results.read_text().splitlines())} \
         if results.exists() else {}
     emit("label_value.data", pool=len(pool), validation=len(val), extra_pool=len(extra), sizes=sizes,
-         minutes_per_round=args.minutes, base=base)
+         minutes_per_round=args.minutes, base=base, warm_start=args.warm_start)
 
     if ("synthetic only", 0) not in done:
         done[("synthetic only", 0)] = {"arm": "synthetic only", "labels": 0, **evaluate(base, val), "n_val": len(val)}
@@ -127,9 +135,11 @@ def main() -> None:
             else:
                 labelled = order[:n]
             key = (arm, n)
-            shared = ("random+self-training" if self_train else "random") if n >= len(pool) else arm
+            # the whole pool: the same labels whichever arm chose them (a cold start only: warm, the models differ)
+            shared = ("random+self-training" if self_train else "random") \
+                if n >= len(pool) and not args.warm_start else arm
             run = out / f"{shared}-{n}"
-            if key not in done and (shared, n) in done:  # the whole pool: the same labels whichever arm chose them
+            if key not in done and (shared, n) in done:
                 done[key] = {**done[(shared, n)], "arm": arm}
                 _append(results, done[key])
             if key in done:
@@ -139,11 +149,13 @@ def main() -> None:
             t0 = time.monotonic()
             labelled_paths = {s.path for s in labelled}
             unlabelled = [s.path for s in pool if s.path not in labelled_paths] + extra if self_train else []
-            cfg = TrainConfig(epochs=1000, max_minutes=args.minutes, lr=args.lr, seed=args.seed, log_every=50,
-                              self_train=args.self_train if self_train else 0.0, pseudo_threshold=args.threshold)
+            warm = args.warm_start and model != base
+            cfg = TrainConfig(epochs=1000, max_minutes=args.minutes, lr=RETRAIN["lr"] if warm else args.lr,
+                              seed=args.seed, log_every=50, self_train=args.self_train if self_train else 0.0,
+                              pseudo_threshold=args.threshold)
             shutil.rmtree(run, ignore_errors=True)
             summary = fit_self_training(training_set(synth, labelled, args.real_share), synth_val, unlabelled, run,
-                                        cfg, init=base, callback=Quiet(),
+                                        cfg, init=model if warm else base, callback=Quiet(),
                                         teacher=model if arm == "active+loop-self-training" else None)
             model = str(run / "best.pt")
             record = {"arm": arm, "labels": n, **evaluate(model, val), "n_val": len(val),
@@ -152,12 +164,12 @@ def main() -> None:
             done[key] = record
             _append(results, record)
             emit("label_value.round", **record)
-    plot(results, args.minutes)
+    plot(results, args.minutes, args.warm_start)
 
 
-def run_folder(seed: int, minutes: float) -> Path:
-    """Another seed (another pick order) or another round budget keeps its own runs and results."""
-    out = OUT if minutes == 1.5 else OUT / f"{minutes:g}min"
+def run_folder(seed: int, minutes: float, warm_start: bool = False) -> Path:
+    """Another seed (another pick order), another round budget or warm starts keep their own runs and results."""
+    out = OUT if minutes == 1.5 and not warm_start else OUT / f"{minutes:g}min{'-warm' if warm_start else ''}"
     return out if seed == 0 else out / f"seed-{seed}"
 
 
@@ -166,7 +178,7 @@ def _append(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def plot(results: Path, minutes: float = 1.5) -> None:
+def plot(results: Path, minutes: float = 1.5, warm_start: bool = False) -> None:
     """Exact match against labels, one line per arm: ``label_value.html`` and, where kaleido can render, a PNG."""
     import plotly.graph_objects as go
 
@@ -183,7 +195,9 @@ def plot(results: Path, minutes: float = 1.5) -> None:
                       annotation_text="no labels (the synthetic model)", annotation_position="bottom right")
     sizes = sorted({r["labels"] for r in rows if r["labels"] > 0})
     n_val = rows[0].get("n_val", 199)
-    fig.update_layout(title=f"What a label buys: real Kaggle names, {n_val} held-out rows, {minutes:g} CPU-min per round",
+    loop = ", each round fine-tunes the last" if warm_start else ""
+    fig.update_layout(title=f"What a label buys: real Kaggle names, {n_val} held-out rows, {minutes:g} CPU-min per round"
+                            f"{loop}",
                       xaxis={"title": "labels given (log scale)", "type": "log", "tickvals": sizes,
                              "ticktext": [str(n) for n in sizes]},
                       yaxis={"title": "exact match (beam 20 + names LM)"}, width=760, height=460,
