@@ -22,7 +22,7 @@ from ocr.alphabet import Alphabet
 from ocr.config import TrainConfig
 from ocr.datasets import Sample
 from ocr.decoder import DecoderConfig
-from ocr.train import Callback, TrainingError, fit
+from ocr.train import Callback, TrainingError, fit, select_device
 
 MIN_PSEUDO_LENGTH = 2  # a one-letter reading of a name field is more often a stray mark than a name
 
@@ -156,8 +156,6 @@ def fit_self_training(train_samples: list[Sample], val_samples: list[Sample], po
         out.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"config": asdict(cfg)}, indent=1))
         if teacher is not None:  # a model given reads the pool: no first phase
-            from ocr.train import select_device
-
             first: dict = {}
             reader, device = Path(teacher), str(select_device(cfg.device))
             phase = {"teacher_given": True, "teacher_epochs": 0, "teacher_steps": 0, "teacher_best": {},
