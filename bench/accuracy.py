@@ -5,12 +5,12 @@
 Prints JSON lines; the last one has exact_match and cer on the held-out real images, read with the default decoder
 of ``--lm names`` (beam search with the character language model of names), and the model's own greedy figures.
 
-The last lines decode the held-out images again: beam search, the names lexicon (``ocr.lexicon``) and beam search with
-the character language model of names (``ocr.charlm``) at several weights; the very last line is the default of
+The last lines decode the held-out images again: beam search, the names lexicon (``ocr.decoding.lexicon``) and beam search with
+the character language model of names (``ocr.decoding.charlm``) at several weights; the very last line is the default of
 ``python -m ocr evaluate --lm names``. ``--checkpoint CKPT`` skips training and only evaluates.
 
 With ``--self-train F`` the last fraction F of the budget fine-tunes on the 10,500 unlabelled real images too,
-labelled by the first model where it is confident: the product's self-training option (``ocr.selftrain``, the same as
+labelled by the first model where it is confident: the product's self-training option (``ocr.training.selftrain``, the same as
 ``ocr train --self-train F --unlabelled DIR``), pseudo-labels read with ``--pseudo-decoder``; the held-out 200 are
 never used for them.
 """
@@ -23,12 +23,12 @@ import sys
 import time
 
 from bench.common import CACHE, REAL, emit, real_split, synthetic
-from ocr.charlm import CharLM
-from ocr.datasets import Sample, csv_path, import_kaggle
-from ocr.decoder import DecoderConfig
+from ocr.data.datasets import Sample, csv_path, import_kaggle
+from ocr.decoding.charlm import CharLM
+from ocr.decoding.decoder import DecoderConfig
 from ocr.recognize import Recognizer
-from ocr.selftrain import fit_self_training, pool_files
-from ocr.train import Callback, TrainConfig
+from ocr.training.loop import Callback, TrainConfig
+from ocr.training.selftrain import fit_self_training, pool_files
 
 
 def main() -> None:
@@ -86,12 +86,12 @@ def main() -> None:
 
 
 def decode_variants(checkpoint: str, val: list[Sample]) -> dict:
-    """Greedy, beam 10, the names lexicon, beam 20 + the names character LM (``ocr.charlm``) at several weights, its
+    """Greedy, beam 10, the names lexicon, beam 20 + the names character LM (``ocr.decoding.charlm``) at several weights, its
     weight chosen by 2-fold cross-validation, on the held-out real images: each a ``DecoderConfig``, as the product
     decodes. The last line is the default decoder of ``--lm names``."""
-    from ocr.decoder import Decoder
-    from ocr.lexicon import Lexicon
-    from ocr.metrics import cer, exact_match
+    from ocr.decoding.decoder import Decoder
+    from ocr.decoding.lexicon import Lexicon
+    from ocr.evaluation.metrics import cer, exact_match
 
     rec = Recognizer(checkpoint)
     labels = [s.label for s in val]

@@ -23,12 +23,12 @@ import sys
 
 from bench.common import CACHE, REAL, emit, real_split
 from bench.label_errors import Quiet, base_model
-from ocr.datasets import csv_path, holdout_split, import_kaggle
-from ocr.decoder import DecoderConfig
-from ocr.metrics import cer, exact_match
+from ocr.data.datasets import csv_path, holdout_split, import_kaggle
+from ocr.data.synth import generate, label_rules
+from ocr.decoding.decoder import DecoderConfig
+from ocr.evaluation.metrics import cer, exact_match
 from ocr.recognize import Recognizer
-from ocr.synth import generate, label_rules
-from ocr.train import TrainConfig, fit
+from ocr.training.loop import TrainConfig, fit
 
 OUT = CACHE / "charset"
 KINDS = ("names", "capitals", "dates", "numbers", "words")

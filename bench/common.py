@@ -21,7 +21,7 @@ def emit(bench: str, **fields) -> None:
 
 def synthetic(n: int = 20000, seed: int = 0) -> Path:
     """The default synthetic dataset, generated once."""
-    from ocr.synth import SYNTH_VERSION, generate
+    from ocr.data.synth import SYNTH_VERSION, generate
 
     out = CACHE / f"synth-v{SYNTH_VERSION}-{n}-s{seed}"
     if not (out / "written_name_train_v2.csv").exists():
@@ -32,7 +32,7 @@ def synthetic(n: int = 20000, seed: int = 0) -> Path:
 def real_split():
     """The real sample split as the benchmarks use it: CSV rows 1-800 train, rows 801-1000 validate
     (unusable rows dropped from each part)."""
-    from ocr.datasets import import_kaggle
+    from ocr.data.datasets import import_kaggle
 
     real = import_kaggle(REAL, ("validation",)).samples
     cut = "VALIDATION_0800.jpg"

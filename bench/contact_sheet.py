@@ -11,9 +11,9 @@ import io
 from PIL import Image, ImageDraw, ImageFont
 
 from bench.common import REAL, ROOT
-from ocr.names import build_pools
-from ocr.report import FONT_DIR
-from ocr.synth import make_sample
+from ocr.data.names import build_pools
+from ocr.data.synth import make_sample
+from ocr.evaluation.report import FONT_DIR
 
 
 def main() -> None:

@@ -25,9 +25,9 @@ PAGES = ("overview", "data", "train", "review", "draw", "models", "settings")
 
 def tiny_model(data_dir: Path) -> Path:
     """A real small-preset checkpoint, trained for one epoch on 300 synthetic names (a few seconds)."""
-    from ocr.datasets import holdout_split, import_kaggle
-    from ocr.synth import generate
-    from ocr.train import TrainConfig, fit
+    from ocr.data.datasets import holdout_split, import_kaggle
+    from ocr.data.synth import generate
+    from ocr.training.loop import TrainConfig, fit
 
     folder = generate(data_dir / "synth", 300, seed=0)
     train, val = holdout_split(import_kaggle(folder).samples, 0.1, 0)
@@ -91,7 +91,7 @@ def main() -> None:
 
     from dashboard.state import decoder as page_decoder
     from dashboard.state import load_recognizer
-    from ocr.decoder import DecoderConfig
+    from ocr.decoding.decoder import DecoderConfig
 
     rec = load_recognizer(s, model_id)
     for config in (DecoderConfig(beam=10), DecoderConfig(beam=10, lm="names")):  # the Draw page's two decoders

@@ -18,9 +18,9 @@ import torch
 
 from bench.common import REAL, emit
 from ocr.alphabet import Alphabet
+from ocr.checkpoint import save_checkpoint
 from ocr.model import CRNN, preset
 from ocr.recognize import Recognizer
-from ocr.train import save_checkpoint
 
 
 def fresh_checkpoint(name: str, folder: str) -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import insert, select
 
 from bench.common import ROOT, emit
+from db.models import WAITING, JobStatus
 
 
 def _settings(url: str | None, data_dir: Path):
@@ -40,7 +41,7 @@ def bench_claim(settings, n: int = 200) -> None:
         t = time.perf_counter()
         job = queue.claim(settings, "bench", "cpu")
         times.append(time.perf_counter() - t)
-        queue.finish(settings, job.id, "succeeded")
+        queue.finish(settings, job.id, JobStatus.SUCCEEDED)
     emit("jobs.claim", backend=settings.database_url.split(":")[0], n=n, p50_ms=round(statistics.median(times) * 1e3, 2),
          p95_ms=round(sorted(times)[int(n * 0.95)] * 1e3, 2))
 
@@ -59,7 +60,7 @@ def bench_worker_start(settings, folder: Path, n: int = 5) -> None:
         waits, runs = [], []
         for i in range(n):
             job_id = queue.submit(settings, "import", {"path": str(folder), "name": f"pool{i}", "source": "upload"})
-            while (st := queue.job_status(settings, job_id))["status"] in ("queued", "running"):
+            while (st := queue.job_status(settings, job_id))["status"] in WAITING:
                 time.sleep(0.02)
             from db.engine import session
             from db.models import Job
@@ -68,7 +69,7 @@ def bench_worker_start(settings, folder: Path, n: int = 5) -> None:
                 job = s.get(Job, job_id)
             waits.append((as_utc(job.started_at) - as_utc(job.created_at)).total_seconds())
             runs.append((as_utc(job.finished_at) - as_utc(job.started_at)).total_seconds())
-            assert st["status"] == "succeeded", st["error"]
+            assert st["status"] == JobStatus.SUCCEEDED, st["error"]
         emit("jobs.start", backend=settings.database_url.split(":")[0], n=n,
              submit_to_running_s=round(statistics.median(waits), 3),
              running_to_done_tiny_job_s=round(statistics.median(runs), 3), worker_poll_s=0.2)
@@ -82,12 +83,13 @@ def bench_metric_overhead(settings, steps_epochs: int = 3) -> None:
     from bench.common import synthetic
     from db.engine import session
     from db.models import Job
-    from jobs.tasks import DbCallback, JobContext
-    from ocr.datasets import holdout_split, import_kaggle
-    from ocr.train import TrainConfig, fit
+    from jobs.context import JobContext
+    from jobs.kinds.train import DbCallback
+    from ocr.data.datasets import holdout_split, import_kaggle
+    from ocr.training.loop import TrainConfig, fit
 
     with session(settings, write=True) as s:
-        job = Job(kind="train", params={}, status="running")
+        job = Job(kind="train", params={}, status=JobStatus.RUNNING)
         s.add(job)
         s.flush()
         job_id = job.id

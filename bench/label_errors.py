@@ -7,7 +7,7 @@ on top.
 letters changed, a truncated name, or a doubled letter or name. Both finders start from a model trained on the
 synthetic data only (it never saw these images) and get the same fine-tuning budget (``--minutes``):
 (a) in-sample, today's ranking: fine-tune on all the noisy labels, then score them with that model;
-(b) out-of-fold (``ocr.label_errors``): k folds, each fine-tuned on the others and scoring its own.
+(b) out-of-fold (``ocr.curation.label_errors``): k folds, each fine-tuned on the others and scoring its own.
 Precision and recall at k = number planted and k = twice that.
 """
 
@@ -22,10 +22,10 @@ from dataclasses import replace
 import numpy as np
 
 from bench.common import CACHE, REAL, emit, synthetic
-from ocr.datasets import Sample, csv_path, holdout_split, import_kaggle
-from ocr.decoder import DecoderConfig
-from ocr.label_errors import LabelErrorConfig, find_label_errors, read_samples
-from ocr.train import Callback, TrainConfig, fit
+from ocr.curation.label_errors import LabelErrorConfig, find_label_errors, read_samples
+from ocr.data.datasets import Sample, csv_path, holdout_split, import_kaggle
+from ocr.decoding.decoder import DecoderConfig
+from ocr.training.loop import Callback, TrainConfig, fit
 
 
 class Quiet(Callback):

@@ -60,7 +60,8 @@ def main() -> None:
     os.environ.pop("HWR_DATABASE_URL", None)
     from db import catalog
     from db.settings import Settings
-    from jobs.tasks import JobContext, run_predict
+    from jobs.context import JobContext
+    from jobs.kinds.reading import run_predict
 
     settings = Settings.from_env()
     scans = tmp / "scans"

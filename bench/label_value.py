@@ -11,7 +11,7 @@ share plus the labels so far (checkpoint picked on held-out synthetic images). A
 
 - random: the first n images of a seeded shuffle of the pool;
 - active: the previous round's model reads the images still unlabelled (beam 20 + names LM, as Label next does) and
-  ``ocr.acquire.acquisition_order`` picks the next ones (margin of the top two readings, diversity by reading and
+  ``ocr.curation.acquire.acquisition_order`` picks the next ones (margin of the top two readings, diversity by reading and
   image embedding), the first round with the synthetic model;
 - +self-training: the same, trained with the product's option (``TrainConfig.self_train``) on the pool images still
   unlabelled plus ``--extra-pool`` of the 10,500 unlabelled real images: a teacher trained first in the round reads
@@ -45,12 +45,12 @@ import numpy as np
 from bench.common import CACHE, REAL, emit, real_split, synthetic
 from bench.label_errors import Quiet, base_model
 from jobs.queue import RETRAIN
-from ocr.acquire import PoolImage, acquisition_order
-from ocr.datasets import Sample, csv_path, import_kaggle
-from ocr.decoder import DecoderConfig
+from ocr.curation.acquire import PoolImage, acquisition_order
+from ocr.data.datasets import Sample, csv_path, import_kaggle
+from ocr.decoding.decoder import DecoderConfig
 from ocr.recognize import Recognizer
-from ocr.selftrain import fit_self_training, pool_files
-from ocr.train import TrainConfig
+from ocr.training.loop import TrainConfig
+from ocr.training.selftrain import fit_self_training, pool_files
 
 OUT = CACHE / "label-value"
 ARMS = ("random", "active", "random+self-training", "active+self-training", "active+loop-self-training")
@@ -63,7 +63,7 @@ def read(checkpoint: str | Path, samples: list[Sample]) -> list:
 
 
 def evaluate(checkpoint: str | Path, val: list[Sample]) -> dict:
-    from ocr.metrics import cer, exact_match
+    from ocr.evaluation.metrics import cer, exact_match
 
     texts = [r.text for r in read(checkpoint, val)]
     labels = [s.label for s in val]

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from bench.common import ROOT, emit
+from db.models import JobStatus
 
 
 def _letters(n: int, width: int = 6) -> str:
@@ -99,7 +100,7 @@ def main() -> None:
     from db.models import LabelEdit
     from db.settings import Settings
     from jobs import queue
-    from ocr.synth import generate
+    from ocr.data.synth import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -142,7 +143,7 @@ def main() -> None:
             t_kill = time.monotonic()
             _wait(lambda: _gone(child), 30, "the job's process to end after its worker")
             child_gone_s = time.monotonic() - t_kill
-            after = _wait(lambda: (j := queue.job_status(settings, job_id))["status"] != "running" and j, 30,
+            after = _wait(lambda: (j := queue.job_status(settings, job_id))["status"] != JobStatus.RUNNING and j, 30,
                           "the job's status")
             queue.resume(settings, job_id)
             worker = subprocess.Popen([sys.executable, "-m", "jobs.worker", "--poll", "0.2", "--device", "cpu"],

@@ -1,4 +1,4 @@
-"""The starter model that ships with the project (``ocr/starter/``: model.safetensors, config.json, README.md model
+"""The starter model that ships with the project (``ocr/sharing/starter/``: model.safetensors, config.json, README.md model
 card), rebuilt by one command with the project's best CPU recipe (the accuracy row of README):
 
     python -m bench.starter [--minutes 28] [--checkpoint CKPT]
@@ -20,14 +20,17 @@ import time
 from pathlib import Path
 
 from bench.common import CACHE, REAL, emit, real_split, synthetic
-from ocr.datasets import csv_path, import_kaggle
-from ocr.decoder import DecoderConfig
-from ocr.metrics import cer, exact_match
-from ocr.pretrained import STARTER, save_pretrained
-from ocr.publish import SAMPLES, Evaluation, model_card
+from ocr.checkpoint import load_checkpoint
+from ocr.data.datasets import csv_path, import_kaggle
+from ocr.decoding.decoder import DecoderConfig
+from ocr.evaluation.metrics import cer, exact_match
+from ocr.pretrained import save_pretrained
 from ocr.recognize import Recognizer
-from ocr.selftrain import fit_self_training, pool_files
-from ocr.train import Callback, TrainConfig
+from ocr.sharing import STARTER
+from ocr.sharing.publish import SAMPLES, Evaluation, model_card
+from ocr.training.config import SELF_TRAIN_SHARE
+from ocr.training.loop import Callback, TrainConfig
+from ocr.training.selftrain import fit_self_training, pool_files
 
 ABOUT = ("The starter model of the project: trained {minutes:g} CPU-minutes on the embedded synthetic names "
          "(20,000, `ocr synth`, seed 0) plus {n_real} real labelled crops of the Kaggle "
@@ -61,7 +64,7 @@ def main() -> None:
     if not args.checkpoint:
         t0 = time.monotonic()
         synth = import_kaggle(synthetic(20000)).samples
-        cfg = TrainConfig(epochs=1000, max_minutes=args.minutes, self_train=0.35, pseudo_threshold=0.5,
+        cfg = TrainConfig(epochs=1000, max_minutes=args.minutes, self_train=SELF_TRAIN_SHARE,
                           pseudo_lm="names")
         shutil.rmtree(run, ignore_errors=True)
         summary = fit_self_training(synth + real_train * args.real_repeat, real_val,
@@ -86,7 +89,7 @@ def main() -> None:
                             dataset_id="landlord/handwriting-recognition", samples=samples)
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    save_pretrained(checkpoint, out)
+    save_pretrained(load_checkpoint(checkpoint), out)
     import json
 
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))

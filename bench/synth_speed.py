@@ -12,8 +12,8 @@ import time
 import torch
 
 from bench.common import emit
-from ocr.names import build_pools
-from ocr.synth import generate, make_sample
+from ocr.data.names import build_pools
+from ocr.data.synth import generate, make_sample
 
 
 def main() -> None:

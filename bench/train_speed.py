@@ -6,7 +6,7 @@ data (synthetic default data + the first 800 real rows), then scored on the othe
                                 [--precision auto|fp32|bf16] [--device cpu|cuda]
 
 ``--data-path both`` trains each preset once per data path (batches built and augmented by DataLoader workers on the
-CPU, and on the training device; the same batches, see ``ocr.batches``) on the same data and budget, to compare them
+CPU, and on the training device; the same batches, see ``ocr.data.batches``) on the same data and budget, to compare them
 on this machine.
 """
 
@@ -18,8 +18,8 @@ import sys
 import torch
 
 from bench.common import CACHE, emit, real_split, synthetic
-from ocr.datasets import import_kaggle
-from ocr.train import Callback, TrainConfig, fit
+from ocr.data.datasets import import_kaggle
+from ocr.training.loop import Callback, TrainConfig, fit
 
 
 class Speed(Callback):

@@ -2,7 +2,7 @@
 how long the page takes until the model is ready, how long a reading takes after each stroke, and how close the
 in-browser logits are to PyTorch's on real crops.
 
-    python -m bench.web_demo [--model ocr/starter] [--loads 5] [--strokes 20] [--crops 100]
+    python -m bench.web_demo [--model ocr/sharing/starter] [--loads 5] [--strokes 20] [--crops 100]
     python -m bench.web_demo --int8   # int8 weights (onnxruntime dynamic quantisation) against the float model
 
 Page load: a fresh browser context each time (no cache), from navigation to the ONNX session ready. Per stroke: from
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import REAL, emit
-from ocr.pretrained import STARTER
+from ocr.sharing import STARTER
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -58,8 +58,8 @@ def int8_check(model_onnx: Path, model: str) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from bench.common import real_split
-    from ocr.decode import greedy_decode
-    from ocr.metrics import cer, exact_match
+    from ocr.decoding.ctc import greedy_decode
+    from ocr.evaluation.metrics import cer, exact_match
     from ocr.preprocess import pad_batch
     from ocr.recognize import Recognizer
 
@@ -94,7 +94,7 @@ def main() -> None:
 
     from ocr.preprocess import load_image, to_gray
     from ocr.recognize import Recognizer
-    from ocr.webdemo import export_web
+    from ocr.sharing.webdemo import export_web
 
     site = Path(tempfile.mkdtemp(prefix="hwr-site-"))
     built = export_web(args.model, site)

@@ -140,11 +140,11 @@ def recognizer(path: str, mtime: float):
 
 @st.cache_resource(show_spinner="loading the names language model (the first time: ~20 s)")
 def decoder(alphabet_chars: str, config, model_key: str = "", _training_labels: dict | None = None):
-    """An ``ocr.decoder.Decoder`` for the pages (the language model loaded once, shared by every page and session).
+    """An ``ocr.decoding.decoder.Decoder`` for the pages (the language model loaded once, shared by every page and session).
     A model whose character set the names LM does not fit reads with the LM of its own training labels
     (``_training_labels``, not hashed: ``model_key`` names the checkpoint version they come from)."""
     from ocr.alphabet import Alphabet
-    from ocr.decoder import Decoder
+    from ocr.decoding.decoder import Decoder
 
     return Decoder(config, Alphabet(alphabet_chars), _training_labels)
 
@@ -202,34 +202,45 @@ def new_characters_notice(result: dict) -> str:
 
 
 DEFAULT_DATASET = "synthetic-default"
+DEFAULT_POOL = "synthetic-pool"
 
 
 def ensure_default_data() -> None:
-    """On a fresh data directory, queue the embedded default data: ``HWR_DEFAULT_DATA`` synthetic names (20,000;
-    0 turns it off; its progress shows on the Overview), and register the starter model that ships with the project
-    as the default model when there is no model yet (``HWR_STARTER_MODEL=0`` leaves it out)."""
+    """On a fresh data directory, register the starter model that ships with the project as the default model when
+    there is no model yet (``HWR_STARTER_MODEL=0`` leaves it out), and queue the embedded default data:
+    ``HWR_DEFAULT_DATA`` synthetic names (20,000; 0 turns it off; its progress shows on the Overview), a tenth as many
+    unlabelled (a pool), and the starter's first turn of the loop on them."""
     n = int(os.environ.get("HWR_DEFAULT_DATA", "20000"))
     s = settings()
-    if n > 0:
-        _queue_default_data(str(s.data_dir), s.database_url, n)
+    starter = None
     if os.environ.get("HWR_STARTER_MODEL", "1") != "0":
-        _register_starter(str(s.data_dir), s.database_url)
+        starter = _register_starter(str(s.data_dir), s.database_url)
+    if n > 0:
+        _queue_default_data(str(s.data_dir), s.database_url, n, starter)
 
 
 @st.cache_resource(show_spinner=False)
 def _register_starter(data_dir: str, url: str) -> int | None:
     from db.registry import register_shipped_model
-    from ocr.pretrained import STARTER
+    from ocr.sharing import STARTER
 
     return register_shipped_model(Settings(data_dir=Path(data_dir), database_url=url), STARTER)
 
 
 @st.cache_resource(show_spinner=False)
-def _queue_default_data(data_dir: str, url: str, n: int) -> int | None:
+def _queue_default_data(data_dir: str, url: str, n: int, starter: int | None) -> list[int]:
+    """The default data and pool; with a starter model just registered, its evaluation on the default validation
+    split (Review has mistakes to browse) and its reading of the pool (Label next has an order), read as the card's
+    figures are, with the names language model. The worker runs them in this order."""
     from db.catalog import dataset_counts
     from jobs.queue import list_jobs, submit
 
     s = Settings(data_dir=Path(data_dir), database_url=url)
     if dataset_counts(s) or any(j["kind"] == "synth" for j in list_jobs(s, limit=1000)):
-        return None
-    return submit(s, "synth", {"n": n, "name": DEFAULT_DATASET, "seed": 0})
+        return []
+    ids = [submit(s, "synth", {"n": n, "name": DEFAULT_DATASET, "seed": 0}),
+           submit(s, "synth", {"n": max(1, n // 10), "name": DEFAULT_POOL, "seed": 7, "unlabelled": True})]
+    if starter is not None:
+        ids += [submit(s, "evaluate", {"model": starter, "dataset": DEFAULT_DATASET, "split": "validation", "lm": True}),
+                submit(s, "predict", {"model": starter, "dataset": DEFAULT_POOL, "lm": True})]
+    return ids

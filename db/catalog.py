@@ -21,10 +21,10 @@ from pathlib import Path
 from sqlalchemy import delete, func, insert, select
 
 from db.engine import session
-from db.models import SOURCES, Dataset, Sample
+from db.models import SOURCES, Dataset, LabelEdit, Sample
 from db.settings import Settings
-from ocr.alphabet import LabelRules
-from ocr.datasets import (
+from ocr.alphabet import LabelError, LabelRules
+from ocr.data.datasets import (
     SPLITS,
     NotKaggleLayout,
     check_image,
@@ -40,7 +40,7 @@ from ocr.limits import MAX_LABEL_LENGTH
 POOL_SPLIT = "pool"  # images imported without labels; those labelled later are trained on
 CHUNK = 2000
 STATUS_OF_REASON = {"blank": "unlabelled", "unreadable": "unreadable", "empty": "empty", "bad_chars": "excluded",
-                    "too_long": "excluded"}
+                    "too_long": "excluded", "conflicting": "excluded"}
 KAGGLE_TEXT = {"unreadable": "UNREADABLE", "empty": "EMPTY"}
 
 
@@ -64,7 +64,7 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "dataset"
 
 
-def _rows(path: Path, rules: LabelRules, extract_to: Path) -> tuple[Path, list[dict], dict]:
+def _rows(path: Path, rules: LabelRules | None, extract_to: Path) -> tuple[Path, list[dict], dict]:
     """Everything to insert from a Kaggle-layout folder/zip or a plain folder (or zip) of images (an unlabelled pool).
     A zip is extracted into a new folder under ``extract_to``; files reached through a link that leaves the folder
     are never read."""
@@ -85,10 +85,11 @@ def _rows(path: Path, rules: LabelRules, extract_to: Path) -> tuple[Path, list[d
             file = Path(os.path.normpath(folder / e.filename))
             if e.reason == "bad_image" or not file.is_relative_to(folder) or not inside(file, root):
                 continue  # no image, or a path outside the image folder: never read it
-            label = rules.normalize(e.raw_label) if e.reason == "bad_chars" else None
+            label = result.rules.normalize(e.raw_label) if e.reason == "bad_chars" else None
             rows.append({"file": file, "split": e.split, "label": label,
                          "original": e.raw_label.strip()[:MAX_LABEL_LENGTH] or None,
-                         "status": STATUS_OF_REASON[e.reason], "note": e.detail or None})
+                         "status": STATUS_OF_REASON[e.reason],
+                         "note": e.detail or None})
         return root, rows, result.summary()
     root = path
     files = image_files(root, inside_only=False)
@@ -108,12 +109,13 @@ def import_dataset(
     path: str | Path,
     name: str,
     source: str = "kaggle",
-    rules: LabelRules = LabelRules(),
+    rules: LabelRules | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict:
     """Load a folder/zip into dataset ``name`` (created if new). Images outside the data directory are copied
-    into it, so every stored path is relative to the data directory. Returns counts."""
+    into it, so every stored path is relative to the data directory. ``rules``: how labels are read (None: the data's
+    own ``label_rules.json``, else the Kaggle defaults). Returns counts."""
     if source not in SOURCES:
         raise CatalogError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
     if not name.strip():
@@ -122,7 +124,7 @@ def import_dataset(
     if not path.exists():
         raise CatalogError(f"{path}: no such file or folder")
     root, rows, summary = _rows(path, rules, settings.data_dir / "extracted")
-    summary["label_rules"] = asdict(rules)
+    summary.setdefault("label_rules", asdict(rules or LabelRules()))
     inside = root.is_relative_to(settings.data_dir)
     dest_root = root if inside else settings.data_dir / "datasets" / slug(name)
 
@@ -210,7 +212,6 @@ def dataset_id(settings: Settings, name: str) -> int:
 
 def dataset_counts(settings: Settings) -> list[dict]:
     """Per dataset: samples per status and per split, and how many labels were corrected."""
-    from db.models import LabelEdit
 
     with session(settings) as s:
         datasets = s.scalars(select(Dataset).order_by(Dataset.id)).all()
@@ -289,11 +290,30 @@ def export_kaggle(settings: Settings, dataset: str, out_dir: str | Path) -> list
         target = csv_path(out, split)
         target.write_text(kaggle_csv(settings, dataset, split), encoding="utf-8")
         written.append(target)
-    from db.corrections import edits_csv
-
     target = out / "label_edits.csv"  # who changed what, when
     target.write_text(edits_csv(settings, dataset), encoding="utf-8")
     return [*written, target]
+
+
+def edits_csv(settings: Settings, dataset: str) -> str:
+    """Every label edit of a dataset, oldest first, as CSV: when, which sample and file, from what to what, by whom."""
+    import csv
+    import io
+    import os
+
+    ds = dataset_id(settings, dataset)
+    with session(settings) as s:
+        rows = s.execute(select(LabelEdit, Sample.path).join(Sample, Sample.id == LabelEdit.sample_id)
+                         .where(Sample.dataset_id == ds).order_by(LabelEdit.id)).all()
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["edit_id", "time_utc", "sample_id", "FILENAME", "old_label", "new_label", "old_status", "new_status",
+                "source", "user", "reverts_edit"])
+    for e, path in rows:
+        w.writerow([e.id, e.created_at.isoformat(timespec="seconds"), e.sample_id, os.path.basename(path),
+                    e.old_label or "", e.new_label or "", e.old_status, e.new_status, e.source, e.user_name or "",
+                    e.reverts_id or ""])
+    return buf.getvalue()
 
 
 def browse(settings: Settings, dataset: int, split: str | None = None, status: str | None = None, text: str = "",
@@ -325,9 +345,10 @@ def add_drawn_sample(settings: Settings, png: bytes, label: str, user: str | Non
                      rules: LabelRules = LabelRules(charset="any")) -> int:
     """Store a drawing from the dashboard as a new training sample of the ``drawn`` dataset; returns its id.
     ``rules``: how the label is normalised (the Draw page keeps lower case for a model whose set has it)."""
-    from db.corrections import validate_label
-
-    text = validate_label(label, rules)
+    try:
+        text = rules.validate(label)
+    except LabelError as exc:
+        raise CatalogError(str(exc)) from None
     digest = hashlib.sha256(png).hexdigest()
     folder = settings.data_dir / "datasets" / DRAWN_DATASET / "train_v2" / "train"
     folder.mkdir(parents=True, exist_ok=True)

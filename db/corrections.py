@@ -11,10 +11,7 @@ from sqlalchemy import func, select
 from db.engine import session
 from db.models import SAMPLE_STATUSES, Dataset, LabelEdit, Prediction, Sample
 from db.settings import Settings
-from ocr.alphabet import LabelRules, unusable_chars
-from ocr.limits import MAX_LABEL_LENGTH
-
-MAX_LABEL = MAX_LABEL_LENGTH  # the one label limit: imports, corrections and drawings
+from ocr.alphabet import LabelError, LabelRules
 
 
 class CorrectionError(ValueError):
@@ -25,19 +22,11 @@ ANY_SET = LabelRules(charset="any")
 
 
 def validate_label(label: str, rules: LabelRules = ANY_SET) -> str:
-    """The label normalised by ``rules`` (``ocr.alphabet.normalize_label``), or a ``CorrectionError`` for an empty or
-    too long label or one with characters no character set allows (control characters, emoji). Characters outside
-    a dataset's set are not refused: ``new_characters`` names them and the next training grows the model."""
-    text = rules.normalize(label)
-    if not text:
-        raise CorrectionError("the label is empty; mark the sample unreadable, empty or excluded instead")
-    if len(text) > MAX_LABEL:
-        raise CorrectionError(f"the label is {len(text)} characters long (at most {MAX_LABEL})")
-    bad = unusable_chars(text)
-    if bad:
-        raise CorrectionError(f"characters no character set allows: {' '.join(repr(c) for c in bad)} "
-                              "(control characters, tabs, emoji and pictographs)")
-    return text
+    """``LabelRules.validate`` as a ``CorrectionError``."""
+    try:
+        return rules.validate(label)
+    except LabelError as exc:
+        raise CorrectionError(str(exc)) from None
 
 
 def dataset_rules(s, dataset_id: int) -> LabelRules:
@@ -146,29 +135,6 @@ def history(settings: Settings, sample_id: int) -> list[dict]:
     return [{"id": e.id, "time": e.created_at, "old_label": e.old_label, "new_label": e.new_label,
              "old_status": e.old_status, "new_status": e.new_status, "source": e.source, "user": e.user_name,
              "reverts": e.reverts_id} for e in edits]
-
-
-def edits_csv(settings: Settings, dataset: str) -> str:
-    """Every label edit of a dataset, oldest first, as CSV: when, which sample and file, from what to what, by whom."""
-    import csv
-    import io
-    import os
-
-    from db.catalog import dataset_id
-
-    ds = dataset_id(settings, dataset)
-    with session(settings) as s:
-        rows = s.execute(select(LabelEdit, Sample.path).join(Sample, Sample.id == LabelEdit.sample_id)
-                         .where(Sample.dataset_id == ds).order_by(LabelEdit.id)).all()
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["edit_id", "time_utc", "sample_id", "FILENAME", "old_label", "new_label", "old_status", "new_status",
-                "source", "user", "reverts_edit"])
-    for e, path in rows:
-        w.writerow([e.id, e.created_at.isoformat(timespec="seconds"), e.sample_id, os.path.basename(path),
-                    e.old_label or "", e.new_label or "", e.old_status, e.new_status, e.source, e.user_name or "",
-                    e.reverts_id or ""])
-    return buf.getvalue()
 
 
 def edits_since(settings: Settings, when: datetime | None, dataset_ids: list[int] | None = None) -> int:

@@ -4,6 +4,7 @@ sharing a data folder and a PostgreSQL database see the same files."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -19,9 +20,22 @@ class Base(DeclarativeBase):
 
 SOURCES = ("kaggle", "synthetic", "drawn", "upload")
 SAMPLE_STATUSES = ("ok", "unreadable", "empty", "excluded", "unlabelled")
-JOB_KINDS = ("import", "synth", "train", "evaluate", "predict")
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
-FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
+
+
+class JobStatus(StrEnum):
+    """Where a job is; stored as its text in ``Job.status`` (a value read back compares equal to its member)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+WAITING = (JobStatus.QUEUED, JobStatus.RUNNING)
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED)
+RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.CANCELLED, JobStatus.FAILED)
 
 
 class Dataset(Base):
@@ -98,7 +112,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))
     params: Mapped[dict] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(String(20), default="queued")
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED)
     requested_device: Mapped[str] = mapped_column(String(40), default="auto")
     device: Mapped[str | None] = mapped_column(String(40))
     worker_id: Mapped[str | None] = mapped_column(String(100))
@@ -175,7 +189,7 @@ class Prediction(Base):
     label_log_prob: Mapped[float | None] = mapped_column(Float)  # log P(label | image)
     # log P(prediction) - log P(label): how strongly the model prefers its reading over the label
     label_error_score: Mapped[float | None] = mapped_column(Float)
-    # what the active-learning queue ranks the unlabelled pool by (ocr.acquire): the beam's best other reading,
+    # what the active-learning queue ranks the unlabelled pool by (ocr.curation.acquire): the beam's best other reading,
     # P(text) - P(runner_up), and the image embedding (float16, unit length)
     runner_up: Mapped[str | None] = mapped_column(String(200))
     margin: Mapped[float | None] = mapped_column(Float)
@@ -185,7 +199,7 @@ class Prediction(Base):
 
 class LabelIssue(Base):
     """A labelled sample scored out of fold by a ``find-label-errors`` job: how much more a model that never saw its
-    label believes another reading, with the evidence (``ocr.label_errors``)."""
+    label believes another reading, with the evidence (``ocr.curation.label_errors``)."""
 
     __tablename__ = "label_issues"
     __table_args__ = (Index("ix_label_issues_job_score", "job_id", "score"),)

@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from db.engine import session
-from db.models import Model
+from db.models import JobStatus, Model
 from db.settings import Settings
 
 SHIPPED = "shipped"  # the kind of the model that ships with the project
@@ -81,11 +81,11 @@ def adopt_checkpoint(settings: Settings, checkpoint: str | Path, datasets: list[
     import shutil
 
     from db.models import Job, utcnow
-    from ocr.train import load_checkpoint
+    from ocr.checkpoint import load_checkpoint
 
     metrics = {k: v for k, v in load_checkpoint(checkpoint).get("metrics", {}).items() if k != "type"}
     with session(settings, write=True) as s:
-        job = Job(kind="train", status="succeeded", progress=1.0, message=f"adopted {Path(checkpoint).name}",
+        job = Job(kind="train", status=JobStatus.SUCCEEDED, progress=1.0, message=f"adopted {Path(checkpoint).name}",
                   params={"datasets": datasets, "config": {}, "adopted_from": str(checkpoint)}, data_read_at=utcnow())
         s.add(job)
         s.flush()
@@ -98,14 +98,14 @@ def adopt_checkpoint(settings: Settings, checkpoint: str | Path, datasets: list[
 
 
 def register_shipped_model(settings: Settings, folder: str | Path, name: str = "starter (ships with the project)") -> int | None:
-    """On a database without any model, the model folder that ships with the project (``ocr.pretrained.STARTER``) is
+    """On a database without any model, the model folder that ships with the project (``ocr.sharing.STARTER``) is
     copied under the data directory and registered: the default until a training job here makes a model, so Draw,
     Review and evaluation work at once. It has no training job here, so "Retrain with corrections" asks for a
     training job that starts from it."""
     import shutil
 
+    from ocr.checkpoint import load_checkpoint
     from ocr.pretrained import CONFIG, WEIGHTS
-    from ocr.train import load_checkpoint
 
     folder = Path(folder)
     if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():

@@ -201,13 +201,13 @@ def label_queue(settings: Settings, model_id: int, datasets: list[int] | None = 
                 skip: set[int] | frozenset[int] = frozenset(), look_ahead: int = 10) -> tuple[list[dict], int]:
     """The pool images a label helps most next, in order, and how many pool images this model has read.
 
-    ``ocr.acquire.acquisition_order`` over the ``size * look_ahead`` most uncertain stored readings (smallest margin
+    ``ocr.curation.acquire.acquisition_order`` over the ``size * look_ahead`` most uncertain stored readings (smallest margin
     between the reading and the runner-up, or lowest P(reading) where no runner-up was stored): uncertain first,
     near-duplicates (same or one-letter-off reading, very similar image embedding) pushed to the end of the batch.
     ``skip``: sample ids passed over in this session."""
     import numpy as np
 
-    from ocr.acquire import PoolImage, acquisition_order
+    from ocr.curation.acquire import PoolImage, acquisition_order
 
     where = [Prediction.model_id == model_id, Sample.status == "unlabelled", Sample.label.is_(None)]
     if datasets:

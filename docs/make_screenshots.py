@@ -31,8 +31,9 @@ def prepare(data_dir: Path, checkpoint: Path, real: Path) -> None:
     from db.models import Job
     from db.registry import adopt_checkpoint, set_default
     from db.settings import Settings
+    from jobs.context import JobContext
+    from jobs.kinds.reading import run_evaluate
     from jobs.queue import finish, submit
-    from jobs.tasks import JobContext, run_evaluate
 
     s = Settings.from_env()
     catalog.import_dataset(s, real, "kaggle-sample", "kaggle")

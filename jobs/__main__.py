@@ -10,38 +10,14 @@ import argparse
 import json
 import sys
 
-from ocr.config import add_label_options, add_training_options, label_rules, positive_float, training_options
-from ocr.synth import KINDS
+from db.models import JobStatus
+from jobs.kinds import KINDS
 
 
 def _submit(args, settings) -> int:
     from jobs.queue import submit
 
-    if args.kind == "import":
-        rules = label_rules(args)
-        values = {"path": args.path, "name": args.name, "source": args.source, "upper": rules.upper,
-                  "strip_accents": rules.strip_accents, "charset": rules.charset}
-        if args.kaggle:
-            values["kaggle_dataset"] = args.kaggle
-    elif args.kind == "synth":
-        values = {"n": args.n, "name": args.name, "seed": args.seed, "validation": args.validation, "kind": args.kind}
-    elif args.kind == "train":
-        config = {**training_options(args), "device": args.device}
-        values = {"datasets": args.dataset, "splits": args.split, "val_datasets": args.val_dataset,
-                  "val_splits": args.val_split, "init_model": args.init, "config": config,
-                  "unlabelled_datasets": args.unlabelled, "teacher_model": args.teacher}
-    elif args.kind == "find-label-errors":
-        values = {"model": args.model, "datasets": args.dataset, "splits": args.split, "folds": args.folds,
-                  "max_minutes": args.max_minutes, "lm": args.lm}
-    elif args.kind == "publish":
-        values = {"model": args.model, "repo_id": args.repo, "private": args.private,
-                  "evaluation_job": args.evaluation, "dry_run": args.dry_run, "license": args.license}
-    elif args.kind == "evaluate":
-        values = {"model": args.model, "dataset": args.dataset, "split": args.split, "beam": args.beam,
-                  "report": not args.no_report, "lm": args.lm}
-    else:
-        values = {"model": args.model, "dataset": args.dataset, "split": args.split, "beam": args.beam, "lm": args.lm}
-    job_id = submit(settings, args.kind, values, any_path=True)  # the operator's shell: no import-root limit
+    job_id = submit(settings, args.kind, args.declared.from_options(args), any_path=True)  # the operator's shell
     print(f"queued {args.kind} job")
     print(job_id)
     return 0
@@ -116,60 +92,10 @@ def main(argv: list[str] | None = None) -> int:
 
     submit = sub.add_parser("submit", help="queue a job; prints its id last")
     kinds = submit.add_subparsers(dest="kind", required=True)
-    k = kinds.add_parser("import", help="import a Kaggle-layout folder/zip or a folder of unlabelled images")
-    k.add_argument("--path", required=True)
-    k.add_argument("--name", required=True, help="dataset name")
-    k.add_argument("--source", default="kaggle", choices=["kaggle", "synthetic", "drawn", "upload"])
-    k.add_argument("--kaggle", nargs="?", const="landlord/handwriting-recognition", metavar="OWNER/DATASET",
-                   help="download it with the Kaggle API into --path first (credentials from the environment)")
-    add_label_options(k)
-    k = kinds.add_parser("synth", help="generate synthetic handwritten names and import them")
-    k.add_argument("--n", type=int, required=True)
-    k.add_argument("--name", required=True)
-    k.add_argument("--seed", type=int, default=0)
-    k.add_argument("--validation", type=int, default=-1, help="validation images (default 5 %% of N)")
-    k.add_argument("--kind", default="names", choices=KINDS, help="names, capitals, dates, numbers, words or mixed")
-    k = kinds.add_parser("train", help="train (or fine-tune with --init) on the current labels of datasets")
-    k.add_argument("--dataset", action="append", required=True, metavar="NAME")
-    k.add_argument("--split", action="append", help="splits to train on (default: all but test)")
-    k.add_argument("--val-dataset", action="append", default=[], metavar="NAME",
-                   help="validate on this dataset's validation split (default: a seeded 5 %% holdout)")
-    k.add_argument("--val-split", action="append")
-    add_training_options(k)
-    k.add_argument("--device", default="auto", help="auto (the worker's device), cpu, cuda, cuda:N")
-    k.add_argument("--init", type=int, metavar="MODEL_ID", help="fine-tune from this model")
-    k.add_argument("--unlabelled", action="append", default=[], metavar="NAME",
-                   help="self-training reads the samples without a label of this dataset (with --self-train)")
-    k.add_argument("--teacher", type=int, metavar="MODEL_ID",
-                   help="with --self-train: this model reads the unlabelled samples instead of a teacher trained "
-                        "first (the model you retrain, say); the whole run trains on labels + its pseudo-labels")
-    k = kinds.add_parser("find-label-errors", help="score every label out of fold: the likeliest wrong labels first "
-                                                   "(Review: suspected label errors)")
-    k.add_argument("--model", type=int, required=True, metavar="MODEL_ID", help="each fold is fine-tuned from it")
-    k.add_argument("--dataset", action="append", required=True, metavar="NAME")
-    k.add_argument("--split", action="append", help="splits to score (default: all but test)")
-    k.add_argument("--folds", type=int, default=4)
-    k.add_argument("--max-minutes", type=positive_float, default=8.0, help="fine-tuning budget of all the folds")
-    k.add_argument("--lm", action="store_true", help="read with the names language model")
-    k = kinds.add_parser("publish", help="publish a model to the Hugging Face Hub (the worker's token: HF_TOKEN or "
-                                         "hf auth login)")
-    k.add_argument("--model", type=int, required=True, metavar="MODEL_ID")
-    k.add_argument("--repo", required=True, metavar="USER/NAME")
-    k.add_argument("--private", action="store_true")
-    k.add_argument("--evaluation", type=int, metavar="JOB_ID", help="a finished evaluation job: the card's figures")
-    k.add_argument("--dry-run", action="store_true", help="write the folder under the job's run folder only")
-    k.add_argument("--license", default="mit")
-    for name, help_ in (("evaluate", "read a split with a model and store one prediction per sample"),
-                        ("predict", "read the unlabelled samples of a dataset (or a split) with a model")):
-        k = kinds.add_parser(name, help=help_)
-        k.add_argument("--model", type=int, required=True, metavar="MODEL_ID")
-        k.add_argument("--dataset", required=True, metavar="NAME")
-        k.add_argument("--split", default="validation" if name == "evaluate" else None)
-        k.add_argument("--beam", type=int, default=0, help="beam width (0: greedy; 20 at least with --lm)")
-        k.add_argument("--lm", action="store_true",
-                       help="beam search with the character language model of names (open vocabulary)")
-        if name == "evaluate":
-            k.add_argument("--no-report", action="store_true", help="skip report.md/report.pdf")
+    for declared in KINDS.values():
+        k = kinds.add_parser(declared.name, help=declared.help)
+        declared.add_options(k)
+        k.set_defaults(declared=declared)
 
     s = sub.add_parser("status", help="one job (--json: id, kind, status, progress, metrics, checkpoints, error) or the list")
     s.add_argument("id", type=int, nargs="?")
@@ -192,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from db.catalog import CatalogError
     from db.registry import RegistryError
     from db.settings import ImportPathError, Settings
-    from jobs.params import ParamsError
-    from jobs.queue import JobError
+    from jobs.params import JobError, ParamsError
 
     settings = Settings.from_env()
     try:
@@ -205,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             from jobs.queue import request_cancel
 
             status = request_cancel(settings, args.id)
-            print(f"job {args.id}: {'stop requested' if status == 'running' else status}")
+            print(f"job {args.id}: {'stop requested' if status == JobStatus.RUNNING else status}")
             return 0
         if args.command == "resume":
             from jobs.queue import resume

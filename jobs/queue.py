@@ -4,29 +4,26 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import socket
-from dataclasses import fields, replace
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import func, select, update
 
 from db.catalog import dataset_id
 from db.engine import session
-from db.models import FINISHED, Job, JobMetric, Model, Worker, utcnow
-from db.registry import get_model
+from db.models import FINISHED, RESUMABLE, WAITING, Job, JobMetric, JobStatus, Model, Worker, utcnow
 from db.settings import Settings
-from jobs import params as P
+from jobs import kinds
+from jobs.context import remove_secrets, run_dir, secrets_dir
+from jobs.kinds.train import TrainParams
+from jobs.params import JobError, to_dict
 
 log = logging.getLogger("jobs.queue")
 STALE_AFTER_S = 30.0
 WORKER_ALIVE_S = 15.0
-
-
-class JobError(ValueError):
-    """A request about a job that cannot be done, with a message meant for the user."""
 
 
 def as_utc(dt: datetime | None) -> datetime | None:
@@ -42,34 +39,12 @@ def submit(settings: Settings, kind: str, values: dict, secrets: dict[str, str] 
     (0700/0600) before the job becomes visible to a worker, never to the database; they are removed when the job ends
     in any state. An import reads only under ``settings.allowed_import_roots`` unless ``any_path`` (the operator's
     command line: a person at a shell on the server reads those files anyway)."""
-    if secrets and kind == "import":
-        values = {**values, "credentials": True}
-    p = P.parse(kind, values)
-    if kind == "import" and p.credentials and "kaggle.json" not in (secrets or {}):
-        raise JobError("import job: credentials=True needs the kaggle.json text handed to submit (secrets)")
-    device = "auto"
-    if kind == "train":
-        for name in [*p.datasets, *p.val_datasets]:
-            _dataset_exists_or_coming(settings, name)
-        for model_id in (p.init_model, p.teacher_model):
-            if model_id is not None:
-                get_model(settings, model_id)
-        device = check_device(P.train_config(p).device)
-    elif kind in ("evaluate", "predict"):
-        get_model(settings, p.model)
-        _dataset_exists_or_coming(settings, p.dataset)
-    elif kind == "publish":
-        get_model(settings, p.model)
-    elif kind == "import":
-        if not any_path:  # first: the answer must not tell whether a path outside the roots exists
-            settings.check_import_path(p.path)
-        if not p.kaggle_dataset and not Path(p.path).exists():
-            raise JobError(f"import job: {p.path}: no such file or folder")
-        p = replace(p, path=os.path.normpath(Path(p.path).absolute()))  # the worker may run elsewhere
+    spec = kinds.kind(kind)
+    p = spec.prepare(settings, spec.parse(values), any_path, secrets or {})
     job_id = None
     try:
         with session(settings, write=True) as s:
-            job = Job(kind=kind, params=P.to_dict(p), requested_device=device)
+            job = Job(kind=kind, params=to_dict(p), requested_device=spec.device(p))
             s.add(job)
             s.flush()
             job_id = job.id
@@ -100,7 +75,7 @@ def submit_retrain(settings: Settings, model_id: int, add_datasets: list[str] | 
     if job is None or job.kind != "train":
         raise JobError(f"model {model_id} was not trained by a job here, so there is no training data to retrain it "
                        "on: start a training job with it as the start model (Train page, or jobs submit train --init)")
-    known = {f.name for f in fields(P.TrainParams)}
+    known = {f.name for f in fields(TrainParams)}
     params = {k: v for k, v in job.params.items() if k in known}  # an adopted model's job notes where it came from
     added = [d for d in add_datasets if d not in params["datasets"]]
     splits = params.get("splits")
@@ -112,10 +87,6 @@ def submit_retrain(settings: Settings, model_id: int, add_datasets: list[str] | 
     return submit(settings, "train", {**params, "datasets": params["datasets"] + added, "splits": splits,
                                       "init_model": model_id, "resume": False, "config": config,
                                       "teacher_model": teacher})
-
-
-def secrets_dir(settings: Settings, job_id: int) -> Path:
-    return settings.data_dir / "secrets" / str(int(job_id))
 
 
 def _write_secrets(settings: Settings, job_id: int, secrets: dict[str, str]) -> None:
@@ -131,48 +102,19 @@ def _write_secrets(settings: Settings, job_id: int, secrets: dict[str, str]) -> 
             f.write(text)
 
 
-def remove_secrets(settings: Settings, job_id: int) -> None:
-    """Delete the job's secrets folder (only ever ``DATA_DIR/secrets/<job id>``)."""
-    folder = secrets_dir(settings, job_id)
-    if folder.exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        log.info("job %s: secrets removed", job_id)
-
-
 def clean_secrets(settings: Settings) -> list[int]:
     """Remove the secrets of every job that is no longer queued or running (a worker does this on start)."""
     root = settings.data_dir / "secrets"
     if not root.is_dir():
         return []
     with session(settings) as s:
-        waiting = set(s.scalars(select(Job.id).where(Job.status.in_(("queued", "running")))))
+        waiting = set(s.scalars(select(Job.id).where(Job.status.in_(WAITING))))
     removed = []
     for folder in root.iterdir():
         if folder.is_dir() and not folder.is_symlink() and folder.name.isdigit() and int(folder.name) not in waiting:
             remove_secrets(settings, int(folder.name))
             removed.append(int(folder.name))
     return removed
-
-
-def _dataset_exists_or_coming(settings: Settings, name: str) -> None:
-    """A job may name a dataset that an import or synth job queued before it will create."""
-    try:
-        dataset_id(settings, name)
-    except ValueError:
-        with session(settings) as s:
-            pending = s.scalars(select(Job.params).where(Job.kind.in_(("import", "synth")),
-                                                         Job.status.in_(("queued", "running")))).all()
-        if not any(p.get("name") == name for p in pending):
-            raise
-
-
-DEVICE_NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-def check_device(name: str) -> str:
-    if not DEVICE_NAME.match(name or ""):
-        raise JobError(f"unknown device {name!r}; choose from auto, cpu, mps, cuda, cuda:N")
-    return name
 
 
 def servable(device: str, gpus: int | None = None) -> list[str]:
@@ -201,13 +143,13 @@ def claim(settings: Settings, worker_id: str, device: str, gpus: int | None = No
     the write transaction (BEGIN IMMEDIATE) serializes claimers. The status check in the UPDATE makes it exact on both."""
     devices = servable(device, gpus)
     with session(settings, write=True) as s:
-        job = s.scalar(select(Job).where(Job.status == "queued", Job.requested_device.in_(devices))
+        job = s.scalar(select(Job).where(Job.status == JobStatus.QUEUED, Job.requested_device.in_(devices))
                        .order_by(Job.id).limit(1).with_for_update(skip_locked=True))
         if job is None:
             return None
         now = utcnow()
-        done = s.execute(update(Job).where(Job.id == job.id, Job.status == "queued")
-                         .values(status="running", worker_id=worker_id, device=run_device(job.requested_device, device),
+        done = s.execute(update(Job).where(Job.id == job.id, Job.status == JobStatus.QUEUED)
+                         .values(status=JobStatus.RUNNING, worker_id=worker_id, device=run_device(job.requested_device, device),
                                  started_at=now, heartbeat_at=now,
                                  finished_at=None, error=None, attempts=Job.attempts + 1)
                          .execution_options(synchronize_session=False))
@@ -225,45 +167,17 @@ def heartbeat(settings: Settings, job_id: int, pid: int | None = None) -> bool:
         return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
-def cancel_requested(settings: Settings, job_id: int) -> bool:
-    with session(settings) as s:
-        return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
-
-
-def set_progress(settings: Settings, job_id: int, progress: float | None = None, message: str | None = None) -> None:
-    values = {}
-    if progress is not None:
-        values["progress"] = max(0.0, min(1.0, progress))
-    if message is not None:
-        values["message"] = message[:2000]
-    if values:
-        with session(settings, write=True) as s:
-            s.execute(update(Job).where(Job.id == job_id).values(**values))
-
-
-def set_data(settings: Settings, job_id: int, count: int, digest: str) -> None:
-    with session(settings, write=True) as s:
-        s.execute(update(Job).where(Job.id == job_id).values(data_count=count, data_hash=digest, data_read_at=utcnow()))
-
-
-def add_metrics(settings: Settings, job_id: int, rows: list[dict]) -> None:
-    """rows: {kind, step, epoch, name, value}."""
-    if rows:
-        with session(settings, write=True) as s:
-            s.execute(insert(JobMetric), [{"job_id": job_id, **r} for r in rows])
-
-
 def finish(settings: Settings, job_id: int, status: str, error: str | None = None, result: dict | None = None,
            only_if_running: bool = True) -> bool:
     """Set a final status (only on a running job unless told otherwise); returns whether it changed."""
     with session(settings, write=True) as s:
         stmt = update(Job).where(Job.id == job_id)
         if only_if_running:
-            stmt = stmt.where(Job.status == "running")
+            stmt = stmt.where(Job.status == JobStatus.RUNNING)
         values = {"status": status, "finished_at": utcnow(), "error": error}
         if result is not None:
             values["result"] = result
-        if status == "succeeded":
+        if status == JobStatus.SUCCEEDED:
             values["progress"] = 1.0
         return s.execute(stmt.values(**values)).rowcount == 1
 
@@ -274,10 +188,10 @@ def request_cancel(settings: Settings, job_id: int) -> str:
         job = s.get(Job, job_id)
         if job is None:
             raise JobError(f"no job with id {job_id}")
-        if job.status == "queued":
-            job.status, job.finished_at = "cancelled", utcnow()
+        if job.status == JobStatus.QUEUED:
+            job.status, job.finished_at = JobStatus.CANCELLED, utcnow()
             remove_secrets(settings, job_id)
-        elif job.status == "running":
+        elif job.status == JobStatus.RUNNING:
             job.cancel_requested = True
             log.info("job %s: cancel requested", job_id)
         return job.status
@@ -289,18 +203,14 @@ def resume(settings: Settings, job_id: int) -> int:
         job = s.get(Job, job_id)
         if job is None:
             raise JobError(f"no job with id {job_id}")
-        if job.status not in ("interrupted", "cancelled", "failed"):
+        if job.status not in RESUMABLE:
             raise JobError(f"job {job_id} is {job.status}; only interrupted, cancelled or failed jobs can be resumed")
         params = dict(job.params)
         if job.kind == "train":
             params["resume"] = run_dir(settings, job_id).joinpath("last.pt").exists()
         job.params = params
-        job.status, job.cancel_requested, job.error, job.finished_at = "queued", False, None, None
+        job.status, job.cancel_requested, job.error, job.finished_at = JobStatus.QUEUED, False, None, None
         return job.id
-
-
-def run_dir(settings: Settings, job_id: int) -> Path:
-    return settings.data_dir / "runs" / f"job-{job_id}"
 
 
 def pid_alive(pid: int) -> bool:
@@ -321,14 +231,14 @@ def recover(settings: Settings, stale_after: float = STALE_AFTER_S) -> list[int]
     interrupted = []
     with session(settings, write=True) as s:
         workers = {w.id: w for w in s.scalars(select(Worker))}
-        for job in s.scalars(select(Job).where(Job.status == "running")):
+        for job in s.scalars(select(Job).where(Job.status == JobStatus.RUNNING)):
             w = workers.get(job.worker_id or "")
             dead_here = w is not None and w.host == host and not pid_alive(w.pid)
             stale = job.heartbeat_at is None or as_utc(job.heartbeat_at) < cutoff
             if dead_here or stale:
                 seen = as_utc(job.heartbeat_at)
                 why = "its worker process is gone" if dead_here else f"no heartbeat for over {stale_after:.0f} s"
-                job.status, job.finished_at = "interrupted", utcnow()
+                job.status, job.finished_at = JobStatus.INTERRUPTED, utcnow()
                 job.error = (f"interrupted: {why} (last heartbeat {seen:%Y-%m-%d %H:%M:%S} UTC); "
                              f"resume it with `python -m jobs resume {job.id}`" if seen else f"interrupted: {why}")
                 interrupted.append(job.id)
@@ -383,12 +293,6 @@ def metric_rows(settings: Settings, job_ids: list[int], after_id: int = 0) -> li
     return [dict(r._mapping) for r in rows]
 
 
-def clear_metrics_after(settings: Settings, job_id: int, epoch: int) -> None:
-    """A resumed run replays from its last complete epoch: drop the rows it will write again."""
-    with session(settings, write=True) as s:
-        s.execute(delete(JobMetric).where(JobMetric.job_id == job_id, JobMetric.epoch > epoch))
-
-
 def waiting_reason(requested: str, workers: list[Worker]) -> str | None:
     """Why a queued job asking for ``requested`` is not being taken, when no live worker can run it; else None."""
     if not workers:
@@ -407,7 +311,7 @@ def job_status(settings: Settings, job_id: int) -> dict:
             raise JobError(f"no job with id {job_id}")
         models = s.execute(select(Model.id, Model.kind, Model.path, Model.epoch).where(Model.job_id == job_id)
                            .order_by(Model.id)).all()
-    waiting = waiting_reason(job.requested_device, alive_workers(settings)) if job.status == "queued" else None
+    waiting = waiting_reason(job.requested_device, alive_workers(settings)) if job.status == JobStatus.QUEUED else None
     return {**job_summary(job, waiting), "metrics": latest_metrics(settings, job_id),
             "checkpoints": [{"model_id": m.id, "kind": m.kind, "path": m.path, "epoch": m.epoch} for m in models]}
 
@@ -430,8 +334,8 @@ def list_jobs(settings: Settings, limit: int = 50, statuses: tuple[str, ...] | N
         stmt = stmt.where(Job.status.in_(statuses))
     with session(settings) as s:
         jobs = list(s.scalars(stmt))
-    workers = alive_workers(settings) if any(j.status == "queued" for j in jobs) else []
-    return [job_summary(j, waiting_reason(j.requested_device, workers) if j.status == "queued" else None) for j in jobs]
+    workers = alive_workers(settings) if any(j.status == JobStatus.QUEUED for j in jobs) else []
+    return [job_summary(j, waiting_reason(j.requested_device, workers) if j.status == JobStatus.QUEUED else None) for j in jobs]
 
 
 def jobs_of_model(settings: Settings, model_id: int, kinds: tuple[str, ...] = ("evaluate", "predict"),

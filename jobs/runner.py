@@ -16,8 +16,10 @@ import sys
 import threading
 import time
 
+from db.models import JobStatus
 from db.settings import Settings
 from jobs import logs, queue
+from jobs.context import remove_secrets, set_progress
 
 PARENT_GONE_EXIT = 75
 log = logging.getLogger("jobs.runner")
@@ -30,9 +32,9 @@ class Terminated(SystemExit):
 def _parent_gone(settings: Settings, job_id: int) -> None:
     try:
         log.warning("job %s: its worker process died; marking it interrupted", job_id)
-        queue.finish(settings, job_id, "interrupted",
+        queue.finish(settings, job_id, JobStatus.INTERRUPTED,
                      error=f"interrupted: its worker process died; resume it with `python -m jobs resume {job_id}`")
-        queue.remove_secrets(settings, job_id)
+        remove_secrets(settings, job_id)
     finally:
         os._exit(PARENT_GONE_EXIT)
 
@@ -70,8 +72,9 @@ def watch_parent(parent: int, settings: Settings, job_id: int) -> None:
 def run(job_id: int, device: str, settings: Settings) -> int:
     from db.engine import session
     from db.models import Job
+    from jobs.context import JobContext
+    from jobs.kinds import kind as kind_of
     from jobs.params import ParamsError
-    from jobs.tasks import TASKS, JobContext
 
     with session(settings) as s:
         job = s.get(Job, job_id)
@@ -82,26 +85,26 @@ def run(job_id: int, device: str, settings: Settings) -> int:
     log.info("job %s: %s on %s, pid %s, params %s", job_id, kind, device, os.getpid(), params)
     ctx = JobContext(settings, job_id, params, device=device)
     try:
-        result = TASKS[kind](ctx)
+        result = kind_of(kind).run(ctx)
     except (ValueError, ParamsError, RuntimeError, OSError) as exc:  # includes TrainingError, CatalogError, ...
         log.exception("job %s failed", job_id)
-        queue.finish(settings, job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        queue.finish(settings, job_id, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         return 1
     except Terminated:
         log.warning("job %s: terminated by its worker", job_id)
         raise
     except BaseException as exc:  # noqa: BLE001 - a job must end with a status whatever happened
         log.exception("job %s failed", job_id)
-        queue.finish(settings, job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        queue.finish(settings, job_id, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         return 1
     finally:
-        queue.remove_secrets(settings, job_id)
+        remove_secrets(settings, job_id)
     if ctx.cancelled:
-        queue.finish(settings, job_id, "cancelled", error="cancelled by request", result=result)
+        queue.finish(settings, job_id, JobStatus.CANCELLED, error="cancelled by request", result=result)
         log.info("job %s: cancelled", job_id)
     else:
-        queue.finish(settings, job_id, "succeeded", result=result)
-        queue.set_progress(settings, job_id, 1.0, "done")
+        queue.finish(settings, job_id, JobStatus.SUCCEEDED, result=result)
+        set_progress(settings, job_id, 1.0, "done")
         log.info("job %s: succeeded", job_id)
     return 0
 

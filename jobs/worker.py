@@ -23,9 +23,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import make_url
 
 from db.engine import get_engine, session
-from db.models import Job, Worker, utcnow
+from db.models import WAITING, Job, JobStatus, Worker, utcnow
 from db.settings import Settings
 from jobs import logs, queue
+from jobs.context import remove_secrets
 
 log = logging.getLogger("jobs.worker")
 HEARTBEAT_S = 2.0
@@ -51,18 +52,12 @@ def list_devices(device: str) -> list[dict]:
 
 
 def resolve_device(name: str) -> str:
+    """``auto``: the device ``ocr.checkpoint.select_device`` picks (a GPU when the machine has one), by name."""
     if name != "auto":
         return name
-    try:
-        import torch
+    from ocr.checkpoint import select_device
 
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-    except ImportError:
-        pass
-    return "cpu"
+    return str(select_device("auto"))
 
 
 class JobWorker:
@@ -131,7 +126,7 @@ class JobWorker:
             self.dashboards_seen = time.monotonic()
             return False
         with session(self.settings) as s:
-            waiting = s.scalar(select(func.count()).select_from(Job).where(Job.status.in_(("queued", "running"))))
+            waiting = s.scalar(select(func.count()).select_from(Job).where(Job.status.in_(WAITING)))
         if waiting:
             self.dashboards_seen = time.monotonic()
             return False
@@ -211,12 +206,12 @@ class JobWorker:
                     self.log(f"job {job.id}: did not stop within {self.cancel_grace:.0f} s of the cancel request, "
                              "killing it", logging.WARNING)
                     self._stop_child(child)
-                    queue.finish(self.settings, job.id, "cancelled",
+                    queue.finish(self.settings, job.id, JobStatus.CANCELLED,
                                  error=f"cancelled (killed after {self.cancel_grace:.0f} s grace)")
                     break
                 if self.stopping:
                     self._stop_child(child)
-                    queue.finish(self.settings, job.id, "interrupted",
+                    queue.finish(self.settings, job.id, JobStatus.INTERRUPTED,
                                  error=f"interrupted: the worker was stopped; resume it with `python -m jobs resume {job.id}`")
                     break
                 try:
@@ -227,9 +222,9 @@ class JobWorker:
             if child.poll() is None:
                 self._stop_child(child)
             self.child = None
-            queue.remove_secrets(self.settings, job.id)
+            remove_secrets(self.settings, job.id)
         code = child.returncode
-        if queue.finish(self.settings, job.id, "failed",
+        if queue.finish(self.settings, job.id, JobStatus.FAILED,
                         error=f"the job process exited with code {code} before reporting a result; see its log"):
             self.log(f"job {job.id}: process ended with code {code} without a status, marked failed", logging.WARNING)
         self.log(f"job {job.id} finished (exit code {code})")

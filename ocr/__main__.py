@@ -1,3 +1,3 @@
-from ocr.cli import main
+from ocr.cli.main import main
 
 raise SystemExit(main())

@@ -30,6 +30,10 @@ NAMED_CHARSETS = {
 CHARSET_CHOICES = ("auto", "data", *NAMED_CHARSETS)  # or the path of a file that lists the characters
 
 
+class LabelError(ValueError):
+    """A label no dataset can take, with a message meant for the user."""
+
+
 class CharsetError(ValueError):
     """A character set that cannot be used (an empty file, duplicates, a character no set allows)."""
 
@@ -124,6 +128,23 @@ class LabelRules:
 
     def normalize(self, raw: str) -> str:
         return normalize_label(raw, self.upper, self.strip_accents)
+
+    def validate(self, label: str) -> str:
+        """The label normalised, or a ``LabelError`` for an empty or too long label or one with characters no set
+        allows (control characters, emoji): the one check of a typed label (corrections, drawings). Characters outside
+        a dataset's set are not refused here: the next training grows the model by them."""
+        from ocr.limits import MAX_LABEL_LENGTH
+
+        text = self.normalize(label)
+        if not text:
+            raise LabelError("the label is empty; mark the sample unreadable, empty or excluded instead")
+        if len(text) > MAX_LABEL_LENGTH:
+            raise LabelError(f"the label is {len(text)} characters long (at most {MAX_LABEL_LENGTH})")
+        bad = unusable_chars(text)
+        if bad:
+            raise LabelError(f"characters no character set allows: {' '.join(repr(c) for c in bad)} "
+                             "(control characters, tabs, emoji and pictographs)")
+        return text
 
     def outside(self, label: str) -> list[str]:
         """Characters of an already normalised label this dataset does not take, in order of first appearance."""

@@ -95,7 +95,7 @@ class CRNN(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """images (N, 1, H, W) -> what the recurrent layer sees in each column (T, N, 2*hidden): the head's input,
-        and, averaged over a word's columns, an embedding of the image (``ocr.acquire`` uses it for diversity)."""
+        and, averaged over a word's columns, an embedding of the image (``ocr.curation.acquire`` uses it for diversity)."""
         f = self.cnn(images.contiguous(memory_format=torch.channels_last))  # N, C, h, T
         n, c, h, t = f.shape
         f = f.permute(3, 0, 1, 2).reshape(t, n, c * h)  # T, N, C*h

@@ -1,19 +1,22 @@
 """The one preprocessing path from any image (file crop, synthetic, drawn) to model input.
 
 Training (through ``ink_map``, its uint8 form), evaluation, prediction and the dashboard's drawn input all go
-through ``preprocess`` so the model never sees two different conventions; training augmentation (``ocr.augment``)
+through ``preprocess`` so the model never sees two different conventions; training augmentation (``ocr.data.augment``)
 acts on its output.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ocr.limits import limits
+
+if TYPE_CHECKING:
+    import torch
 
 Image.MAX_IMAGE_PIXELS = 64_000_000  # PIL's own guard (it raises at twice this); ``check_size`` is the one that counts
 
@@ -73,11 +76,14 @@ def ink_map(image: Image.Image | np.ndarray, cfg: PreprocessConfig = PreprocessC
     return np.round(preprocess(image, cfg) * 255).astype(np.uint8)
 
 
-PAD_MULTIPLE = 8  # batch widths round up to it (ocr/web/hwr.js pads a drawing the same way)
+PAD_MULTIPLE = 8  # batch widths round up to it (ocr/sharing/web/hwr.js pads a drawing the same way)
 
 
 def pad_batch(images: list[np.ndarray], multiple: int = PAD_MULTIPLE) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack (H, W_i) arrays into a zero-padded (N, 1, H, W_max) tensor, plus the widths (N,)."""
+    """Stack (H, W_i) arrays into a zero-padded (N, 1, H, W_max) tensor, plus the widths (N,). (torch is imported
+    here: the command lines and the database read images without it.)"""
+    import torch
+
     if not images:
         raise ValueError("empty batch")
     height = images[0].shape[0]

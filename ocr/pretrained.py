@@ -1,7 +1,7 @@
 """A model as a folder that leaves the project: ``model.safetensors`` (the weights; the format holds tensors only, so
 reading it runs no code) and ``config.json`` (architecture, character set, preprocessing, figures, provenance). It is
 the layout of ``huggingface_hub``'s ``PyTorchModelHubMixin``, so the Hub shows and downloads it like other models, and
-every reader of a checkpoint here (``ocr.train.load_checkpoint``) takes such a folder, or a Hub id, as well.
+every reader of a checkpoint here (``ocr.checkpoint.load_checkpoint``) takes such a folder, or a Hub id, as well.
 
 The training labels (the ``labels`` language model's corpus) stay out unless asked for: they are the user's data,
 often people's names, and a names model does not need them.
@@ -17,7 +17,6 @@ from pathlib import Path
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 FORMAT, FORMAT_VERSION = "hwr-crnn", 1
 HUB_PREFIX = "hf://"
-STARTER = Path(__file__).with_name("starter")  # the model that ships with the project (python -m bench.starter)
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
@@ -39,13 +38,10 @@ def config_of(ckpt: dict, include_training_labels: bool = False) -> dict:
     return config
 
 
-def save_pretrained(checkpoint: str | Path | dict, out: str | Path, include_training_labels: bool = False) -> list[Path]:
-    """Write ``out/model.safetensors`` and ``out/config.json`` for a checkpoint (a path or a loaded one)."""
+def save_pretrained(ckpt: dict, out: str | Path, include_training_labels: bool = False) -> list[Path]:
+    """Write ``out/model.safetensors`` and ``out/config.json`` for a loaded checkpoint (``ocr.checkpoint``)."""
     from safetensors.torch import save_file
 
-    from ocr.train import load_checkpoint
-
-    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in ckpt["model"].items()}
@@ -142,5 +138,27 @@ def load_pretrained(folder: str | Path) -> dict:
     return ckpt
 
 
-__all__ = ["CONFIG", "STARTER", "PretrainedError", "WEIGHTS", "check_repo_id", "config_of", "download", "is_hub_id",
+CARD = "README.md"
+_READ_WITH = re.compile(r"read with (.+?): \*\*exact match")
+
+
+def card_results(folder: str | Path) -> dict | None:
+    """What a model folder's card reports of its evaluation (its ``model-index``, ``ocr.sharing.publish``): exact
+    match, CER, the data and the decoder; None for a folder without such a card."""
+    from huggingface_hub import ModelCard
+
+    path = Path(folder) / CARD
+    try:
+        card = ModelCard.load(path)
+    except Exception:  # noqa: BLE001 - no card, or one that does not parse: nothing to show
+        return None
+    results = {r.metric_type: r for r in card.data.eval_results or []}
+    if "exact_match" not in results:
+        return None
+    decoder = _READ_WITH.search(card.text)
+    return {"exact_match": results["exact_match"].metric_value, "cer": getattr(results.get("cer"), "metric_value", None),
+            "dataset": results["exact_match"].dataset_name, "decoder": decoder.group(1) if decoder else None}
+
+
+__all__ = ["CONFIG", "PretrainedError", "WEIGHTS", "card_results", "check_repo_id", "config_of", "download", "is_hub_id",
            "load_pretrained", "save_pretrained", "write_config"]

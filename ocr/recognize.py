@@ -12,10 +12,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ocr.decode import Prediction, label_log_prob
-from ocr.decoder import Decoder, DecoderConfig
+from ocr.checkpoint import load_checkpoint, model_from_checkpoint, select_device
+from ocr.decoding.ctc import label_log_prob
+from ocr.decoding.decoder import Decoder, DecoderConfig
+from ocr.decoding.types import Prediction
+from ocr.model import CRNN
 from ocr.preprocess import PAD_MULTIPLE, load_image, pad_batch, preprocess
-from ocr.train import load_checkpoint, model_from_checkpoint, select_device
 
 
 class Recognizer:
@@ -37,36 +39,9 @@ class Recognizer:
         logits, lengths, _ = self.outputs(arrays)
         return logits, lengths
 
-    @torch.inference_mode()
     def outputs(self, arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """Preprocessed arrays -> logits (T, N, C), output lengths (N,) and image embeddings (N, 2*hidden): the
-        recurrent features averaged over each image's own columns, unit length.
-
-        The images are run in groups of one padded width, so each is read exactly as it is alone (and in the web
-        demo): zero padding in a batch would reach the convolutions at its edge and start the backward LSTM, and an
-        image would read differently with other images. On real crops this is no slower than one padded batch."""
-        if not arrays:
-            raise ValueError("empty batch")
-        lengths = self.model.output_lengths(torch.tensor([a.shape[1] for a in arrays]))
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i, a in enumerate(arrays):
-            groups[-(-a.shape[1] // PAD_MULTIPLE)].append(i)
-        parts = []
-        for members in groups.values():
-            images, _ = pad_batch([arrays[i] for i in members])
-            features = self.model.features(images.to(self.device))
-            own = lengths[members]
-            mask = (torch.arange(features.shape[0])[:, None] < own[None, :]).to(features.device, features.dtype)
-            pooled = (features * mask[..., None]).sum(0) / mask.sum(0)[:, None]
-            parts.append((members, self.model.head(self.model.drop(features)).float().cpu(),
-                          torch.nn.functional.normalize(pooled.float(), dim=1).cpu()))
-        steps = max(part.shape[0] for _, part, _ in parts)
-        logits = torch.zeros(steps, len(arrays), parts[0][1].shape[2])
-        embeddings = torch.zeros(len(arrays), parts[0][2].shape[1])
-        for members, part, pooled in parts:
-            logits[: part.shape[0], members] = part
-            embeddings[members] = pooled
-        return logits, lengths, embeddings.numpy()
+        """Preprocessed arrays -> logits (T, N, C), output lengths (N,) and image embeddings (N, 2*hidden) (``read_arrays``)."""
+        return read_arrays(self.model, arrays, self.device)
 
     def decoder(self, config: DecoderConfig = DecoderConfig()) -> Decoder:
         return Decoder(config, self.alphabet, self.checkpoint.get("training_labels"))
@@ -89,7 +64,7 @@ class Recognizer:
         model), floored at ``LOG_FLOOR`` where a text cannot fit (or has a character outside the model's set). Their
         difference is the label-error score.
         With a beam, also the runner-up (the best other candidate) and its log P under the model alone, and for
-        every image its embedding: what ``ocr.acquire`` ranks the unlabelled pool by."""
+        every image its embedding: what ``ocr.curation.acquire`` ranks the unlabelled pool by."""
         logits, lengths, embeddings = self.outputs(arrays)
         preds = (decoder or self.decoder())(logits, lengths)
         reading_lp = label_log_prob(logits, lengths, [p.text for p in preds], self.alphabet).tolist()
@@ -130,6 +105,40 @@ class Recognizer:
             if should_stop is not None and should_stop():
                 break
         return out
+
+
+@torch.inference_mode()
+def read_arrays(model: CRNN, arrays: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """The one way an image is read, by the Recognizer and by validation during training alike: preprocessed arrays
+    -> logits (T, N, C) on the CPU, output lengths (N,) and image embeddings (N, 2*hidden), the recurrent features
+    averaged over each image's own columns, unit length.
+
+    The images are run in groups of one padded width, so each is read exactly as it is alone (and in the web demo):
+    zero padding in a batch would reach the convolutions at its edge and start the backward LSTM, and an image would
+    read differently with other images. On real crops this is no slower than one padded batch."""
+    if not arrays:
+        raise ValueError("empty batch")
+    model.eval()
+    lengths = model.output_lengths(torch.tensor([a.shape[1] for a in arrays]))
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, a in enumerate(arrays):
+        groups[-(-a.shape[1] // PAD_MULTIPLE)].append(i)
+    parts = []
+    for members in groups.values():
+        images, _ = pad_batch([arrays[i] for i in members])
+        features = model.features(images.to(device))  # T, n, 2*hidden
+        own = lengths[members]
+        mask = (torch.arange(features.shape[0])[:, None] < own[None, :]).to(features.device, features.dtype)
+        pooled = (features * mask[..., None]).sum(0) / mask.sum(0)[:, None]
+        parts.append((members, model.head(model.drop(features)).float().cpu(),
+                      torch.nn.functional.normalize(pooled.float(), dim=1).cpu()))
+    steps = max(part.shape[0] for _, part, _ in parts)
+    logits = torch.zeros(steps, len(arrays), parts[0][1].shape[2])
+    embeddings = torch.zeros(len(arrays), parts[0][2].shape[1])
+    for members, part, pooled in parts:
+        logits[: part.shape[0], members] = part
+        embeddings[members] = pooled
+    return logits, lengths, embeddings.numpy()
 
 
 LOG_FLOOR = -1e4

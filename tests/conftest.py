@@ -38,7 +38,7 @@ def real_data() -> Path:
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory) -> Path:
     """200 synthetic images in Kaggle layout."""
-    from ocr.synth import generate
+    from ocr.data.synth import generate
 
     return generate(tmp_path_factory.mktemp("synth"), 200, seed=0)
 
@@ -46,8 +46,8 @@ def synth_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, synth_dir) -> Path:
     """A small model trained for a couple of epochs: real training, a real checkpoint."""
-    from ocr.datasets import holdout_split, import_kaggle
-    from ocr.train import TrainConfig, fit
+    from ocr.data.datasets import holdout_split, import_kaggle
+    from ocr.training.loop import TrainConfig, fit
 
     out = tmp_path_factory.mktemp("run")
     train, val = holdout_split(import_kaggle(synth_dir).samples, 0.1, 0)
@@ -58,8 +58,8 @@ def trained(tmp_path_factory, synth_dir) -> Path:
 @pytest.fixture(scope="session")
 def learned(tmp_path_factory, synth_dir) -> tuple[Path, list[float]]:
     """The small preset trained until it has memorised 64 synthetic samples: (best.pt, validation exact match per epoch)."""
-    from ocr.datasets import import_kaggle
-    from ocr.train import Callback, TrainConfig, fit
+    from ocr.data.datasets import import_kaggle
+    from ocr.training.loop import Callback, TrainConfig, fit
 
     samples = import_kaggle(synth_dir).samples[:64]
     exact: list[float] = []
@@ -80,7 +80,7 @@ def learned(tmp_path_factory, synth_dir) -> tuple[Path, list[float]]:
 def import_pool(settings, folder: Path, name: str, n: int, seed: int) -> Path:
     """``n`` fresh synthetic images with no labels file, imported as dataset ``name``: an unlabelled pool."""
     from db import catalog
-    from ocr.synth import generate
+    from ocr.data.synth import generate
 
     folder.mkdir(parents=True)
     for f in (generate(folder.parent / f"{folder.name}-source", n, seed=seed) / "train_v2" / "train").glob("*.jpg"):
@@ -203,8 +203,9 @@ def populate(settings, synth_dir: Path, trained: Path) -> dict:
     """A database with the synthetic dataset, a finished training job with its model, and that model's predictions."""
     from db import catalog
     from db.registry import adopt_checkpoint
+    from jobs.context import JobContext
+    from jobs.kinds.reading import run_evaluate
     from jobs.queue import finish, submit
-    from jobs.tasks import JobContext, run_evaluate
 
     catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
     model_id = adopt_checkpoint(settings, trained, ["synth"], "tiny")

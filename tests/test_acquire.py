@@ -1,11 +1,11 @@
-"""The acquisition order of the unlabelled pool (ocr.acquire), and the beam's runner-up, margin and image embedding it
+"""The acquisition order of the unlabelled pool (ocr.curation.acquire), and the beam's runner-up, margin and image embedding it
 is fed (Recognizer.score)."""
 
 import math
 
 import numpy as np
 
-from ocr.acquire import PoolImage, acquisition_order
+from ocr.curation.acquire import PoolImage, acquisition_order
 
 
 def _unit(v):
@@ -46,8 +46,8 @@ def test_near_identical_images_wait_even_when_their_readings_differ():
 
 
 def test_score_gives_the_runner_up_its_margin_and_a_unit_embedding_with_a_beam(learned, synth_dir):
-    from ocr.datasets import import_kaggle
-    from ocr.decoder import DecoderConfig
+    from ocr.data.datasets import import_kaggle
+    from ocr.decoding.decoder import DecoderConfig
     from ocr.recognize import Recognizer
 
     rec = Recognizer(learned[0])

@@ -4,8 +4,10 @@ one-line message the user gets and that nothing was written (no file, no dataset
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -54,7 +56,7 @@ def _image(tmp_path) -> Path:
 
 
 def _ocr(*args: str, capsys) -> tuple[int, str]:
-    from ocr.cli import main
+    from ocr.cli.main import main
 
     code = main(list(map(str, args)))
     return code, capsys.readouterr().err
@@ -93,10 +95,10 @@ def test_crafted_checkpoint_is_refused_by_adoption_an_evaluate_job_and_the_model
     from db.registry import adopt_checkpoint, register_checkpoint
     from jobs import queue
     from jobs.runner import run
-    from ocr.train import TrainingError
+    from ocr.checkpoint import ModelError
 
     evil, marker = armed
-    with pytest.raises(TrainingError, match="would run code when loaded, refused"):
+    with pytest.raises(ModelError, match="would run code when loaded, refused"):
         adopt_checkpoint(settings, evil, ["synth"], "evil")
     with session(settings) as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 0  # no half-adopted model
@@ -159,7 +161,7 @@ def _nothing_extracted(folder: Path, archive: Path) -> bool:
     ({"/etc/cron.d/x": b"x"}, "unsafe member '/etc/cron.d/x' (an absolute or Windows path)"),
 ])
 def test_bad_zip_is_refused_before_anything_is_written(members, message, tmp_path):
-    from ocr.datasets import DatasetError, open_source
+    from ocr.data.datasets import DatasetError, open_source
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -171,7 +173,7 @@ def test_bad_zip_is_refused_before_anything_is_written(members, message, tmp_pat
 
 
 def test_zip_over_the_size_limit_and_a_link_member_are_refused(tmp_path, monkeypatch):
-    from ocr.datasets import DatasetError, open_source
+    from ocr.data.datasets import DatasetError, open_source
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -189,7 +191,7 @@ def test_zip_over_the_size_limit_and_a_link_member_are_refused(tmp_path, monkeyp
 
 
 def test_corrupt_zip_is_refused(tmp_path):
-    from ocr.datasets import DatasetError, open_source
+    from ocr.data.datasets import DatasetError, open_source
 
     good = _zip(tmp_path / "good.zip", {"written_name_train_v2.csv": b"FILENAME,IDENTITY\n" * 2000})
     (tmp_path / "cut.zip").write_bytes(good.read_bytes()[:-200])
@@ -199,7 +201,7 @@ def test_corrupt_zip_is_refused(tmp_path):
 
 
 def test_zip_never_extracts_into_an_existing_folder(tmp_path, synth_dir):
-    from ocr.datasets import open_source
+    from ocr.data.datasets import open_source
 
     archive = tmp_path / "names.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
@@ -268,7 +270,7 @@ def test_oversized_image_and_label_are_excluded_with_their_reason(settings, tmp_
     huge = Image.new("1", (9_000, 9_000))  # 81 Mpx: over the 64 Mpx limit, under PIL's own (2 x 64 Mpx)
     _layout(tmp_path / "src", rows.encode(), {"A.jpg": Image.new("RGB", (284, 36), "white"), "HUGE.png": huge,
                                                "B.jpg": Image.new("RGB", (284, 36), "gray")})
-    from ocr.datasets import import_kaggle
+    from ocr.data.datasets import import_kaggle
 
     summary = import_kaggle(tmp_path / "src").summary()
     assert summary["excluded"]["bad_image"] == 1 and summary["excluded"]["too_long"] == 1
@@ -313,10 +315,128 @@ def test_links_to_images_outside_the_folder_are_not_imported(settings, tmp_path,
     assert result["added"] == 1 and result["import"]["links_outside_refused"] >= 1
     kaggle = _layout(tmp_path / "kaggle", b"FILENAME,IDENTITY\nA.jpg,LEA\nLINK.jpg,PAUL\n")
     (kaggle / "validation_v2" / "validation" / "LINK.jpg").symlink_to(outside)
-    from ocr.datasets import import_kaggle
+    from ocr.data.datasets import import_kaggle
 
     summary = import_kaggle(kaggle).summary()
     assert summary["usable"] == 1 and "a link to a file outside the dataset folder" in summary["examples"]["bad_image"][0]
+
+
+# --- the command line's import: a link loop, a password-protected zip, a file listed twice ---------------------------
+
+def _ocr_import(*args: str | Path) -> subprocess.CompletedProcess:
+    """``python -m ocr import ...`` as a user runs it (a traceback would reach stderr here, not a test's pytest)."""
+    from tests.conftest import PY, ROOT
+
+    return subprocess.run([PY, "-m", "ocr", "import", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def _one_error_line(err: str) -> str:
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def _looped(root: Path) -> Path:
+    """A layout whose L1.jpg and L2.jpg are links to each other (a loop, no file behind it) beside a good A.jpg."""
+    _layout(root, b"FILENAME,IDENTITY\nA.jpg,LEA\nL1.jpg,PAUL\nL2.jpg,UNREADABLE\n")
+    folder = root / "validation_v2" / "validation"
+    (folder / "L1.jpg").symlink_to("L2.jpg")
+    (folder / "L2.jpg").symlink_to("L1.jpg")
+    return root
+
+
+@pytest.mark.parametrize("check", [[], ["--no-image-check"]])
+def test_a_link_loop_is_a_bad_image_and_the_other_rows_import(check, tmp_path):
+    done = _ocr_import(_looped(tmp_path / "src"), "--json", *check)
+    assert done.returncode == 0 and done.stderr == ""
+    summary = json.loads(done.stdout)
+    assert (summary["rows"], summary["usable"]) == (3, 1)
+    assert summary["excluded"]["bad_image"] == 1 and summary["excluded"]["unreadable"] == 1
+    assert summary["examples"]["bad_image"] == [
+        "L1.jpg: \"'L1.jpg' is a symbolic link loop (its links lead back to each other, never to a file)\""]
+
+
+def test_a_link_loop_does_not_stop_a_catalog_import(settings, tmp_path):
+    from db import catalog
+    from ocr.data.datasets import check_image
+
+    src = _looped(tmp_path / "src")
+    assert "symbolic link loop" in check_image(src / "validation_v2" / "validation" / "L1.jpg")
+    result = catalog.import_dataset(settings, src, "looped")
+    assert result["added_by_status"] == {"ok": 1} and result["import"]["excluded"]["bad_image"] == 1
+
+
+def _encrypted(path: Path) -> Path:
+    """A zip whose members say they are encrypted (general purpose flag bit 0), in the local headers and the central
+    directory: what ``zip -e`` writes, as far as a reader can tell before it needs the password."""
+    _zip(path, {"written_name_validation_v2.csv": b"FILENAME,IDENTITY\nA.jpg,LEA\n",
+                "validation_v2/validation/A.jpg": b"\xff\xd8" + b"x" * 100})
+    data = bytearray(path.read_bytes())
+    for signature, flags in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.find(signature)
+        while at != -1:
+            data[at + flags] |= 0x1
+            at = data.find(signature, at + 4)
+    path.write_bytes(bytes(data))
+    assert all(m.flag_bits & 0x1 for m in zipfile.ZipFile(path).infolist())
+    return path
+
+
+def test_an_encrypted_zip_gets_one_line_and_nothing_is_extracted(tmp_path):
+    from ocr.data.datasets import DatasetError, open_source
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    archive = _encrypted(folder / "secret.zip")
+    done = _ocr_import(archive)
+    assert done.returncode == 1 and done.stdout == ""
+    assert _one_error_line(done.stderr) == ("error: secret.zip is encrypted (password-protected zip): not supported; "
+                                            "unzip it first and import the folder")
+    with pytest.raises(DatasetError, match=r"^secret.zip is encrypted \(password-protected zip\)"):
+        open_source(archive)
+    assert _nothing_extracted(folder, archive)
+
+
+def test_an_encrypted_zip_fails_its_import_job_saying_so(settings, tmp_path):
+    status = _import_job(settings, _encrypted(tmp_path / "secret.zip"))
+    assert status["status"] == "failed" and "\n" not in status["error"]
+    assert "secret.zip is encrypted (password-protected zip): not supported; unzip it first" in status["error"]
+    assert _datasets(settings) == 0 and not (settings.data_dir / "extracted" / "secret").exists()
+
+
+def _listed_twice(root: Path) -> Path:
+    """A.jpg with two labels, B.jpg twice with one label (``ana`` reads ``ANA`` once upper-cased), C.jpg once."""
+    rows = b"FILENAME,IDENTITY\nA.jpg,LEA\nB.jpg,ANA\nA.jpg,PAUL\nB.jpg,ana\nC.jpg,JO\n"
+    return _layout(root, rows, {n: Image.new("RGB", (284, 36), c) for n, c in
+                                (("A.jpg", "white"), ("B.jpg", "gray"), ("C.jpg", "black"))})
+
+
+def test_a_file_listed_with_two_labels_is_excluded_and_a_repeated_row_counts_once(tmp_path):
+    from ocr.data.datasets import summary_text
+
+    done = _ocr_import(_listed_twice(tmp_path / "src"), "--json")
+    assert done.returncode == 0 and done.stderr == ""
+    summary = json.loads(done.stdout)
+    assert (summary["rows"], summary["usable"], summary["duplicates"]) == (5, 2, 1)
+    assert summary["excluded"]["conflicting"] == 2 and sum(summary["excluded"].values()) == 2
+    assert summary["examples"]["conflicting"] == ["A.jpg: \"listed with 2 different labels: 'LEA', 'PAUL'\""] * 2
+    text = summary_text(summary)
+    assert "bad_image 0, conflicting 2" in text and "repeated rows dropped (same file, same label): 1" in text
+
+
+def test_a_file_listed_with_two_labels_is_kept_for_review_by_a_catalog_import(settings, tmp_path):
+    from db import catalog
+    from db.models import Sample
+
+    result = catalog.import_dataset(settings, _listed_twice(tmp_path / "src"), "twice")
+    assert result["added_by_status"] == {"ok": 2, "excluded": 1} and result["import"]["duplicates"] == 1
+    with session(settings) as s:
+        rows = s.execute(select(Sample.path, Sample.label, Sample.status, Sample.note).order_by(Sample.path)).all()
+    assert [(Path(p).name, label, status, note) for p, label, status, note in rows] == [
+        ("A.jpg", None, "excluded", "listed with 2 different labels: 'LEA', 'PAUL'"),
+        ("B.jpg", "ANA", "ok", None), ("C.jpg", "JO", "ok", None)]
 
 
 # --- labels: one length limit, the alphabet, plain text on the pages --------------------------------------------------
@@ -336,7 +456,7 @@ def test_bad_label_is_refused_by_correction_and_drawing(label, message, settings
         corrections.correct_label(settings, sid, label, user="ana")
     buf = io.BytesIO()
     Image.new("RGB", (200, 40), "white").save(buf, "PNG")
-    with pytest.raises(corrections.CorrectionError):
+    with pytest.raises(catalog.CatalogError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         catalog.add_drawn_sample(settings, buf.getvalue(), label, user="ana")
     with session(settings) as s:
         assert s.scalar(select(func.count()).select_from(LabelEdit)) == 0

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from ocr.alphabet import Alphabet
-from ocr.augment import AugmentConfig, augment_batch
-from ocr.batches import Batches, LoaderBatches
-from ocr.datasets import LineDataset, import_kaggle
+from ocr.data.augment import AugmentConfig, augment_batch
+from ocr.data.batches import Batches, LoaderBatches
+from ocr.data.datasets import LineDataset, import_kaggle
+from ocr.data.synth import render
 from ocr.preprocess import PreprocessConfig, preprocess
-from ocr.synth import render
-from ocr.train import Callback, TrainConfig, fit
+from ocr.training.loop import Callback, TrainConfig, fit
 
 OFF = AugmentConfig(p_affine=0, p_warp=0, p_blur=0, p_morph=0, p_contrast=0, p_noise=0)
 

@@ -189,7 +189,8 @@ def _label_next_by_keyboard(page, dashboard, tmp_path: Path) -> None:
     """Label next: Enter saves the typed label, Esc skips, Alt+U marks unreadable (keys, no clicks)."""
     from db.engine import session
     from db.models import Sample
-    from jobs.tasks import JobContext, run_predict
+    from jobs.context import JobContext
+    from jobs.kinds.reading import run_predict
     from tests.conftest import import_pool
 
     settings = dashboard["settings"]

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from ocr.alphabet import BLANK, Alphabet
-from ocr.charlm import CharLM
-from ocr.decode import Fusion, beam_decode
+from ocr.decoding.charlm import CharLM
+from ocr.decoding.ctc import beam_decode
+from ocr.decoding.types import Fusion
 from tests.conftest import PY, ROOT
 
 A = Alphabet()

@@ -19,7 +19,7 @@ from ocr.alphabet import (
     resolve_charset,
     unusable_chars,
 )
-from ocr.datasets import Sample, import_kaggle
+from ocr.data.datasets import Sample, import_kaggle
 from tests.test_datasets import make_layout
 
 
@@ -66,7 +66,7 @@ def test_what_no_set_allows():
 
 def test_one_normalisation_for_imports_corrections_drawings_and_names(tmp_path):
     from db.corrections import validate_label
-    from ocr.names import to_label
+    from ocr.data.names import to_label
 
     assert normalize_label("  jean\t  paul\n") == "JEAN PAUL"
     assert normalize_label("Je\u0301ro\u0302me", upper=False) == "Jérôme"  # decomposed accents composed (NFC)
@@ -100,8 +100,8 @@ def test_import_rules_decide_case_accents_and_which_labels_a_dataset_takes(tmp_p
 
 
 def test_a_grown_output_layer_reads_as_before(learned, synth_dir):
+    from ocr.checkpoint import grow_head, load_checkpoint, model_from_checkpoint
     from ocr.recognize import Recognizer
-    from ocr.train import grow_head, load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(learned[0])
     grown = grow_head(ckpt, Alphabet(ckpt["alphabet"]).grow("9087"))
@@ -120,7 +120,7 @@ def test_a_grown_output_layer_reads_as_before(learned, synth_dir):
 
 
 def test_a_checkpoint_without_a_character_set_is_named_and_refused(learned, tmp_path):
-    from ocr.train import TrainingError, load_checkpoint
+    from ocr.checkpoint import ModelError, load_checkpoint
 
     ckpt = load_checkpoint(learned[0])
     del ckpt["alphabet"]
@@ -128,12 +128,12 @@ def test_a_checkpoint_without_a_character_set_is_named_and_refused(learned, tmp_
     assert load_checkpoint(tmp_path / "old.pt")["alphabet"] == NAMED_CHARSETS["names"]  # before sets were data
     ckpt["model_config"]["num_classes"] = 12
     torch.save(ckpt, tmp_path / "odd.pt")
-    with pytest.raises(TrainingError, match="has no character set"):
+    with pytest.raises(ModelError, match="has no character set"):
         load_checkpoint(tmp_path / "odd.pt")
 
 
 def _digits(tmp_path, n: int) -> list[Sample]:
-    from ocr.synth import generate
+    from ocr.data.synth import generate
 
     return import_kaggle(generate(tmp_path / "digits", n, seed=5, kind="numbers"),
                          rules=LabelRules(charset="digits")).samples
@@ -141,7 +141,7 @@ def _digits(tmp_path, n: int) -> list[Sample]:
 
 def test_fine_tuning_a_names_model_onto_digits_grows_it_reads_them_and_keeps_the_names(learned, synth_dir, tmp_path):
     from ocr.recognize import Recognizer
-    from ocr.train import Callback, TrainConfig, fit
+    from ocr.training.loop import Callback, TrainConfig, fit
 
     names = import_kaggle(synth_dir).samples[:64]  # what ``learned`` memorised
     digits = _digits(tmp_path, 32)
@@ -178,7 +178,7 @@ def test_fine_tuning_a_names_model_onto_digits_grows_it_reads_them_and_keeps_the
 
 
 def test_a_fine_tune_that_may_not_grow_leaves_those_labels_out_and_says_how_many(learned, synth_dir, tmp_path):
-    from ocr.train import Callback, TrainConfig, fit
+    from ocr.training.loop import Callback, TrainConfig, fit
 
     names = import_kaggle(synth_dir).samples[:32]
     messages = []
@@ -194,7 +194,7 @@ def test_a_fine_tune_that_may_not_grow_leaves_those_labels_out_and_says_how_many
 
 
 def test_a_new_model_takes_its_set_from_the_labels(tmp_path):
-    from ocr.train import TrainConfig, fit
+    from ocr.training.loop import TrainConfig, fit
 
     digits = _digits(tmp_path, 24)
     summary = fit(digits, digits[:8], tmp_path / "run", TrainConfig(epochs=1, batch_size=8, augment=False),
@@ -208,7 +208,7 @@ def test_a_new_model_takes_its_set_from_the_labels(tmp_path):
 @pytest.mark.parametrize("kind, charset", [("dates", "digits"), ("numbers", "digits"), ("words", "latin"),
                                            ("capitals", "latin"), ("mixed", "latin")])
 def test_synthetic_fields_of_every_kind(kind, charset, tmp_path):
-    from ocr.synth import generate
+    from ocr.data.synth import generate
 
     folder = generate(tmp_path / kind, 40, seed=1, kind=kind)
     samples = import_kaggle(folder, rules=LabelRules(upper=False, charset="any")).samples
@@ -259,7 +259,7 @@ def test_a_synth_job_of_dates_imports_its_labels_as_written(settings):
 
 
 def test_the_language_model_follows_the_data():
-    from ocr.decoder import Decoder, DecoderConfig
+    from ocr.decoding.decoder import Decoder, DecoderConfig
 
     digits = Alphabet(NAMED_CHARSETS["digits"])
     labels = {"12/03/1998": 3, "06 12 34 56 78": 2, "ANNE": 1}  # a label the set cannot write is left out
@@ -274,8 +274,8 @@ def test_the_language_model_follows_the_data():
 
 def test_a_set_grown_from_names_keeps_the_names_lm_mixed_with_its_labels():
     """A names model fine-tuned onto dates still reads names with the names LM, and its dates with its labels' LM."""
-    from ocr.charlm import CharLM
-    from ocr.decoder import Decoder, DecoderConfig
+    from ocr.decoding.charlm import CharLM
+    from ocr.decoding.decoder import Decoder, DecoderConfig
 
     grown = Alphabet(NAMED_CHARSETS["names"] + "/0123456789")
     labels = {"12/03/1998": 40, "01/01/2000": 30, "ANNE": 20}

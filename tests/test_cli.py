@@ -29,7 +29,8 @@ def test_import_json_on_real_data(real_data):
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert (s["rows"], s["usable"], s["splits"]) == (1000, 995, {"validation": 995})
-    assert s["excluded"] == {"blank": 1, "unreadable": 1, "empty": 3, "bad_chars": 0, "too_long": 0, "bad_image": 0}
+    assert s["excluded"] == {"blank": 1, "unreadable": 1, "empty": 3, "bad_chars": 0, "too_long": 0, "bad_image": 0,
+                             "conflicting": 0}
 
 
 def test_synth_train_evaluate_predict_export(tmp_path, real_data):
@@ -83,8 +84,8 @@ def test_synth_train_evaluate_predict_export(tmp_path, real_data):
 def test_exported_models_give_the_same_outputs(trained, tmp_path, real_data):
     import onnxruntime as ort
 
-    from ocr.export import export
     from ocr.recognize import Recognizer
+    from ocr.sharing.export import export
 
     export(trained, tmp_path)
     rec = Recognizer(trained)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -41,13 +43,14 @@ def test_overview_offers_a_starter_model_and_queues_it(app_env):
 
 def test_a_fresh_dashboard_reads_with_the_shipped_model_and_offers_to_train_your_own(app_env, learned, tmp_path,
                                                                                     monkeypatch):
-    import ocr.pretrained
+    import ocr.sharing
     from db.registry import default_model
     from jobs.queue import list_jobs
+    from ocr.checkpoint import load_checkpoint
     from ocr.pretrained import save_pretrained
 
-    save_pretrained(learned[0], tmp_path / "starter")
-    monkeypatch.setattr(ocr.pretrained, "STARTER", tmp_path / "starter")
+    save_pretrained(load_checkpoint(learned[0]), tmp_path / "starter")
+    monkeypatch.setattr(ocr.sharing, "STARTER", tmp_path / "starter")
     monkeypatch.setenv("HWR_STARTER_MODEL", "1")
     at = AppTest.from_file(APP, default_timeout=30).run()
     assert not at.exception
@@ -159,7 +162,7 @@ def test_train_page_offers_self_training_on_a_pool_and_shows_what_it_did(populat
     job = next(j for j in list_jobs(s) if j["kind"] == "train" and j["status"] == "queued")
     assert job["params"]["unlabelled_datasets"] == ["scans"]
     assert {k: job["params"]["config"][k] for k in ("self_train", "pseudo_threshold", "pseudo_lm")} == {
-        "self_train": 0.5, "pseudo_threshold": 0.9, "pseudo_lm": "names"}
+        "self_train": 0.5, "pseudo_threshold": 0.5, "pseudo_lm": "names"}
     _mark_running(s, job["id"])
     finish(s, job["id"], "succeeded", result={"self_training": {"kept": 4, "read": 6, "threshold": 0.9,
                                                                 "decoder": "beam20+names LM", "teacher_val_cer": 0.2}})
@@ -179,8 +182,9 @@ def test_train_page_offers_self_training_on_a_pool_and_shows_what_it_did(populat
 def test_review_page_finds_label_errors_and_fixes_one(populated):
     from db import catalog, corrections
     from db.review import suspected_label_errors
+    from jobs.context import JobContext
+    from jobs.kinds.label_errors import run as run_find_label_errors
     from jobs.queue import finish, list_jobs
-    from jobs.tasks import JobContext, run_find_label_errors
     from tests.conftest import _mark_running
 
     s = populated["settings"]
@@ -215,8 +219,9 @@ def test_label_next_page_walks_the_pool_uncertain_first(populated, tmp_path):
 
     from db import catalog, corrections
     from db.review import label_queue
+    from jobs.context import JobContext
+    from jobs.kinds.reading import run_predict
     from jobs.queue import list_jobs
-    from jobs.tasks import JobContext, run_predict
 
     s, model_id = populated["settings"], populated["model_id"]
     import_pool(s, tmp_path / "scans", "scans", 8, seed=21)
@@ -284,7 +289,7 @@ def test_edits_carry_the_name_of_whoever_made_them(populated):
     """No login configured: the name given on Settings for this browser session, else the OS user."""
     import getpass
 
-    from db import corrections
+    from db import catalog, corrections
 
     s = populated["settings"]
     at = _page("review")
@@ -301,7 +306,7 @@ def test_edits_carry_the_name_of_whoever_made_them(populated):
     _button(at, "Save").click().run()
     history = corrections.history(s, int(field.key.split("-")[1]))
     assert history[-1]["user"] == "Ana Lima"
-    assert "Ana Lima" in corrections.edits_csv(s, "synth")
+    assert "Ana Lima" in catalog.edits_csv(s, "synth")
 
 
 def test_a_dashboard_open_to_the_network_without_login_says_so(app_env):
@@ -362,7 +367,6 @@ def test_drawings_become_samples(app_env):
 
     from dashboard.drawing import is_blank, to_image, to_png
     from db import catalog
-    from db.corrections import CorrectionError
 
     blank = np.zeros((120, 720, 4), np.uint8)
     assert is_blank(blank)
@@ -374,7 +378,7 @@ def test_drawings_become_samples(app_env):
     sid = catalog.add_drawn_sample(app_env, to_png(image), "anne")
     items = catalog.training_items(app_env, ["drawn"])
     assert [(it.sample_id, it.label) for it in items] == [(sid, "ANNE")] and items[0].path.exists()
-    with pytest.raises(CorrectionError):
+    with pytest.raises(catalog.CatalogError, match="characters no character set allows"):
         catalog.add_drawn_sample(app_env, to_png(image), "ANNE 😀")
     with pytest.raises(ValueError, match="already sample"):
         catalog.add_drawn_sample(app_env, to_png(image), "ANNE")
@@ -419,7 +423,38 @@ def test_first_start_queues_the_default_synthetic_data_once(app_env, monkeypatch
         at = AppTest.from_file(APP, default_timeout=30).run()
         assert not at.exception
     jobs = list_jobs(app_env)
-    assert [(j["kind"], j["params"]["n"], j["params"]["name"]) for j in jobs] == [("synth", 300, "synthetic-default")]
+    assert [(j["kind"], j["params"]["n"], j["params"]["name"], j["params"]["unlabelled"]) for j in jobs] == [
+        ("synth", 30, "synthetic-pool", True), ("synth", 300, "synthetic-default", False)]  # newest first
+    st.cache_resource.clear()
+
+
+def test_first_open_shows_the_loop_with_the_starter_model(app_env, learned, tmp_path, monkeypatch):
+    """With the starter registered at first open, its evaluation on the default validation split (Review's mistakes)
+    and its reading of the default pool (Label next's order) are queued after the data, and the Overview shows what
+    its card measured on real handwriting."""
+    import streamlit as st
+
+    import ocr.sharing
+    from jobs.queue import list_jobs
+    from ocr.checkpoint import load_checkpoint
+    from ocr.pretrained import save_pretrained
+
+    save_pretrained(load_checkpoint(learned[0]), tmp_path / "starter")
+    shutil.copy(ocr.sharing.STARTER / "README.md", tmp_path / "starter" / "README.md")  # the card and its figures
+    monkeypatch.setattr(ocr.sharing, "STARTER", tmp_path / "starter")
+    monkeypatch.setenv("HWR_STARTER_MODEL", "1")
+    monkeypatch.setenv("HWR_DEFAULT_DATA", "200")
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception
+    jobs = sorted(list_jobs(app_env), key=lambda j: j["id"])
+    starter = jobs[2]["params"]["model"]
+    assert [(j["kind"], j["params"]["name" if j["kind"] == "synth" else "dataset"]) for j in jobs] == [
+        ("synth", "synthetic-default"), ("synth", "synthetic-pool"), ("evaluate", "synthetic-default"),
+        ("predict", "synthetic-pool")]
+    assert jobs[2]["params"]["split"] == "validation" and jobs[2]["params"]["lm"] and jobs[3]["params"]["model"] == starter
+    assert [m.value for m in at.metric][-2:] == ["0.764", "0.076"]
+    assert any("real Kaggle validation rows 801" in c.value for c in at.caption)
     st.cache_resource.clear()
 
 

@@ -5,13 +5,14 @@ import zipfile
 import pytest
 from PIL import Image
 
-from ocr.datasets import DatasetError, holdout_split, import_kaggle, parse_data_arg, safe_extract
+from ocr.data.datasets import DatasetError, holdout_split, import_kaggle, parse_data_arg, safe_extract
 
 
 def test_real_sample_counts(real_data):
     s = import_kaggle(real_data).summary()
     assert s["rows"] == 1000
-    assert s["excluded"] == {"blank": 1, "unreadable": 1, "empty": 3, "bad_chars": 0, "too_long": 0, "bad_image": 0}
+    assert s["excluded"] == {"blank": 1, "unreadable": 1, "empty": 3, "bad_chars": 0, "too_long": 0, "bad_image": 0,
+                             "conflicting": 0}
     assert s["usable"] == 995 and s["splits"] == {"validation": 995}
     assert "VALIDATION_0254.jpg" in s["examples"]["blank"][0]
 
@@ -40,10 +41,10 @@ def make_layout(root, rows, split="train"):
 def test_bad_input_is_reported_and_the_rest_loads(tmp_path):
     rows = [("GOOD_1.jpg", "martin "), ("GOOD_2.jpg", "Lea"), ("CORRUPT.jpg", "PAUL"), ("ZERO.jpg", "PAUL"),
             ("TEXT.jpg", "PAUL"), ("HUGE.png", "PAUL"), ("MISSING.jpg", "PAUL"), ("GOOD_3.jpg", "JÉRÔME"),
-            ("GOOD_3.jpg", "ANNE2"), ("GOOD_1.jpg", "UNREADABLE"), ("GOOD_1.jpg", "empty"), ("GOOD_1.jpg", ""),
-            ("../../etc/passwd", "ROOT"), ("GOOD_1.jpg", "NAN")]
+            ("GOOD_4.jpg", "ANNE2"), ("GOOD_5.jpg", "UNREADABLE"), ("GOOD_6.jpg", "empty"), ("GOOD_7.jpg", ""),
+            ("../../etc/passwd", "ROOT"), ("GOOD_8.jpg", "NAN")]
     folder = make_layout(tmp_path, rows)
-    for name in ("GOOD_1.jpg", "GOOD_2.jpg", "GOOD_3.jpg"):
+    for name in [f"GOOD_{i}.jpg" for i in range(1, 9)]:
         Image.new("RGB", (284, 36), "white").save(folder / name)
     full = folder / "GOOD_1.jpg"
     (folder / "CORRUPT.jpg").write_bytes(full.read_bytes()[: len(full.read_bytes()) // 2])
@@ -54,8 +55,9 @@ def test_bad_input_is_reported_and_the_rest_loads(tmp_path):
     result = import_kaggle(tmp_path)
     s = result.summary()
     assert [(x.path.name, x.label) for x in result.samples] == [("GOOD_1.jpg", "MARTIN"), ("GOOD_2.jpg", "LEA"),
-                                                                 ("GOOD_1.jpg", "NAN")]
-    assert s["excluded"] == {"blank": 1, "unreadable": 1, "empty": 1, "bad_chars": 2, "too_long": 0, "bad_image": 6}
+                                                                 ("GOOD_8.jpg", "NAN")]
+    assert s["excluded"] == {"blank": 1, "unreadable": 1, "empty": 1, "bad_chars": 2, "too_long": 0, "bad_image": 6,
+                             "conflicting": 0}
     assert s["bad_characters"] == {"É": 1, "Ô": 1, "2": 1}
     details = {e.filename: e.detail for e in result.excluded if e.reason == "bad_image"}
     assert "0 bytes" in details["ZERO.jpg"]

@@ -138,7 +138,7 @@ def test_corrections_undo_history_and_training_data(settings, synth_dir, tmp_pat
 def test_label_errors_rank_the_wrong_labels_first(settings, synth_dir, learned, tmp_path):
     """A model that knows 64 images well: the 3 labels we break are the 3 top suggestions, by the model's
     probability of the given label against its own reading."""
-    from ocr.datasets import import_kaggle
+    from ocr.data.datasets import import_kaggle
 
     subset = tmp_path / "subset"
     images = subset / "validation_v2" / "validation"
@@ -159,7 +159,8 @@ def test_label_errors_rank_the_wrong_labels_first(settings, synth_dir, learned, 
         corrections.correct_label(settings, it.sample_id, wrong)
         broken[it.sample_id] = wrong
 
-    from jobs.tasks import JobContext, run_evaluate
+    from jobs.context import JobContext
+    from jobs.kinds.reading import run_evaluate
 
     result = run_evaluate(JobContext(settings, job_id=None, params={"model": model_id, "dataset": "memorised",
                                                                     "split": "validation", "report": False}))
@@ -182,7 +183,8 @@ def test_label_errors_rank_the_wrong_labels_first(settings, synth_dir, learned, 
 
 
 def test_model_assisted_labelling_of_an_unlabelled_pool(settings, synth_dir, learned, tmp_path):
-    from jobs.tasks import JobContext, run_predict
+    from jobs.context import JobContext
+    from jobs.kinds.reading import run_predict
 
     pool = tmp_path / "pool"
     pool.mkdir()
@@ -235,7 +237,8 @@ def test_predict_job_stores_what_the_queue_ranks_by_and_the_queue_uses_it(settin
     from db.models import Prediction, Sample
     from db.registry import register_checkpoint
     from db.review import label_queue, store_predictions
-    from jobs.tasks import JobContext, run_predict
+    from jobs.context import JobContext
+    from jobs.kinds.reading import run_predict
 
     import_pool(settings, tmp_path / "pool", "pool", 6, seed=8)
     model = register_checkpoint(settings, learned[0], "best", name="m")
@@ -274,7 +277,8 @@ def test_predict_job_stores_what_the_queue_ranks_by_and_the_queue_uses_it(settin
 
 def test_retrain_needs_a_model_trained_here(settings, learned):
     from db.registry import register_checkpoint
-    from jobs.queue import JobError, submit_retrain
+    from jobs.params import JobError
+    from jobs.queue import submit_retrain
 
     model = register_checkpoint(settings, learned[0], "best", name="imported")
     with pytest.raises(JobError, match=f"model {model} was not trained by a job here"):

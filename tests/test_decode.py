@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from ocr.alphabet import Alphabet
-from ocr.decode import beam_decode, ctc_min_length, greedy_decode, label_log_prob
+from ocr.decoding.ctc import beam_decode, ctc_min_length, greedy_decode, label_log_prob
 
 A = Alphabet("AB")  # classes: 0 blank, 1 A, 2 B
 

@@ -7,7 +7,7 @@ import csv
 
 import pytest
 
-from ocr.decoder import DecoderConfig
+from ocr.decoding.decoder import DecoderConfig
 
 
 @pytest.mark.parametrize("config, width, name", [
@@ -35,7 +35,7 @@ def test_the_command_line_and_an_evaluate_job_read_alike(settings, synth_dir, tr
     from db.registry import adopt_checkpoint
     from jobs import queue
     from jobs.runner import run
-    from ocr.evaluate import evaluate
+    from ocr.evaluation.evaluate import evaluate
 
     config = DecoderConfig(beam=5)
     metrics = evaluate(trained, synth_dir, "train", tmp_path / "cli", decoder=config)

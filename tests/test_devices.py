@@ -8,6 +8,7 @@ import pytest
 from db.engine import session
 from db.models import Worker
 from jobs import queue
+from jobs.params import JobError
 
 H100 = {"label": "NVIDIA H100 80GB HBM3", "memory_gb": 79.1}
 
@@ -52,7 +53,7 @@ def test_who_claims_what(synth, worker, gpus, requested, runs_on):
 
 def test_unknown_device_is_refused_at_submit(synth):
     for name in ("tpu:7", "cuda:x", "gpu", ""):
-        with pytest.raises(queue.JobError, match="unknown device"):
+        with pytest.raises(JobError, match="unknown device"):
             _train(synth, name)
     assert queue.list_jobs(synth) == []
 

@@ -1,12 +1,12 @@
 """torch.export and the dynamo ONNX exporter keep every preset's batch size and image width free (nn.LSTM pins the
-sequence length unless ocr.export steps around it), with PyTorch's outputs."""
+sequence length unless ocr.sharing.export steps around it), with PyTorch's outputs."""
 
 import numpy as np
 import pytest
 import torch
 
-from ocr.export import export_onnx, export_program
 from ocr.model import CRNN, preset
+from ocr.sharing.export import export_onnx, export_program
 
 
 @pytest.mark.parametrize("name", ["small", "textbook"])
@@ -31,8 +31,8 @@ def test_every_preset_exports_with_a_free_batch_and_width(name, tmp_path):
 
 
 def test_an_unknown_or_retired_format_is_one_clear_error(tmp_path):
-    from ocr.export import export
-    from ocr.pretrained import STARTER
+    from ocr.sharing import STARTER
+    from ocr.sharing.export import export
 
     with pytest.raises(ValueError, match="unknown export format 'torchscript'; choose from safetensors, pt, pt2, onnx"):
         export(STARTER, tmp_path, formats=["torchscript"])

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ocr import kaggle
-from ocr.datasets import import_kaggle
+from ocr.data import kaggle
+from ocr.data.datasets import import_kaggle
 
 
 class FakeApi:
@@ -55,16 +55,17 @@ KAGGLE_JSON = '{"username": "ana", "key": "k"}'
 
 @pytest.mark.parametrize("outcome", ["downloads", "fails"])
 def test_kaggle_import_job_uses_then_deletes_the_credentials(settings, synth_dir, monkeypatch, outcome):
-    """The Kaggle servers cannot be reached from here: a stand-in for ``ocr.kaggle.download`` checks what the job
+    """The Kaggle servers cannot be reached from here: a stand-in for ``ocr.data.kaggle.download`` checks what the job
     hands it; the job's import and clean-up are real."""
     import stat
 
-    import ocr.kaggle
+    import ocr.data.kaggle
     from jobs import queue
-    from jobs.tasks import JobContext, run_import
+    from jobs.context import JobContext
+    from jobs.kinds.import_data import run as run_import
 
     monkeypatch.delenv("KAGGLE_CONFIG_DIR", raising=False)  # restored after the test: the job sets it
-    params = {"path": str(settings.data_dir / "datasets" / "kaggle"), "name": "kaggle", "kaggle_dataset": ocr.kaggle.DATASET}
+    params = {"path": str(settings.data_dir / "datasets" / "kaggle"), "name": "kaggle", "kaggle_dataset": ocr.data.kaggle.DATASET}
     job_id = queue.submit(settings, "import", params, secrets={"kaggle.json": KAGGLE_JSON})
     folder = settings.data_dir / "secrets" / str(job_id)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
@@ -76,13 +77,13 @@ def test_kaggle_import_job_uses_then_deletes_the_credentials(settings, synth_dir
         seen["config"] = os.environ.get("KAGGLE_CONFIG_DIR")
         seen["token"] = (Path(seen["config"]) / "kaggle.json").read_text()
         if outcome == "fails":
-            raise ocr.kaggle.KaggleError("could not download (no network)")
+            raise ocr.data.kaggle.KaggleError("could not download (no network)")
         return synth_dir
 
-    monkeypatch.setattr(ocr.kaggle, "download", download)
+    monkeypatch.setattr(ocr.data.kaggle, "download", download)
     ctx = JobContext(settings, job_id, queue.job_status(settings, job_id)["params"])
     if outcome == "fails":
-        with pytest.raises(ocr.kaggle.KaggleError):
+        with pytest.raises(ocr.data.kaggle.KaggleError):
             run_import(ctx)
     else:
         assert run_import(ctx)["added"] == 200
@@ -92,7 +93,7 @@ def test_kaggle_import_job_uses_then_deletes_the_credentials(settings, synth_dir
 
 def test_no_job_parameter_names_a_folder_to_delete(settings, tmp_path):
     from jobs import queue
-    from jobs.params import ParamsError
+    from jobs.params import JobError, ParamsError
 
     victim = tmp_path / "precious"
     victim.mkdir()
@@ -100,7 +101,7 @@ def test_no_job_parameter_names_a_folder_to_delete(settings, tmp_path):
     with pytest.raises(ParamsError, match="credentials="):
         queue.submit(settings, "import", {"path": str(tmp_path), "name": "k", "kaggle_dataset": "a/b",
                                           "credentials": str(victim)})
-    with pytest.raises(queue.JobError, match="needs the kaggle.json"):
+    with pytest.raises(JobError, match="needs the kaggle.json"):
         queue.submit(settings, "import", {"path": str(tmp_path), "name": "k", "kaggle_dataset": "a/b",
                                           "credentials": True})
     assert (victim / "kaggle.json").exists() and queue.list_jobs(settings) == []
@@ -108,14 +109,15 @@ def test_no_job_parameter_names_a_folder_to_delete(settings, tmp_path):
 
 def test_secrets_go_when_a_queued_job_is_cancelled_and_when_a_worker_starts(settings, tmp_path):
     from jobs import queue
+    from jobs.context import secrets_dir
 
     params = {"path": str(tmp_path), "name": "k", "kaggle_dataset": "a/b"}
     cancelled = queue.submit(settings, "import", params, secrets={"kaggle.json": KAGGLE_JSON})
     waiting = queue.submit(settings, "import", params, secrets={"kaggle.json": KAGGLE_JSON})
     assert queue.request_cancel(settings, cancelled) == "cancelled"
-    assert not queue.secrets_dir(settings, cancelled).exists()
+    assert not secrets_dir(settings, cancelled).exists()
     # a job that ended while its secrets could not be removed (its worker was killed): the next worker removes them
     failed = queue.submit(settings, "import", params, secrets={"kaggle.json": KAGGLE_JSON})
     queue.finish(settings, failed, "failed", error="x", only_if_running=False)
     assert queue.clean_secrets(settings) == [failed]
-    assert queue.secrets_dir(settings, waiting).exists() and not queue.secrets_dir(settings, failed).exists()
+    assert secrets_dir(settings, waiting).exists() and not secrets_dir(settings, failed).exists()

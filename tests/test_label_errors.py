@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from ocr.datasets import import_kaggle
-from ocr.label_errors import LabelErrorConfig, find_label_errors, folds_of
-from ocr.train import TrainingError
+from ocr.curation.label_errors import LabelErrorConfig, find_label_errors, folds_of
+from ocr.data.datasets import import_kaggle
+from ocr.training.loop import TrainingError
 
 QUICK = LabelErrorConfig(folds=2, max_minutes=None, epochs=1, lr=1e-4, device="cpu")
 
@@ -59,8 +59,9 @@ def test_a_job_stores_the_scores_and_review_shows_the_unsettled_ones(settings, s
     from db.registry import register_checkpoint
     from db.review import label_error_jobs, suspected_label_errors
     from jobs import queue
+    from jobs.context import JobContext
+    from jobs.kinds.label_errors import run as run_find_label_errors
     from jobs.params import ParamsError
-    from jobs.tasks import JobContext, run_find_label_errors
 
     catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
     model = register_checkpoint(settings, learned[0], "best", name="learned")
@@ -89,8 +90,9 @@ def test_a_job_on_too_few_labels_says_so_and_stores_nothing(settings, synth_dir,
     from db.registry import register_checkpoint
     from db.review import label_error_jobs
     from jobs import queue
-    from jobs.tasks import JobContext, run_find_label_errors
-    from ocr.synth import generate
+    from jobs.context import JobContext
+    from jobs.kinds.label_errors import run as run_find_label_errors
+    from ocr.data.synth import generate
 
     catalog.import_dataset(settings, generate(tmp_path / "few", 20, seed=13), "few", "synthetic")
     model = register_checkpoint(settings, learned[0], "best", name="learned")

@@ -2,8 +2,8 @@ import subprocess
 
 import pytest
 
-from ocr.decode import Prediction
-from ocr.lexicon import Lexicon
+from ocr.decoding.lexicon import Lexicon
+from ocr.decoding.types import Prediction
 from tests.conftest import PY, ROOT
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from ocr.metrics import accuracy_by_length, cer, char_accuracy, confusions, exact_match, summarize, wer
+from ocr.evaluation.metrics import accuracy_by_length, cer, char_accuracy, confusions, exact_match, summarize, wer
 
 
 def test_known_values():

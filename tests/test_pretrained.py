@@ -9,15 +9,15 @@ import shutil
 import pytest
 import torch
 
-from ocr.datasets import import_kaggle
+from ocr.checkpoint import ModelError, load_checkpoint
+from ocr.data.datasets import import_kaggle
 from ocr.pretrained import CONFIG, WEIGHTS, PretrainedError, check_repo_id, is_hub_id, save_pretrained
 from ocr.recognize import Recognizer
-from ocr.train import TrainingError, load_checkpoint
 
 
 def test_a_model_folder_reads_exactly_as_its_checkpoint(learned, synth_dir, tmp_path):
     checkpoint, _ = learned
-    written = save_pretrained(checkpoint, tmp_path / "model")
+    written = save_pretrained(load_checkpoint(checkpoint), tmp_path / "model")
     assert sorted(p.name for p in written) == [CONFIG, WEIGHTS]
     config = json.loads((tmp_path / "model" / CONFIG).read_text())
     ckpt = load_checkpoint(checkpoint)
@@ -29,13 +29,13 @@ def test_a_model_folder_reads_exactly_as_its_checkpoint(learned, synth_dir, tmp_
     lb, _ = b.logits([b.prepare(f) for f in files])
     assert torch.equal(la, lb)
     assert [p.text for p in a.read(files)] == [p.text for p in b.read(files)]
-    with pytest.raises(TrainingError, match="model folder .* a run resumes from its own last.pt"):
+    with pytest.raises(ModelError, match="model folder .* a run resumes from its own last.pt"):
         load_checkpoint(tmp_path / "model", for_resume=True)
 
 
 def test_training_labels_travel_only_when_asked(learned, tmp_path):
     checkpoint, _ = learned
-    save_pretrained(checkpoint, tmp_path / "with", include_training_labels=True)
+    save_pretrained(load_checkpoint(checkpoint), tmp_path / "with", include_training_labels=True)
     labels = load_checkpoint(tmp_path / "with")["training_labels"]
     assert labels == load_checkpoint(checkpoint)["training_labels"] and labels
 
@@ -71,9 +71,9 @@ def _break(folder, what):
 ])
 def test_a_broken_model_folder_gets_one_clear_line(learned, tmp_path, what, message):
     folder = tmp_path / "model"
-    save_pretrained(learned[0], folder)
+    save_pretrained(load_checkpoint(learned[0]), folder)
     _break(folder, what)
-    with pytest.raises(TrainingError, match=message) as info:
+    with pytest.raises(ModelError, match=message) as info:
         Recognizer(folder)
     assert "\n" not in str(info.value)
 
@@ -87,14 +87,14 @@ def test_hub_ids_are_checked_and_offline_is_one_line(tmp_path, monkeypatch):
     for bad in ("no-slash", "a/b/c", "someone/na..me", "someone/name-", "some one/x"):
         with pytest.raises(PretrainedError, match="is not a Hugging Face repo id"):
             check_repo_id(bad)
-    with pytest.raises(TrainingError, match="could not download someone/crnn-names from the Hugging Face Hub") as info:
+    with pytest.raises(ModelError, match="could not download someone/crnn-names from the Hugging Face Hub") as info:
         load_checkpoint("hf://someone/crnn-names")
     assert "\n" not in str(info.value)
 
 
 def test_a_folder_copied_elsewhere_still_loads(learned, tmp_path):
     """Nothing in the folder points back at the run that made it."""
-    save_pretrained(learned[0], tmp_path / "a")
+    save_pretrained(load_checkpoint(learned[0]), tmp_path / "a")
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     shutil.rmtree(tmp_path / "a")
     assert Recognizer(tmp_path / "b").alphabet.chars == load_checkpoint(learned[0])["alphabet"]
@@ -103,9 +103,9 @@ def test_a_folder_copied_elsewhere_still_loads(learned, tmp_path):
 def test_publish_dry_run_writes_the_hub_folder_and_it_reads_back(learned, synth_dir, tmp_path):
     import yaml
 
-    from ocr.cli import main
-    from ocr.evaluate import evaluate
-    from ocr.publish import Evaluation, publish
+    from ocr.cli.main import main
+    from ocr.evaluation.evaluate import evaluate
+    from ocr.sharing.publish import Evaluation, publish
 
     checkpoint, _ = learned
     metrics = evaluate(checkpoint, synth_dir, "train", tmp_path / "eval")
@@ -128,7 +128,7 @@ def test_publish_dry_run_writes_the_hub_folder_and_it_reads_back(learned, synth_
 
 
 def test_publishing_without_a_token_or_network_is_one_line_and_never_shows_the_token(learned, tmp_path, monkeypatch):
-    from ocr.publish import PublishError, publish
+    from ocr.sharing.publish import PublishError, publish
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -145,7 +145,7 @@ def test_a_fresh_database_reads_at_once_with_the_shipped_model_until_it_trains_i
     from db.registry import adopt_checkpoint, default_model, model_file, register_shipped_model
 
     shipped = tmp_path / "starter"
-    save_pretrained(learned[0], shipped)
+    save_pretrained(load_checkpoint(learned[0]), shipped)
     model_id = register_shipped_model(settings, shipped)
     model = default_model(settings)
     assert model is not None and model.id == model_id and model.kind == "shipped" and model.job_id is None

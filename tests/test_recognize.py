@@ -4,10 +4,10 @@ reading and the embedding it gets alone (as the Draw page and the web demo read 
 import numpy as np
 import torch
 
-from ocr.datasets import import_kaggle
-from ocr.decode import greedy_decode
-from ocr.pretrained import STARTER
+from ocr.data.datasets import import_kaggle
+from ocr.decoding.ctc import greedy_decode
 from ocr.recognize import Recognizer
+from ocr.sharing import STARTER
 
 
 def test_a_batch_reads_each_image_as_it_reads_alone(synth_dir):

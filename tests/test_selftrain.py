@@ -11,10 +11,11 @@ import subprocess
 
 import pytest
 
-from ocr.config import TrainConfig
-from ocr.datasets import import_kaggle
-from ocr.selftrain import completed_epochs, fit_self_training, read_pool
-from ocr.train import Callback, TrainingError, load_checkpoint
+from ocr.checkpoint import load_checkpoint
+from ocr.data.datasets import import_kaggle
+from ocr.training.config import ConfigError, TrainConfig
+from ocr.training.loop import Callback, TrainingError
+from ocr.training.selftrain import completed_epochs, fit_self_training, read_pool
 from tests.conftest import PY, ROOT, import_pool
 
 FAST = {"batch_size": 16, "lr": 1e-4, "log_every": 2, "augment": False, "device": "cpu", "scheduler": "constant"}
@@ -105,14 +106,14 @@ def test_a_stopped_self_training_run_resumes_where_it_was(labelled, pool, learne
     assert done["epochs"] == 4 and completed_epochs(tmp_path) == 4
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"self_train": 0.4}, "self-training needs unlabelled images, and the pool given has none"),
-    ({"self_train": 1.0}, r"self_train=1.0 must be a share of the run in \[0, 1\)"),
-    ({"self_train": 0.4, "pseudo_threshold": 0.0}, r"pseudo_threshold=0.0 must be in \(0, 1\]"),
+@pytest.mark.parametrize("change, error, message", [
+    ({"self_train": 0.4}, TrainingError, "self-training needs unlabelled images, and the pool given has none"),
+    ({"self_train": 1.0}, ConfigError, r"self_train=1.0 must be a share of the run in \[0, 1\)"),
+    ({"self_train": 0.4, "pseudo_threshold": 0.0}, ConfigError, r"pseudo_threshold=0.0 must be in \(0, 1\]"),
 ])
 def test_a_self_training_run_that_cannot_work_is_refused_before_anything_is_written(labelled, tmp_path, change,
-                                                                                    message):
-    with pytest.raises(TrainingError, match=message):
+                                                                                    error, message):
+    with pytest.raises(error, match=message):
         fit_self_training(*labelled, [], tmp_path / "run", TrainConfig(epochs=2, **FAST, **change))
     assert not (tmp_path / "run").exists()
 
@@ -133,7 +134,7 @@ def test_ocr_train_self_train_needs_a_pool_and_a_valid_threshold(synth_dir, tmp_
     out = run("--self-train", "0.4")
     assert out.returncode != 0 and "--self-train needs --unlabelled DIR" in out.stderr
     out = run("--self-train", "0.4", "--unlabelled", str(tmp_path), "--pseudo-threshold", "1.5")
-    assert out.returncode != 0 and "'1.5' must be in (0, 1]" in out.stderr
+    assert out.returncode != 0 and "pseudo_threshold=1.5 must be in (0, 1]" in out.stderr
     (tmp_path / "empty").mkdir()
     out = run("--self-train", "0.4", "--unlabelled", str(tmp_path / "empty"))
     assert out.returncode != 0 and "the pool given has none" in out.stderr and "Traceback" not in out.stderr
@@ -151,8 +152,9 @@ def test_a_train_job_self_trains_and_keeps_pseudo_labels_apart_from_labels(setti
     from db.engine import session
     from db.models import Model, Prediction, Sample
     from jobs import queue
+    from jobs.context import JobContext, run_dir
+    from jobs.kinds.train import run as run_train
     from jobs.params import ParamsError
-    from jobs.tasks import JobContext, run_train
 
     catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
     import_pool(settings, tmp_path / "scans", "pool", 30, seed=9)
@@ -174,7 +176,7 @@ def test_a_train_job_self_trains_and_keeps_pseudo_labels_apart_from_labels(setti
     assert len(pseudo) == result["self_training"]["kept"] > 0 and all(p.split == "pool" and p.label is None for p in pseudo)
     assert len(pool_labels) == 30 and set(pool_labels) == {None}  # never written over a label
     assert catalog.training_items(settings, ["pool"]) == []
-    assert json.loads((queue.run_dir(settings, job_id) / "self_training.json").read_text())["kept"] == len(pseudo)
+    assert json.loads((run_dir(settings, job_id) / "self_training.json").read_text())["kept"] == len(pseudo)
 
 
 def test_a_loop_retrain_has_the_current_model_read_the_pool(settings, synth_dir, learned, tmp_path):
@@ -187,8 +189,9 @@ def test_a_loop_retrain_has_the_current_model_read_the_pool(settings, synth_dir,
     from db.models import Model, Prediction
     from db.registry import register_checkpoint
     from jobs import queue
+    from jobs.context import JobContext
+    from jobs.kinds.train import run as run_train
     from jobs.params import ParamsError
-    from jobs.tasks import JobContext, run_train
 
     catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
     import_pool(settings, tmp_path / "scans", "pool", 30, seed=9)

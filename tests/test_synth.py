@@ -4,8 +4,8 @@ import hashlib
 from PIL import Image
 
 from ocr.alphabet import Alphabet
-from ocr.datasets import import_kaggle
-from ocr.synth import WIDTHS, generate
+from ocr.data.datasets import import_kaggle
+from ocr.data.synth import WIDTHS, generate
 
 
 def digest(folder):

@@ -4,9 +4,10 @@ import time
 import pytest
 import torch
 
-from ocr.datasets import import_kaggle
+from ocr.checkpoint import load_checkpoint, save_checkpoint
+from ocr.data.datasets import import_kaggle
 from ocr.model import CRNN, preset
-from ocr.train import Callback, TrainConfig, TrainingError, fit, load_checkpoint, save_checkpoint
+from ocr.training.loop import Callback, TrainConfig, TrainingError, fit
 
 
 def test_small_model_overfits_64_synthetic_samples(learned):
@@ -111,7 +112,7 @@ def test_time_budget_plans_the_schedule_to_end_with_the_budget(synth_dir, tmp_pa
 
 
 def test_preset_names_for_the_command_lines_are_the_model_presets():
-    from ocr.config import PRESET_NAMES
     from ocr.model import PRESETS
+    from ocr.training.config import PRESET_NAMES
 
     assert PRESET_NAMES == tuple(PRESETS)

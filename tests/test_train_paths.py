@@ -9,19 +9,12 @@ import json
 import pytest
 import torch
 
-from ocr.datasets import import_kaggle
+from ocr.checkpoint import load_checkpoint
+from ocr.data.batches import LoaderBatches
+from ocr.data.datasets import import_kaggle
 from ocr.model import CRNN, preset
-from ocr.train import (
-    Callback,
-    LoaderBatches,
-    TrainConfig,
-    TrainingError,
-    fit,
-    load_checkpoint,
-    resolve_precision,
-    train_step,
-    training_batches,
-)
+from ocr.training.config import ConfigError, TrainConfig
+from ocr.training.loop import Callback, TrainingError, fit, resolve_precision, train_step, training_batches
 
 FAST = {"batch_size": 16, "lr": 5e-3, "log_every": 2, "device": "cpu"}
 
@@ -29,6 +22,11 @@ FAST = {"batch_size": 16, "lr": 5e-3, "log_every": 2, "device": "cpu"}
 @pytest.fixture(scope="module")
 def samples(synth_dir):
     return import_kaggle(synth_dir).samples[:64]
+
+
+def _step_losses(run_dir) -> list[float]:
+    return [r["train_loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+            if r["type"] == "step"]
 
 
 def _epoch_losses(run_dir) -> list[float]:
@@ -52,8 +50,10 @@ def test_each_data_path_and_precision_trains_and_learns(samples, tmp_path, on_de
     summary = fit(samples, samples[:16], tmp_path, cfg, callback=Listen(), progress=False)
     assert summary["data_on_device"] is on_device and summary["precision"] == precision
     losses = _epoch_losses(tmp_path)
-    assert len(losses) >= 2 and summary["epochs"] == len(losses)
-    assert losses[-1] < 0.8 * losses[0], losses  # it learns (CTC loss of a fresh model is ~10x the plateau's)
+    assert summary["epochs"] == len(losses) >= (1 if budget else 2)  # how many fit a budget depends on the CPU
+    steps = _step_losses(tmp_path)
+    assert len(steps) >= 2 and steps[-1] < 0.8 * steps[0], steps  # it learns (a fresh model's CTC loss is ~10x the
+    # plateau's)
     assert summary["last"]["n_val"] == 16  # validation ran every epoch
     if budget is not None:
         assert any(m.startswith("planned ") and "-minute budget" in m for m in messages), messages
@@ -98,8 +98,8 @@ def test_a_budgeted_resume_keeps_its_plan(samples, tmp_path):
 def test_validation_during_training_agrees_with_a_later_evaluation(samples, learned, tmp_path):
     """The best epoch's validation figures are what ``ocr evaluate`` (greedy) then reports for the same split: one
     preprocessing, one decoding."""
-    from ocr.evaluate import evaluate
-    from ocr.synth import generate
+    from ocr.data.synth import generate
+    from ocr.evaluation.evaluate import evaluate
 
     val_dir = generate(tmp_path / "val", 48, seed=5, split="validation")
     val = import_kaggle(val_dir, ("validation",)).samples
@@ -120,8 +120,8 @@ def test_precision_choice():
     assert bf16.dtype is torch.bfloat16 and not bf16.scaler().is_enabled()
     with pytest.raises(TrainingError, match="fp16 mixed precision needs a CUDA GPU; use bf16 on the CPU"):
         resolve_precision("fp16", cpu)
-    with pytest.raises(TrainingError, match="unknown precision 'fp8'"):
-        resolve_precision("fp8", cpu)
+    with pytest.raises(ConfigError, match="unknown precision 'fp8'"):
+        TrainConfig(precision="fp8")
     # checkpoints of earlier versions saved "amp"
     assert TrainConfig.from_dict({"amp": False}).precision == "fp32"
     assert TrainConfig.from_dict({"amp": True}).precision == "auto"
@@ -129,7 +129,7 @@ def test_precision_choice():
 
 def test_both_data_paths_serve_the_same_contract(samples):
     from ocr.alphabet import Alphabet
-    from ocr.datasets import LineDataset
+    from ocr.data.datasets import LineDataset
     from ocr.preprocess import PreprocessConfig
 
     ds = LineDataset(samples, Alphabet(), PreprocessConfig())

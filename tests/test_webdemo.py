@@ -19,7 +19,7 @@ from tests.test_browser import browser_context, dashboard, draw_lili  # noqa: F4
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, trained):
-    from ocr.webdemo import WebExportError, export_web
+    from ocr.sharing.webdemo import WebExportError, export_web
 
     out = tmp_path_factory.mktemp("site")
     try:
@@ -74,7 +74,7 @@ def test_the_page_gives_pytorchs_logits_on_real_crops(site, browser_context, rea
 
 
 def test_a_word_drawn_on_the_page_reads_as_python_reads_its_pixels(site, browser_context):  # noqa: F811
-    from ocr.decoder import DecoderConfig
+    from ocr.decoding.decoder import DecoderConfig
     from ocr.recognize import Recognizer
 
     page = _open(browser_context, site["url"])
@@ -108,16 +108,16 @@ def test_the_demo_folder_holds_what_a_static_host_needs(site):
 
 
 def test_hwr_js_resizes_like_pillow_and_decodes_like_python(tmp_path):
-    """hwr.js against Pillow and ocr.decode directly (Node.js, no browser): random sizes up and down, tiny images,
+    """hwr.js against Pillow and ocr.decoding.ctc directly (Node.js, no browser): random sizes up and down, tiny images,
     both pass orders of Pillow 13's resize, a canvas's RGBA with any transparency to gray as the Draw page makes it,
     and random logits through greedy and beam search."""
     import json
     import shutil
 
     from ocr.alphabet import Alphabet
-    from ocr.decode import beam_decode, greedy_decode
+    from ocr.decoding.ctc import beam_decode, greedy_decode
     from ocr.preprocess import PreprocessConfig, pad_batch, preprocess, to_gray
-    from ocr.webdemo import PAGE_DIR
+    from ocr.sharing.webdemo import PAGE_DIR
 
     node = shutil.which("node")
     if node is None:

@@ -11,8 +11,8 @@ import streamlit as st
 from dashboard.state import dataset_choices, plain, settings, show_error
 from db.catalog import browse, slug, splits_of
 from jobs import queue
-from jobs.params import SYNTH_KINDS
-from ocr.kaggle import DATASET
+from ocr.data.kaggle import DATASET
+from ocr.data.synth import KINDS as SYNTH_KINDS
 
 s = settings()
 st.title("Data")

@@ -8,7 +8,7 @@ from dashboard.drawing import is_blank, to_image, to_png
 from dashboard.state import current_user, decoder, load_recognizer, plain, select_model, settings, show_error
 from db.catalog import add_drawn_sample
 from ocr.alphabet import LabelRules
-from ocr.decoder import DecoderConfig
+from ocr.decoding.decoder import DecoderConfig
 
 s = settings()
 st.title("Draw")

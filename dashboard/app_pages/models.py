@@ -10,6 +10,7 @@ import streamlit as st
 
 from dashboard.state import dataset_choices, model_choices, select_model, settings, show_error
 from db.catalog import splits_of
+from db.models import JobStatus
 from db.registry import list_models, model_file, set_default
 from db.review import compare_models
 from jobs import queue
@@ -72,7 +73,7 @@ def evaluations() -> None:
                                 "exact match": (j["result"] or {}).get("exact_match"),
                                 "CER": (j["result"] or {}).get("cer"), "error": j["error"] or ""} for j in jobs]),
                  hide_index=True, column_config={"progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0)})
-    done = next((j for j in jobs if j["status"] == "succeeded" and (j["result"] or {}).get("report")), None)
+    done = next((j for j in jobs if j["status"] == JobStatus.SUCCEEDED and (j["result"] or {}).get("report")), None)
     if done is not None:
         folder = s.resolve(done["result"]["report"])
         r1, r2 = st.columns(2)
@@ -91,7 +92,7 @@ fmt = st.selectbox("Format", ["safetensors", "onnx", "pt2", "pt"], key="export_f
                                 "pt2": "torch.export program (model.pt2; torch.export.load, any batch and width)",
                                 "onnx": "ONNX (any batch and width)"}.get)
 if st.button("Prepare the export", key="export_go"):
-    from ocr.export import export
+    from ocr.sharing.export import export
 
     try:
         with tempfile.TemporaryDirectory() as tmp, st.spinner("exporting"):
@@ -112,7 +113,7 @@ st.caption("A job writes the model's folder (model.safetensors, config.json, mod
            "evaluation's exact match and CER) and uploads it in one commit with the worker's token (HF_TOKEN or `hf "
            "auth login` on the worker's machine; never typed here, stored or logged). A dry run only writes the "
            "folder, to check it or upload it yourself.")
-evals = [j for j in queue.jobs_of_model(s, model_id, kinds=("evaluate",)) if j["status"] == "succeeded"]
+evals = [j for j in queue.jobs_of_model(s, model_id, kinds=("evaluate",)) if j["status"] == JobStatus.SUCCEEDED]
 with st.form("publish"):
     p1, p2 = st.columns(2)
     repo_id = p1.text_input("Repo (USER/NAME)", key="publish_repo", placeholder="your-name/handwriting-names")
@@ -138,11 +139,11 @@ with st.form("publish"):
 def publish_jobs() -> None:
     for j in queue.jobs_of_model(s, model_id, kinds=("publish",), limit=50)[:5]:
         r = j["result"] or {}
-        if j["status"] == "succeeded" and r.get("uploaded"):
+        if j["status"] == JobStatus.SUCCEEDED and r.get("uploaded"):
             st.success(f"Job {j['id']}: published to {r['url']}")
-        elif j["status"] == "succeeded":
+        elif j["status"] == JobStatus.SUCCEEDED:
             st.info(f"Job {j['id']}: folder written to {r.get('folder')} ({', '.join(r.get('files', []))})")
-        elif j["status"] == "failed":
+        elif j["status"] == JobStatus.FAILED:
             st.error(f"Job {j['id']}: {j['error']}")
         else:
             st.caption(f"Job {j['id']}: {j['status']}")

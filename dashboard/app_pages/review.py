@@ -13,7 +13,7 @@ from dashboard.state import (
     show_error,
 )
 from db import corrections
-from db.catalog import kaggle_csv, splits_of
+from db.catalog import edits_csv, kaggle_csv, splits_of
 from db.review import SORTS, ReviewQuery, label_error_jobs, model_review, review_page, suspected_label_errors
 from jobs import queue
 
@@ -100,7 +100,7 @@ def export_section() -> None:
         st.download_button("Download CSV", lambda: kaggle_csv(s, ds_name, ds_split),  # built when clicked
                            file_name=f"written_name_{ds_split}_v2.csv", mime="text/csv", key="export_csv")
         st.download_button("Download the edit history (CSV: who changed which label, when)",
-                           lambda: corrections.edits_csv(s, ds_name), file_name=f"label_edits_{ds_name}.csv",
+                           lambda: edits_csv(s, ds_name), file_name=f"label_edits_{ds_name}.csv",
                            mime="text/csv", key="export_edits")
 
 

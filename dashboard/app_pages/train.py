@@ -5,17 +5,15 @@ import plotly.express as px
 import streamlit as st
 
 from dashboard.state import dataset_choices, model_choices, plain, pool_choices, settings, show_error
+from db.models import RESUMABLE, WAITING, JobStatus
 from jobs import queue
 from ocr.alphabet import CHARSET_CHOICES, Alphabet
 from ocr.model import PRESETS
-from ocr.train import SCHEDULERS, TrainConfig
+from ocr.training.config import SCHEDULERS, SELF_TRAIN_SHARE, TrainConfig
 
 s = settings()
 st.title("Train")
 defaults = TrainConfig()
-
-
-
 
 datasets = dataset_choices(s)
 models = model_choices(s)
@@ -25,7 +23,7 @@ with st.form("new-train-job"):
     chosen = st.multiselect("Datasets", list(datasets), default=list(datasets)[:1], key="train_datasets")
     c1, c2, c3, c4 = st.columns(4)
     preset = c1.selectbox("Model preset", list(PRESETS), key="train_preset")
-    epochs = c2.number_input("Epochs", 1, 1000, 20, key="train_epochs")
+    epochs = c2.number_input("Epochs", 1, 1000, defaults.epochs, key="train_epochs")
     minutes = c3.number_input("Time budget (minutes, 0 = none)", 0.0, 10_000.0, 5.0, key="train_minutes",
                               help="plans the epochs and the learning-rate schedule to end within it")
     batch = c4.number_input("Batch size", 1, 4096, defaults.batch_size, key="train_batch")
@@ -51,7 +49,7 @@ with st.form("new-train-job"):
     pool = c1.multiselect("Unlabelled images", list(pools), key="train_pool",
                           format_func=lambda name: f"{name} ({pools[name]:,} without a label)",
                           help="none: no self-training" if pools else "no dataset has images without a label")
-    share = c2.slider("Share of the run", 0.1, 0.8, 0.4, 0.05, key="train_self_share",
+    share = c2.slider("Share of the run", 0.1, 0.8, SELF_TRAIN_SHARE, 0.05, key="train_self_share",
                       help="the epochs or the time budget given to fine-tuning on pseudo-labels")
     threshold = c3.number_input("Keep a reading at P >=", 0.01, 1.0, defaults.pseudo_threshold, 0.05,
                                 key="train_pseudo_threshold", help="P(text | image) of the reading")
@@ -104,9 +102,9 @@ ids = [j["id"] for j in train_jobs]
 picked = st.selectbox("Job", ids, format_func=lambda i: f"job {i}", key="train_job")
 job = next(j for j in train_jobs if j["id"] == picked)
 c1, c2, _ = st.columns([1, 1, 4])
-if c1.button("Cancel", disabled=job["status"] not in ("queued", "running"), key="train_cancel"):
+if c1.button("Cancel", disabled=job["status"] not in WAITING, key="train_cancel"):
     st.toast(f"job {picked}: {queue.request_cancel(s, picked)}")
-if c2.button("Resume", disabled=job["status"] not in ("interrupted", "cancelled", "failed"), key="train_resume"):
+if c2.button("Resume", disabled=job["status"] not in RESUMABLE, key="train_resume"):
     try:
         queue.resume(s, picked)
         st.toast(f"job {picked} queued again")
@@ -155,7 +153,7 @@ def live() -> None:
                    f"validation CER {self_training['teacher_val_cer']:.3f}; they are the teacher model's "
                    "predictions on Review, not labels")
     curves([picked, *compare])
-    with st.expander("Log (tail)", expanded=current["status"] in ("failed", "interrupted")):
+    with st.expander("Log (tail)", expanded=current["status"] in (JobStatus.FAILED, JobStatus.INTERRUPTED)):
         st.code(queue.log_tail(s, picked, 40) or "(empty)", language=None)
 
 

@@ -1,0 +1,1 @@
+"""``python -m ocr``: the command line."""

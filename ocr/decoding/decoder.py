@@ -1,0 +1,100 @@
+"""How a model's outputs become text, configured once: greedy, beam width, the character language model and its
+weight, a lexicon. Every reader of the project (the CLI's evaluate and predict, the jobs, the Draw page) builds a
+``Decoder`` from a ``DecoderConfig``, and every evaluation and prediction records the config it used, so a confidence
+means the same everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ocr.alphabet import NAMED_CHARSETS, Alphabet
+from ocr.decoding.ctc import beam_decode, greedy_decode
+from ocr.decoding.types import DEFAULT_WEIGHT, Fusion, Prediction
+
+LM_BEAM = 20  # a language model needs room in the beam to change the reading
+LEXICON_BEAM = 10  # a lexicon picks among the beam's candidates
+LEXICON_RATIO = 0.01
+NAMES_SHARE = 0.5  # the names LM's weight in the mixture a model gets whose set grew beyond the names set
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    beam: int = 0  # 0: greedy (unless a language model or a lexicon asks for a beam)
+    # a character language model in the beam (ocr.decoding.charlm): "names", "labels" (the model's training labels, kept in its
+    # checkpoint) or a word-list file; "names" for a model whose character set is not the names set means "labels",
+    # mixed with the names LM when the set holds the names set (a names model grown onto digits)
+    lm: str | None = None
+    lm_weight: float = DEFAULT_WEIGHT
+    lexicon: str | None = None  # "names" or a word-list file: prefer a known word among the candidates (ocr.decoding.lexicon)
+    lexicon_ratio: float = LEXICON_RATIO
+    top_k: int = 5
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.beam <= 100:
+            raise ValueError(f"beam={self.beam} must be between 0 (greedy) and 100")
+
+    @property
+    def beam_width(self) -> int:
+        """The beam actually used: at least 20 with a language model, 10 with a lexicon; 0 means greedy."""
+        return max(self.beam, LM_BEAM if self.lm else 0, LEXICON_BEAM if self.lexicon else 0)
+
+    def describe(self) -> str:
+        """A short name for reports and job results: ``greedy``, ``beam10``, ``beam20+names LM``..."""
+        text = f"beam{self.beam_width}" if self.beam_width else "greedy"
+        if self.lm:
+            text += "+names LM" if self.lm == "names" and self.lm_weight == DEFAULT_WEIGHT else \
+                f"+lm({self.lm}, {self.lm_weight:g})"
+        if self.lexicon:
+            text += f"+lexicon({self.lexicon}, {self.lexicon_ratio:g})"
+        return text
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "beam_width": self.beam_width, "name": self.describe()}
+
+
+class Decoder:
+    """A ``DecoderConfig`` made ready for one alphabet (language model and lexicon loaded once). ``training_labels``
+    (label -> count, from the model's checkpoint) is the corpus of the ``labels`` language model: the one a model
+    gets when the names LM does not fit its character set (dates, numbers, lower case); without it, no LM."""
+
+    def __init__(self, config: DecoderConfig, alphabet: Alphabet, training_labels: dict[str, int] | None = None):
+        self.config, self.alphabet = config, alphabet
+        self.fusion = None
+        self.lm = config.lm
+        names = NAMED_CHARSETS["names"]
+        if self.lm == "names" and alphabet.chars != names:
+            # a set grown from the names set keeps the names LM, mixed with its labels'; another set has its labels'
+            self.lm = "names+labels" if set(names) <= set(alphabet.chars) else "labels"
+        words: list[str] = []
+        if self.lm in ("labels", "names+labels"):
+            words = [w for w, n in (training_labels or {}).items() for _ in range(n) if not alphabet.invalid_chars(w)]
+            self.lm = self.lm if words else None
+        if self.lm:
+            from ocr.decoding.charlm import CharLM, MixedLM
+
+            if self.lm == "labels":
+                lm = CharLM(words, alphabet, source="training labels")
+            elif self.lm == "names+labels":
+                lm = MixedLM([CharLM.names(alphabet), CharLM(words, alphabet, source="training labels")],
+                             [NAMES_SHARE, 1 - NAMES_SHARE])
+            else:
+                lm = CharLM.load(self.lm, alphabet)
+            self.fusion = Fusion(lm, weight=config.lm_weight)
+        self.lexicon = None
+        if config.lexicon:
+            from ocr.decoding.lexicon import Lexicon
+
+            self.lexicon = Lexicon.load(config.lexicon, alphabet)
+
+    def __call__(self, logits: torch.Tensor, lengths: torch.Tensor) -> list[Prediction]:
+        """logits (T, N, C) and output lengths (N,) -> N predictions with P(text | image) as confidence."""
+        cfg = self.config
+        if not cfg.beam_width:
+            return greedy_decode(logits, lengths, self.alphabet)
+        top_k = max(cfg.top_k, LEXICON_BEAM if self.lexicon else 0)
+        preds = beam_decode(logits, lengths, self.alphabet, beam=cfg.beam_width, top_k=top_k, fusion=self.fusion)
+        if self.lexicon is not None:
+            preds = [self.lexicon.apply(p, cfg.lexicon_ratio) for p in preds]
+        return preds

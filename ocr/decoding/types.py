@@ -1,0 +1,35 @@
+"""What the decoders, language models and lexicons pass to each other, kept apart so none of them imports another's
+module for a type (charlm -> lexicon -> ctc would otherwise close a circle)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+DEFAULT_WEIGHT = 0.6  # log P_lm's weight in the beam (``Fusion``); chosen on real held-out names
+
+
+class LanguageModel(Protocol):
+    """A character model the beam asks for log P(next character | text so far), end of text at ``end_index``."""
+
+    end_index: int
+
+    def log_probs(self, text: str) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """A character language model for beam search and how much it counts (see ``ocr.decoding.charlm``)."""
+
+    lm: LanguageModel
+    weight: float = DEFAULT_WEIGHT
+    length_bonus: float = 1.0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    text: str
+    confidence: float
+    candidates: tuple[tuple[str, float], ...] = ()  # top-k (text, probability), beam search only

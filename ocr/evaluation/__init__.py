@@ -1,0 +1,1 @@
+"""How well a model reads: metrics as sums, a dataset evaluation and its report."""

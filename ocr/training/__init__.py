@@ -1,0 +1,1 @@
+"""Training a model: its configuration, the loop, and self-training on the unlabelled pool."""
