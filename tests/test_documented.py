@@ -1,6 +1,7 @@
-"""The documented surface is a test: every fenced command in README.md and docs/, and every benchmark's command beside
-its figure, parses with its program's own argparse, the README's command-line path runs (at small sizes), and every ``python -m jobs`` subcommand runs through
-its real command line on tiny data: exit code, one-line errors, outputs."""
+"""The documented surface is a test: every fenced command in README.md and docs/, and every benchmark's command
+beside its figure, parses with its program's own argparse; the README's command-line path runs (at small sizes);
+every ``python -m jobs`` subcommand runs through its real command line on tiny data: exit code, one-line errors,
+outputs."""
 
 from __future__ import annotations
 
