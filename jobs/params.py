@@ -119,5 +119,10 @@ class JobKind:
         return p
 
 
+def default(params: type, name: str):
+    """A parameter's declared default: what a page's form starts from."""
+    return next(f.default for f in fields(params) if f.name == name)
+
+
 def to_dict(p) -> dict:
     return asdict(p)

@@ -11,6 +11,8 @@ import streamlit as st
 from dashboard.state import dataset_choices, plain, settings, show_error
 from db.catalog import browse, slug, splits_of
 from jobs import queue
+from jobs.kinds.synth import MAX_N, SynthParams
+from jobs.params import default
 from ocr.data.kaggle import DATASET
 from ocr.data.synth import KINDS as SYNTH_KINDS
 
@@ -95,9 +97,9 @@ with synth_tab:
                                  "capitals: the same names with their accents kept; dates (numeric), numbers "
                                  "(postcodes, phone numbers, amounts), words (lower and mixed case, accents kept), "
                                  "or mixed: capitals, dates, numbers and words")
-        n = c2.number_input("Images", 10, 2_000_000, 20_000, key="synth_n")
+        n = c2.number_input("Images", 10, MAX_N, 20_000, key="synth_n")
         name = c3.text_input("Dataset name", value="synthetic", key="synth_name")
-        seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="synth_seed")
+        seed = c4.number_input("Seed", 0, 2**31 - 1, default(SynthParams, "seed"), key="synth_seed")
         if st.form_submit_button("Generate"):
             try:
                 job_id = queue.submit(s, "synth", {"n": int(n), "name": name, "seed": int(seed), "kind": kind})

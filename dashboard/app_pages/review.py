@@ -16,6 +16,8 @@ from db import corrections
 from db.catalog import edits_csv, kaggle_csv, splits_of
 from db.review import SORTS, ReviewQuery, label_error_jobs, model_review, review_page, suspected_label_errors
 from jobs import queue
+from jobs.kinds.label_errors import FindLabelErrorsParams
+from jobs.params import default
 
 s = settings()
 st.title("Review")
@@ -115,8 +117,9 @@ def suspected_label_errors_view() -> None:
     c1, c2, c3 = st.columns([3, 1, 1])
     chosen = c1.multiselect("Datasets to check", list(choices), default=trained_on or list(choices)[:1],
                             key="le_datasets")
-    folds = c2.number_input("Folds", 2, 10, 4, key="le_folds")
-    minutes = c3.number_input("Minutes of fine-tuning", 0.5, 600.0, 8.0, key="le_minutes")
+    folds = c2.number_input("Folds", 2, 10, default(FindLabelErrorsParams, "folds"), key="le_folds")
+    minutes = c3.number_input("Minutes of fine-tuning", 0.5, 600.0, default(FindLabelErrorsParams, "max_minutes"),
+                              key="le_minutes")
     if st.button(f"Find label errors with model #{model_id}", key="le_start"):
         try:
             job_id = queue.submit(s, "find-label-errors", {"model": model_id, "datasets": chosen, "folds": int(folds),
