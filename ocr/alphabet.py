@@ -160,6 +160,17 @@ class LabelRules:
         return cls(upper=not any(c.islower() for c in alphabet.chars), charset="any")
 
     @classmethod
+    def given(cls, upper: bool | None = None, strip_accents: bool | None = None,
+              charset: str | None = None) -> LabelRules | None:
+        """The rules a caller asked for, the defaults filling what it left out; None when it asked for nothing (the
+        data's own ``label_rules.json``, else the defaults, apply)."""
+        if upper is None and strip_accents is None and charset is None:
+            return None
+        d = cls()
+        return cls(upper=d.upper if upper is None else upper, strip_accents=bool(strip_accents),
+                   charset=charset or d.charset)
+
+    @classmethod
     def from_dict(cls, d: dict | None) -> LabelRules:
         return cls(**{k: v for k, v in (d or {}).items() if k in ("upper", "strip_accents", "charset")})
 

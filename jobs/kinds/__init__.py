@@ -16,7 +16,3 @@ def kind(name: str) -> JobKind:
         raise ParamsError(f"unknown job kind {name!r}; choose from {', '.join(KINDS)}")
     return KINDS[name]
 
-
-def parse(name: str, values: dict):
-    """Validated parameters of a job of kind ``name``."""
-    return kind(name).parse(values)

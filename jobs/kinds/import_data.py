@@ -38,11 +38,7 @@ class ImportParams:
 
     @property
     def rules(self) -> LabelRules | None:
-        if self.upper is None and self.strip_accents is None and self.charset is None:
-            return None
-        d = LabelRules()
-        return LabelRules(upper=d.upper if self.upper is None else self.upper,
-                          strip_accents=bool(self.strip_accents), charset=self.charset or d.charset)
+        return LabelRules.given(self.upper, self.strip_accents, self.charset)
 
 
 def add_options(k: argparse.ArgumentParser) -> None:

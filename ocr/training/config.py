@@ -144,10 +144,8 @@ def add_label_options(parser: argparse.ArgumentParser) -> None:
 
 def label_rules(args: argparse.Namespace) -> LabelRules | None:
     """The rules the options ask for, or None when none was given (the data's own, else the defaults)."""
-    if args.label_charset is None and args.keep_case is None and args.strip_accents is None:
-        return None
-    return LabelRules(upper=not args.keep_case, strip_accents=bool(args.strip_accents),
-                      charset=args.label_charset or LabelRules().charset)
+    return LabelRules.given(upper=None if args.keep_case is None else not args.keep_case,
+                            strip_accents=args.strip_accents, charset=args.label_charset)
 
 
 def training_options(args: argparse.Namespace) -> dict:
