@@ -72,7 +72,7 @@ def learned(tmp_path_factory, synth_dir) -> tuple[Path, list[float]]:
             return bool(exact) and exact[-1] >= 0.95
 
     out = tmp_path_factory.mktemp("learned")
-    fit(samples, samples, out, TrainConfig(epochs=300, batch_size=16, lr=5e-3, augment=False, log_every=50),
+    fit(samples, samples, out, TrainConfig(epochs=300, batch_size=8, lr=5e-3, augment=False, log_every=50),
         callback=StopWhenLearned(), progress=False)
     return out / "best.pt", exact
 

@@ -128,7 +128,7 @@ def _train_review_draw(page, dashboard, tmp_path: Path) -> None:
     # Train: a short job, then points on the live chart
     page.goto(f"{dashboard['url']}/train")
     _idle(page)
-    page.get_by_role("spinbutton", name="Epochs").fill("6")
+    page.get_by_role("spinbutton", name="Epochs").fill("3")
     page.get_by_role("spinbutton", name="Time budget (minutes, 0 = none)").fill("0")
     page.get_by_role("spinbutton", name="Batch size").fill("16")
     page.get_by_role("button", name="Start training").click()

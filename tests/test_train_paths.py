@@ -47,7 +47,7 @@ def test_each_data_path_and_precision_trains_and_learns(samples, tmp_path, on_de
         def on_message(self, text):
             messages.append(text)
 
-    summary = fit(samples, samples[:16], tmp_path, cfg, callback=Listen(), progress=False)
+    summary = fit(samples[:32], samples[:16], tmp_path, cfg, callback=Listen(), progress=False)
     assert summary["data_on_device"] is on_device and summary["precision"] == precision
     losses = _epoch_losses(tmp_path)
     assert summary["epochs"] == len(losses) >= (1 if budget else 2)  # how many fit a budget depends on the CPU
@@ -61,8 +61,9 @@ def test_each_data_path_and_precision_trains_and_learns(samples, tmp_path, on_de
 
 @pytest.mark.parametrize("on_device", [False, True], ids=["loader", "on-device"])
 def test_resume_and_init_on_each_data_path_under_autocast(samples, tmp_path, on_device):
+    # 3 batches an epoch: a stop after the first batch of epoch 2 leaves epoch 1 the last complete one
     cfg = TrainConfig(epochs=2, seed=3, data_on_device=on_device, precision="bf16", **FAST)
-    fit(samples, samples[:16], tmp_path / "full", cfg, progress=False)
+    fit(samples[:48], samples[:16], tmp_path / "full", cfg, progress=False)
 
     class StopAfterOneEpoch(Callback):
         def on_epoch(self, m):
@@ -71,14 +72,14 @@ def test_resume_and_init_on_each_data_path_under_autocast(samples, tmp_path, on_
         def should_stop(self):
             return getattr(self, "done", False)
 
-    assert fit(samples, samples[:16], tmp_path / "part", cfg, callback=StopAfterOneEpoch(), progress=False)["epochs"] == 1
-    assert fit(samples, samples[:16], tmp_path / "part", cfg, resume=True, progress=False)["epochs"] == 2
+    assert fit(samples[:48], samples[:16], tmp_path / "part", cfg, callback=StopAfterOneEpoch(), progress=False)["epochs"] == 1
+    assert fit(samples[:48], samples[:16], tmp_path / "part", cfg, resume=True, progress=False)["epochs"] == 2
     a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "part" / "last.pt")["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)  # the same shuffles, augmentations, dropout
     still = {**FAST, "lr": 1e-9}
-    tuned = fit(samples, samples[:16], tmp_path / "tuned", TrainConfig(epochs=1, scheduler="constant", precision="bf16",
+    tuned = fit(samples[:48], samples[:16], tmp_path / "tuned", TrainConfig(epochs=1, scheduler="constant", precision="bf16",
                                                                         data_on_device=on_device, **still),
                 init=tmp_path / "full" / "best.pt", progress=False)
     assert tuned["epochs"] == 1

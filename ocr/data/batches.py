@@ -119,7 +119,8 @@ class LoaderBatches:
         self.batches = batches
         self.workers = workers
         self.loader = DataLoader(_ByKey(batches), batch_size=None, sampler=_EpochKeys(batches), num_workers=workers,
-                                 pin_memory=pin_memory, persistent_workers=workers > 0)
+                                 pin_memory=pin_memory, persistent_workers=workers > 0,
+                                 generator=torch.Generator())  # not the global RNG: dropout stays as on the device path
 
     def __len__(self) -> int:
         return len(self.batches)
