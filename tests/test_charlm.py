@@ -86,7 +86,10 @@ def test_predict_and_evaluate_with_the_language_model_from_the_command_line(trai
     assert ok.returncode == 0, ok.stderr
     assert str(image) in ok.stdout and '"candidates"' in ok.stdout
     out = tmp_path / "eval"
-    ev = subprocess.run([PY, "-m", "ocr", "evaluate", "--checkpoint", str(trained), "--data", str(synth_dir),
+    from ocr.data.synth import generate
+
+    small = generate(tmp_path / "small", 24, seed=3)  # a beam with a language model over 24 images, not 200
+    ev = subprocess.run([PY, "-m", "ocr", "evaluate", "--checkpoint", str(trained), "--data", str(small),
                          "--split", "train", "--out", str(out), "--lm", "names", "--json"],
                         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert ev.returncode == 0, ev.stderr

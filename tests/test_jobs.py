@@ -1,5 +1,8 @@
 """Jobs with real worker processes and real databases (SQLite file and PostgreSQL): train, evaluate, cancel,
-kill -9, two workers, corrections while training, bad input."""
+kill -9, two workers, corrections while training, bad input.
+
+What differs between the backends (claiming a job, concurrent writes while a job trains, refusals) runs on both; a
+flow that only goes through the queue's common SQL (train then evaluate, cancel, kill -9) runs on one of them."""
 
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ def _train(settings, epochs: int, **config) -> int:
     return queue.submit(settings, "train", {"datasets": ["synth"], "config": {**TRAIN, "epochs": epochs, **config}})
 
 
+@pytest.mark.parametrize("settings", ["postgresql"], indirect=True)
 def test_worker_trains_then_evaluates(settings, synth_dir, workers):
     catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
     out = _cli("submit", "train", "--dataset", "synth", "--epochs", "4", "--batch-size", "16", "--no-augment")
@@ -83,6 +87,7 @@ def test_worker_trains_then_evaluates(settings, synth_dir, workers):
         assert s.scalar(select(func.count()).select_from(Prediction).where(Prediction.job_id == again)) == 200
 
 
+@pytest.mark.parametrize("settings", ["postgresql"], indirect=True)
 def test_cancel_stops_a_running_job(settings, synth_dir, workers):
     catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
     job_id = _train(settings, epochs=500)
@@ -105,6 +110,7 @@ def _has_checkpoint(settings, job_id) -> bool:
         return bool(s.scalar(select(func.count()).select_from(Model).where(Model.job_id == job_id)))
 
 
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 def test_kill_9_worker_stops_its_child_and_the_job_resumes(settings, synth_dir, workers):
     catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
     job_id = _train(settings, epochs=4)
@@ -246,6 +252,7 @@ def test_a_worker_started_from_python_is_seen_alive(settings):
     assert proc.returncode == 0
 
 
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 def test_a_job_that_fails_at_run_time_says_why(settings, synth_dir, learned, workers):
     from db.registry import register_checkpoint
 

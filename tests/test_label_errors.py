@@ -54,6 +54,7 @@ def test_a_search_that_cannot_work_is_refused_before_anything_is_written(synth_d
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 def test_a_job_stores_the_scores_and_review_shows_the_unsettled_ones(settings, synth_dir, learned):
     from db import catalog, corrections
     from db.registry import register_checkpoint
