@@ -42,11 +42,26 @@ class Batches:
         self.widths = torch.tensor([im.shape[1] for im in images], dtype=torch.long)
         self.targets = [torch.tensor(t, dtype=torch.long) for t in targets]
         self.epoch_seed = 0
+        self.rank, self.world = 0, 1
         self._orders: dict[int, torch.Tensor] = {}
         self._gen = torch.Generator(device=device)
 
     def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+        """The batches this process trains on in an epoch (its share when the run has several ranks)."""
+        total = self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+        return total // self.world
+
+    def share(self, rank: int, world: int) -> None:
+        """Rank ``rank`` of ``world`` takes every ``world``-th batch of each epoch's one seeded order, so the ranks
+        see what one process would and a resume does not depend on their number; each rank takes as many (a last
+        remainder of fewer than ``world`` batches waits for the next epoch's shuffle)."""
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} of {world}")
+        self.rank, self.world = rank, world
+
+    def keys(self) -> range:
+        """This rank's batch indices of the epoch."""
+        return range(self.rank, len(self) * self.world, self.world)
 
     @property
     def num_samples(self) -> int:
@@ -80,7 +95,7 @@ class Batches:
         return x, widths, torch.cat(targets), torch.tensor([len(t) for t in targets], dtype=torch.long)
 
     def __iter__(self):
-        for b in range(len(self)):
+        for b in self.keys():
             yield self.batch(b)
 
 
@@ -95,7 +110,7 @@ class _EpochKeys(Sampler):
 
     def __iter__(self):
         seed = self.batches.epoch_seed
-        return iter([(seed, b) for b in range(len(self.batches))])
+        return iter([(seed, b) for b in self.batches.keys()])
 
 
 class _ByKey(Dataset):

@@ -26,11 +26,12 @@ from ocr.data.augment import AugmentConfig
 from ocr.data.batches import Batches, LoaderBatches
 from ocr.data.datasets import LineDataset, Sample, data_fingerprint
 from ocr.decoding.ctc import ctc_min_length, greedy_decode
-from ocr.evaluation.metrics import cer, exact_match
+from ocr.evaluation.metrics import edit_distance
 from ocr.model import CRNN, CRNNConfig, preset
 from ocr.preprocess import PreprocessConfig
 from ocr.recognize import read_arrays
 from ocr.training.config import TrainConfig
+from ocr.training.distributed import SINGLE, Ranks
 
 
 class TrainingError(RuntimeError):
@@ -116,26 +117,29 @@ def ctc_loss(logits: torch.Tensor, targets, input_lengths, target_lengths) -> to
                       zero_infinity=False)
 
 
-def validate(model: CRNN, val_ds: LineDataset, alphabet: Alphabet, device: torch.device, batch_size: int) -> dict:
+def validate(model: CRNN, val_ds: LineDataset, alphabet: Alphabet, device: torch.device, batch_size: int,
+             ranks: Ranks = SINGLE) -> dict:
     """Validation loss, exact match and CER (greedy decoding), the images read by ``ocr.recognize.read_arrays``: the
-    figures ``ocr evaluate`` reports for the same images with the same weights."""
-    losses, labels, preds = [], [], []
-    for start in range(0, len(val_ds), batch_size):
-        items = [val_ds[i] for i in range(start, min(len(val_ds), start + batch_size))]
+    figures ``ocr evaluate`` reports for the same images with the same weights. Each rank reads its share; the sums
+    (loss, exact readings, edits, label characters, images) are added over the ranks before any ratio is taken."""
+    mine = ranks.share(len(val_ds))
+    loss_sum, exact, edits, chars = 0.0, 0, 0, 0
+    for start in range(0, len(mine), batch_size):
+        items = [val_ds[i] for i in mine[start:start + batch_size]]
         logits, in_len, _ = read_arrays(model, [im for im, _ in items], device)
         targets = torch.tensor([c for _, t in items for c in t], dtype=torch.long)
         lengths = torch.tensor([len(t) for _, t in items], dtype=torch.long)
         loss = ctc_loss(logits, targets, in_len, lengths)
         if torch.isfinite(loss):
-            losses.append(float(loss) * len(items))
-        preds += [p.text for p in greedy_decode(logits, in_len, alphabet)]
-        labels += [alphabet.decode(t) for _, t in items]
-    return {
-        "val_loss": sum(losses) / max(1, len(labels)),
-        "val_exact_match": exact_match(labels, preds),
-        "val_cer": cer(labels, preds),
-        "n_val": len(labels),
-    }
+            loss_sum += float(loss) * len(items)
+        preds = [p.text for p in greedy_decode(logits, in_len, alphabet)]
+        labels = [alphabet.decode(t) for _, t in items]
+        exact += sum(a == b for a, b in zip(labels, preds))
+        edits += sum(edit_distance(a, b) for a, b in zip(labels, preds))
+        chars += sum(len(a) for a in labels)
+    loss_sum, exact, edits, chars, n = ranks.sum([loss_sum, exact, edits, chars, len(mine)])
+    return {"val_loss": loss_sum / max(1, n), "val_exact_match": exact / max(1, n), "val_cer": edits / max(1, chars),
+            "n_val": int(n)}
 
 
 @dataclass
