@@ -1,11 +1,15 @@
-"""One run over several processes, its parts on the CPU: each rank's share of an epoch's batches, validation sums added
-over two real gloo ranks (never per-rank ratios averaged), rank 0's decision reaching every rank."""
+"""One run over several processes, on the CPU with gloo: each rank's share of an epoch's batches, validation sums added
+over two real ranks (never per-rank ratios averaged), rank 0's decision reaching every rank, identical weights after
+a DDP step, and ``torchrun ... -m ocr train`` with two ranks whose checkpoint resumes in one process."""
 
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,7 @@ from ocr.data.batches import Batches, LoaderBatches
 from ocr.data.datasets import LineDataset, import_kaggle
 from ocr.preprocess import PreprocessConfig
 from ocr.training.distributed import SINGLE, Ranks
-from tests.conftest import _free_port
+from tests.conftest import PY, ROOT, _free_port
 
 
 def test_a_place_in_a_run_is_checked_and_read_from_torchruns_environment(monkeypatch):
@@ -54,6 +58,7 @@ def _rank(rank: int, port: int, checkpoint: str, folder: str, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     from ocr.checkpoint import load_checkpoint, model_from_checkpoint
+    from ocr.training.config import TrainConfig
     from ocr.training.distributed import end, start
     from ocr.training.loop import validate
 
@@ -64,6 +69,21 @@ def _rank(rank: int, port: int, checkpoint: str, folder: str, out: str) -> None:
         ds = LineDataset(import_kaggle(Path(folder)).samples[:63], alphabet, pre)
         figures = validate(model.eval(), ds, alphabet, torch.device("cpu"), 16, ranks)
         Path(out, f"rank{rank}.json").write_text(json.dumps({**figures, "stop": ranks.decide(rank == 0)}))
+        # one DDP step on each rank's own batch: the same weights on both ranks after it
+        from ocr.data.batches import Batches
+        from ocr.training.distributed import wrap
+        from ocr.training.loop import resolve_precision, train_step
+
+        batches = Batches(ds.images, ds.targets, 8, augment=None)
+        batches.share(rank, 2)
+        batches.seed(1)
+        net = wrap(model.train(), ranks, torch.device("cpu"))
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+        fp32 = resolve_precision("fp32", torch.device("cpu"))
+        train_step(net, next(iter(batches)), opt, sched, fp32.scaler(), fp32, TrainConfig(), torch.device("cpu"))
+        torch.save(dict(model.named_parameters()), Path(out, f"rank{rank}.pt"))  # (buffers, BatchNorm's running
+        # statistics, are rank 0's from the next forward on: DDP broadcasts them there)
     finally:
         end(ranks)
 
@@ -96,3 +116,51 @@ def test_validation_over_two_gloo_ranks_adds_errors_and_lengths(learned, synth_d
     assert ranks[0]["val_exact_match"] == pytest.approx(alone["val_exact_match"], abs=1e-9)  # counts over counts
     assert ranks[0]["val_cer"] == pytest.approx(alone["val_cer"], abs=1e-9)
     assert ranks[0]["val_loss"] == pytest.approx(alone["val_loss"], rel=1e-4)  # other batches: float sums differ
+    a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    before = load_checkpoint(learned[0])["model"]
+    assert len(a) == len(b) > 10 and any(not torch.equal(a[k], before[k]) for k in a)  # the step changed them
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # the same averaged gradient applied on both ranks
+
+
+def _torchrun(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc-per-node 2 -m ocr ...``; its process group is killed if it outlives ``timeout``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([PY, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "ocr",
+                             *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=10)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_torchrun_trains_one_run_on_two_gloo_ranks_and_one_process_resumes_it(tmp_path):
+    from ocr.checkpoint import load_checkpoint, save_checkpoint
+    from ocr.data.synth import generate
+
+    data, run = generate(tmp_path / "synth", 48, seed=2), tmp_path / "run"
+    r = _torchrun("train", "--data", f"{data}:train", "--out", str(run), "--epochs", "3", "--batch-size", "8",
+                  "--lr", "2e-3", "--device", "cpu", "--quiet", "--no-augment")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("done: 3 epoch(s)") == 1  # rank 0 reports
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    start = records[0]
+    assert start["ranks"] == 2 and start["lr"] == pytest.approx(2e-3 * math.sqrt(2))  # the square-root rule
+    assert start["steps_per_epoch"] == 2  # 46 training images, batches of 8, two ranks: 5 batches, 2 each
+    epochs = [m for m in records if m["type"] == "epoch"]
+    assert [m["epoch"] for m in epochs] == [1, 2, 3]  # written once, by rank 0
+    assert epochs[-1]["train_loss"] < 0.8 * epochs[0]["train_loss"], epochs  # it learns
+    assert epochs[-1]["n_val"] == 2  # both validation images counted once
+
+    ckpt = load_checkpoint(run / "last.pt", for_resume=True)  # as if the run had been planned for 4 epochs
+    assert not any(k.startswith("module.") for k in ckpt["model"])  # the model's own names, not DDP's
+    ckpt["run_state"]["planned_epochs"] = 4
+    ckpt["train_config"]["epochs"] = 4
+    save_checkpoint(run / "last.pt", ckpt)
+    one = subprocess.run([PY, "-m", "ocr", "train", "--out", str(run), "--resume", "--quiet"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=240)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert "resuming after epoch 3" in one.stderr and "done: 4 epoch(s)" in one.stdout

@@ -102,6 +102,7 @@ def _outside_the_set(summary: dict) -> str:
 def cmd_train(args) -> int:
     from ocr.checkpoint import load_checkpoint
     from ocr.data.datasets import holdout_split
+    from ocr.training.distributed import Ranks, end
     from ocr.training.loop import Callback, TrainConfig
     from ocr.training.selftrain import check_self_training, fit_self_training, pool_files
 
@@ -125,6 +126,9 @@ def cmd_train(args) -> int:
         raise CLIError("--teacher reads the unlabelled images for --self-train; give --self-train SHARE too")
     if args.teacher and not args.resume:
         load_checkpoint(args.teacher)  # a model that cannot be read says so before anything is written
+    ranks = Ranks.from_env()  # under torchrun: this process's rank of the run
+    if ranks.world > 1 and cfg.self_train > 0:
+        raise CLIError("--self-train runs in one process for now; start it without torchrun")
     pool = [f for folder in args.unlabelled for f in pool_files(folder)]
     if not args.resume:
         check_self_training(cfg, pool)
@@ -137,7 +141,7 @@ def cmd_train(args) -> int:
         train, val = holdout_split(train, cfg.val_fraction, cfg.seed)
         _print_err(f"holding out {len(val):,} of the training samples for validation (seed {cfg.seed})")
     out.mkdir(parents=True, exist_ok=True)
-    if not args.resume:
+    if not args.resume and ranks.main:
         run_file.write_text(json.dumps({"data": args.data, "val": args.val, "unlabelled": args.unlabelled}, indent=1))
 
     class Printer(Callback):
@@ -154,9 +158,14 @@ def cmd_train(args) -> int:
         def on_message(self, text):
             _print_err(text)
 
-    summary = fit_self_training(train, val, pool, out, cfg, init=args.init, resume=args.resume, callback=Printer(),
-                                progress=not args.quiet and sys.stderr.isatty(), teacher=args.teacher)
+    try:
+        summary = fit_self_training(train, val, pool, out, cfg, init=args.init, resume=args.resume, callback=Printer(),
+                                    progress=not args.quiet and sys.stderr.isatty(), teacher=args.teacher)
+    finally:
+        end(ranks)  # leave the run's process group before the process ends
     best = summary["best"]
+    if not ranks.main:
+        return 0  # rank 0 reports the run
     print(f"done: {summary['epochs']} epoch(s); best val_cer {best.get('val_cer', float('nan')):.4f}, "
           f"val_exact_match {best.get('val_exact_match', float('nan')):.3f}; checkpoints in {out}"
           + (f" ({summary['stopped']})" if summary["stopped"] else ""))

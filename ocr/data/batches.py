@@ -147,6 +147,9 @@ class LoaderBatches:
     def seed(self, seed: int) -> None:
         self.batches.seed(seed)
 
+    def share(self, rank: int, world: int) -> None:
+        self.batches.share(rank, world)
+
     def __iter__(self):
         return iter(self.loader)
 

@@ -47,11 +47,15 @@ class Ranks:
 
     def decide(self, flag: bool) -> bool:
         """Rank 0's ``flag`` on every rank (stop, cancel, the time budget), so all ranks leave a loop together."""
+        return bool(self.agree(int(flag)))
+
+    def agree(self, value: int) -> int:
+        """Rank 0's ``value`` on every rank (a plan of epochs timed on rank 0)."""
         if self.world == 1:
-            return flag
-        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_collective_device())
+            return value
+        t = torch.tensor([value], dtype=torch.int64, device=_collective_device())
         dist.broadcast(t, src=0)
-        return bool(t.item())
+        return int(t.item())
 
 
 def _collective_device() -> torch.device:
@@ -61,17 +65,36 @@ def _collective_device() -> torch.device:
     return torch.device("cpu")
 
 
-def start(ranks: Ranks, device: torch.device) -> None:
-    """Joins the run's process group (from torchrun's MASTER_ADDR / MASTER_PORT); nothing for a plain run."""
-    if ranks.world > 1 and not dist.is_initialized():
+def start(ranks: Ranks, device: torch.device) -> torch.device:
+    """Joins the run's process group (from torchrun's MASTER_ADDR / MASTER_PORT); nothing for a plain run. Returns the
+    rank's device: its own GPU (``cuda:LOCAL_RANK``) when the run is on CUDA."""
+    if ranks.world == 1:
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=ranks.rank, world_size=ranks.world)
+    return device
+
+
+def wrap(model: torch.nn.Module, ranks: Ranks, device: torch.device) -> torch.nn.Module:
+    """The module that trains: ``model`` itself, or DDP around it (gradients averaged over the ranks in backward;
+    rank 0's weights broadcast at the start). Checkpoints keep ``model``'s own state dict."""
+    if ranks.world == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def end(ranks: Ranks) -> None:
+    """Leaves the process group together (a barrier first: no rank tears down while another still talks to it)."""
     if ranks.world > 1 and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
 SINGLE = Ranks()
 
-__all__ = ["Ranks", "SINGLE", "start", "end"]
+__all__ = ["Ranks", "SINGLE", "start", "wrap", "end"]

@@ -31,7 +31,7 @@ from ocr.model import CRNN, CRNNConfig, preset
 from ocr.preprocess import PreprocessConfig
 from ocr.recognize import read_arrays
 from ocr.training.config import TrainConfig
-from ocr.training.distributed import SINGLE, Ranks
+from ocr.training.distributed import SINGLE, Ranks, start, wrap
 
 
 class TrainingError(RuntimeError):
@@ -104,6 +104,13 @@ def lr_factor(kind: str, step: int, total_steps: int) -> float:
     return 1.0
 
 
+def scaled_lr(lr: float, ranks: int) -> float:
+    """The learning rate of a run over ``ranks`` processes, each taking batches of the configured size: the run's
+    batch is ``ranks`` times larger, and for Adam-type optimizers the rate grows with its square root (Malladi et al.,
+    "On the SDEs and Scaling Rules for Adaptive Gradient Algorithms", 2022)."""
+    return lr * math.sqrt(ranks)
+
+
 def _scheduler(opt, cfg: TrainConfig, total_steps):
     """``total_steps`` is a callable: the schedule follows the current plan."""
     if cfg.scheduler == "plateau":
@@ -124,8 +131,8 @@ def validate(model: CRNN, val_ds: LineDataset, alphabet: Alphabet, device: torch
     (loss, exact readings, edits, label characters, images) are added over the ranks before any ratio is taken."""
     mine = ranks.share(len(val_ds))
     loss_sum, exact, edits, chars = 0.0, 0, 0, 0
-    for start in range(0, len(mine), batch_size):
-        items = [val_ds[i] for i in mine[start:start + batch_size]]
+    for first in range(0, len(mine), batch_size):
+        items = [val_ds[i] for i in mine[first:first + batch_size]]
         logits, in_len, _ = read_arrays(model, [im for im, _ in items], device)
         targets = torch.tensor([c for _, t in items for c in t], dtype=torch.long)
         lengths = torch.tensor([len(t) for _, t in items], dtype=torch.long)
@@ -276,7 +283,7 @@ def train_step(model: CRNN, batch, opt, sched, scaler, precision: Precision, cfg
     images, widths, targets, lengths = batch
     with precision.autocast():
         logits = model(images.to(device, non_blocking=True))
-    loss = ctc_loss(logits, targets, model.output_lengths(widths), lengths)
+    loss = ctc_loss(logits, targets, getattr(model, "module", model).output_lengths(widths), lengths)  # DDP: .module
     opt.zero_grad(set_to_none=True)
     if not torch.isfinite(loss):
         return None
@@ -307,14 +314,14 @@ def train_epoch(run: _Run, epoch: int, deadline: float, progress: bool) -> Epoch
     request or the time budget. Every ``log_every`` steps a step record goes to the log and the callback."""
     cfg, state = run.cfg, run.state
     run.batches.seed(cfg.seed * 100_003 + epoch)
-    torch.manual_seed(cfg.seed * 7919 + epoch)
+    torch.manual_seed(cfg.seed * 7919 + epoch + 1_000_003 * run.ranks.rank)  # each rank its own dropout draws
     run.model.train()
     result = EpochResult()
     window_t, window_n = time.monotonic(), 0
     bar = _progress(len(run.batches), f"epoch {epoch}/{state.planned_epochs}", progress)
     try:
         for batch in run.batches:
-            loss = train_step(run.model, batch, run.opt, run.sched, run.scaler, run.precision, cfg, run.device)
+            loss = train_step(run.net, batch, run.opt, run.sched, run.scaler, run.precision, cfg, run.device)
             if loss is None:
                 run.bad_in_a_row += 1
                 run.cb.on_message(f"step {state.step}: non-finite loss, batch skipped")
@@ -340,10 +347,10 @@ def train_epoch(run: _Run, epoch: int, deadline: float, progress: bool) -> Epoch
                 window_t, window_n = now, 0
                 run.write(m)
                 run.cb.on_step(m)
-            if run.cb.should_stop():
+            if run.ranks.decide(run.cb.should_stop()):  # decided on rank 0, so every rank stops at the same step
                 result.stopped = Stop.REQUESTED
                 break
-            if time.monotonic() > deadline:
+            if run.ranks.decide(time.monotonic() > deadline):
                 result.stopped = Stop.BUDGET
                 break
     finally:
@@ -374,6 +381,8 @@ class _Run:
     provenance: dict = field(default_factory=dict)
     training_labels: dict = field(default_factory=dict)
     bad_in_a_row: int = 0
+    net: torch.nn.Module | None = None  # what trains: the model, or DDP around it
+    ranks: Ranks = SINGLE
 
     def snapshot(self) -> dict:
         """The checkpoint: weights, configs, optimizer/scheduler/scaler state and the run state (an exact resume)."""
@@ -401,12 +410,13 @@ def _end_epoch(run: _Run, out: Path, epoch: int, result: EpochResult, t0: float,
                resumed: bool) -> None:
     """Validation, the epoch record, re-planning after the first epoch of a budgeted run, and the checkpoints."""
     cfg, state = run.cfg, run.state
-    val = validate(run.model, run.val_ds, run.alphabet, run.device, max(64, cfg.batch_size))
+    val = validate(run.model, run.val_ds, run.alphabet, run.device, max(64, cfg.batch_size), run.ranks)
     if cfg.scheduler == "plateau":
         run.sched.step(val["val_cer"])
     state.epoch = epoch
+    loss_sum, seen = run.ranks.sum([result.loss_sum, result.seen])
     m = {"type": "epoch", "epoch": epoch, "planned_epochs": state.planned_epochs, "step": state.step,
-         "train_loss": result.train_loss, **val, "lr": run.opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0}
+         "train_loss": loss_sum / max(1, seen), **val, "lr": run.opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0}
     if run.device.type == "cuda":
         m["gpu_memory_peak_gb"] = round(torch.cuda.max_memory_allocated(run.device) / 2**30, 2)
     state.history.append(m)
@@ -418,10 +428,12 @@ def _end_epoch(run: _Run, out: Path, epoch: int, result: EpochResult, t0: float,
     if epoch == 1 and not resumed and cfg.max_minutes is not None:
         # re-plan from the measured first epoch, so the schedule ends when the budget does
         per_epoch = time.monotonic() - started
-        fits = max(1, int((deadline - started) * 0.98 / per_epoch))
+        fits = run.ranks.agree(max(1, int((deadline - started) * 0.98 / per_epoch)))  # rank 0's plan
         if fits != state.planned_epochs:
             run.cb.on_message(f"re-planned: {min(cfg.epochs, fits)} epoch(s) of {per_epoch:.0f} s fit the budget")
             state.planned_epochs = min(cfg.epochs, fits)
+    if not run.ranks.main:
+        return  # rank 0 alone writes checkpoints
     snap = run.snapshot()
     save_checkpoint(out / "last.pt", snap)
     run.cb.on_checkpoint(out / "last.pt", "last", m)
@@ -445,27 +457,32 @@ def fit(
     provenance: dict | None = None,
 ) -> dict:
     """Train and write ``out_dir/{last,best}.pt`` and ``metrics.jsonl``. Returns the final summary. ``provenance``
-    (where the training data came from, e.g. pseudo-labels) is stored in every checkpoint."""
-    cb = callback or Callback()
+    (where the training data came from, e.g. pseudo-labels) is stored in every checkpoint. Started by ``torchrun``,
+    each process is a rank of one run (``ocr.training.distributed``): rank 0 alone calls ``callback`` and writes."""
+    ranks = Ranks.from_env()
+    cb = (callback or Callback()) if ranks.main else Callback()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg, alphabet, model_cfg, resumed, base, added = _resolve_run(out, cfg, alphabet, init, resume,
                                                                   [s.label for s in train_samples])
     if added:
         cb.on_message(f"added {len(added)} character(s) the start model lacks: {' '.join(repr(c) for c in added)}")
-    device = select_device(cfg.device)
+    device = start(ranks, select_device(cfg.device))
     precision = resolve_precision(cfg.precision, device)
     seed_everything(cfg.seed)
     train_ds, val_ds = _datasets(train_samples, val_samples, alphabet, model_cfg, cfg, cb)
     batches = training_batches(train_ds, cfg, device)
+    batches.share(ranks.rank, ranks.world)
 
     model = CRNN(model_cfg).to(device)
     if base is not None:
         model.load_state_dict(base["model"])
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # a rank's batch is cfg.batch_size, so the run's batch is world times larger: AdamW's square-root rule
+    opt = torch.optim.AdamW(model.parameters(), lr=scaled_lr(cfg.lr, ranks.world), weight_decay=cfg.weight_decay)
     state = RunState(**resumed["run_state"]) if resumed is not None else RunState(planned_epochs=cfg.epochs)
     if resumed is None and cfg.max_minutes is not None:
-        state.planned_epochs = min(cfg.epochs, _plan_epochs(model, batches, val_ds, cfg, device, precision, cb))
+        state.planned_epochs = ranks.agree(min(cfg.epochs, _plan_epochs(model, batches, val_ds, cfg, device, precision,
+                                                                        cb)))
     steps_per_epoch = len(batches)
     sched = _scheduler(opt, cfg, lambda: state.planned_epochs * steps_per_epoch)
     scaler = precision.scaler()
@@ -476,25 +493,27 @@ def fit(
         scaler.load_state_dict(resumed["scaler"])
         cb.on_message(f"resuming after epoch {state.epoch} (step {state.step}) of {state.planned_epochs}")
 
-    log = (out / "metrics.jsonl").open("a", encoding="utf-8")
+    log = (out / "metrics.jsonl").open("a", encoding="utf-8") if ranks.main else None
 
     def write(record: dict) -> None:
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+        if log is not None:  # rank 0 alone
+            log.write(json.dumps(record) + "\n")
+            log.flush()
 
     run = _Run(cfg, alphabet, model_cfg, device, precision, model, opt, sched, scaler, batches, val_ds, state, cb,
-               write, data_fingerprint(train_ds.samples), provenance or {}, training_labels(train_ds.samples))
+               write, data_fingerprint(train_ds.samples), provenance or {}, training_labels(train_ds.samples),
+               net=wrap(model, ranks, device), ranks=ranks)
     info = {"device": str(device), "model": model_cfg.describe(), "parameters": sum(p.numel() for p in model.parameters()),
             "train_samples": len(train_ds), "val_samples": len(val_ds), "epochs": state.planned_epochs,
             "steps_per_epoch": steps_per_epoch, "data_fingerprint": run.fingerprint, "precision": precision.name,
             "data_on_device": not isinstance(batches, LoaderBatches), "charset": alphabet.chars,
-            "charset_added": added}
+            "charset_added": added, "ranks": ranks.world, "lr": scaled_lr(cfg.lr, ranks.world)}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info |= {"gpu": props.name, "gpu_memory_gb": round(props.total_memory / 2**30, 1)}
     cb.on_start(info)
     write({"type": "start", "time": time.time(), **info, "train_config": asdict(cfg)})
-    if cfg.diagnose:
+    if cfg.diagnose and ranks.main:
         _diagnose(model, batches, model_cfg, cb, device)
 
     started = time.monotonic()
@@ -505,7 +524,7 @@ def fit(
             epoch, t0 = state.epoch + 1, time.monotonic()
             result = train_epoch(run, epoch, deadline, progress)
             stopped = result.stopped
-            if stopped is not None and result.seen < len(train_ds) // 2 and (
+            if stopped is not None and result.seen * ranks.world < len(train_ds) // 2 and (
                     state.epoch > 0 or stopped != Stop.BUDGET):
                 break  # a partial epoch is not a finished epoch: keep the last complete one (a budget smaller
                 # than one epoch still ends with a model)
@@ -515,7 +534,8 @@ def fit(
     finally:
         write({"type": "end", "time": time.time(), "epoch": state.epoch, "step": state.step,
                "stopped": stopped, "best_val_cer": state.best_cer if state.best_cer < math.inf else None})
-        log.close()
+        if log is not None:
+            log.close()
     best = min(state.history, key=lambda h: h["val_cer"]) if state.history else {}
     return {**info, "planned_epochs": state.planned_epochs, "epochs": state.epoch, "steps": state.step,
             "stopped": stopped, "best": best, "last": state.history[-1] if state.history else {}}
