@@ -4,6 +4,7 @@ throwaway PostgreSQL server), worker processes."""
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import signal
@@ -26,6 +27,13 @@ def pytest_configure(config):
     os.environ.setdefault("HWR_CACHE_DIR", str(ROOT / "data" / "cache"))  # names table extracted once per checkout
     # a fresh database starts without a model in tests (the shipped starter has its own tests)
     os.environ["HWR_STARTER_MODEL"] = "0"
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # one core each: two workers' torch threads must not fight for two cores
+        os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker per core, at most four (each test may start a worker, a server or a browser too)."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
 @pytest.fixture(scope="session")
@@ -35,12 +43,29 @@ def real_data() -> Path:
     return REAL
 
 
+def _once(tmp_path_factory, name: str, make) -> Path:
+    """A session fixture's folder, built once per test run: under pytest-xdist the first worker builds it under a file
+    lock and the others wait for it and reuse it (the run's shared temporary root; each run has its own)."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, done = root / f"once-{name}", root / f"once-{name}.done"
+    with FileLock(str(root / f"once-{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory) -> Path:
     """200 synthetic images in Kaggle layout."""
     from ocr.data.synth import generate
 
-    return generate(tmp_path_factory.mktemp("synth"), 200, seed=0)
+    return _once(tmp_path_factory, "synth", lambda folder: generate(folder, 200, seed=0))
 
 
 @pytest.fixture(scope="session")
@@ -49,10 +74,11 @@ def trained(tmp_path_factory, synth_dir) -> Path:
     from ocr.data.datasets import holdout_split, import_kaggle
     from ocr.training.loop import TrainConfig, fit
 
-    out = tmp_path_factory.mktemp("run")
-    train, val = holdout_split(import_kaggle(synth_dir).samples, 0.1, 0)
-    fit(train, val, out, TrainConfig(epochs=2, batch_size=32, log_every=2), progress=False)
-    return out / "best.pt"
+    def make(out: Path) -> None:
+        train, val = holdout_split(import_kaggle(synth_dir).samples, 0.1, 0)
+        fit(train, val, out, TrainConfig(epochs=2, batch_size=32, log_every=2), progress=False)
+
+    return _once(tmp_path_factory, "trained", make) / "best.pt"
 
 
 @pytest.fixture(scope="session")
@@ -61,20 +87,23 @@ def learned(tmp_path_factory, synth_dir) -> tuple[Path, list[float]]:
     from ocr.data.datasets import import_kaggle
     from ocr.training.loop import Callback, TrainConfig, fit
 
-    samples = import_kaggle(synth_dir).samples[:64]
-    exact: list[float] = []
+    def make(out: Path) -> None:
+        samples = import_kaggle(synth_dir).samples[:64]
+        exact: list[float] = []
 
-    class StopWhenLearned(Callback):
-        def on_epoch(self, m):
-            exact.append(m["val_exact_match"])
+        class StopWhenLearned(Callback):
+            def on_epoch(self, m):
+                exact.append(m["val_exact_match"])
 
-        def should_stop(self):
-            return bool(exact) and exact[-1] >= 0.95
+            def should_stop(self):
+                return bool(exact) and exact[-1] >= 0.95
 
-    out = tmp_path_factory.mktemp("learned")
-    fit(samples, samples, out, TrainConfig(epochs=300, batch_size=8, lr=5e-3, augment=False, log_every=50),
-        callback=StopWhenLearned(), progress=False)
-    return out / "best.pt", exact
+        fit(samples, samples, out, TrainConfig(epochs=300, batch_size=8, lr=5e-3, augment=False, log_every=50),
+            callback=StopWhenLearned(), progress=False)
+        (out / "exact.json").write_text(json.dumps(exact))
+
+    out = _once(tmp_path_factory, "learned", make)
+    return out / "best.pt", json.loads((out / "exact.json").read_text())
 
 
 def import_pool(settings, folder: Path, name: str, n: int, seed: int) -> Path:

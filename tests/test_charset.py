@@ -154,7 +154,7 @@ def test_fine_tuning_a_names_model_onto_digits_grows_it_learns_them_and_keeps_th
             messages.append(text)
 
     summary = fit(names + digits, names + digits, tmp_path / "grown", TrainConfig(
-        epochs=40, batch_size=8, lr=3e-3, augment=False, log_every=50), init=learned[0], callback=Listen(),
+        epochs=60, batch_size=8, lr=3e-3, augment=False, log_every=50), init=learned[0], callback=Listen(),
         progress=False)
     added = "".join(sorted({c for s in digits for c in s.label} - set(NAMED_CHARSETS["names"])))
     assert summary["charset_added"] == added and any(f"added {len(added)} character(s)" in m for m in messages)
@@ -169,7 +169,7 @@ def test_fine_tuning_a_names_model_onto_digits_grows_it_learns_them_and_keeps_th
     kept = Recognizer(grown).checkpoint["training_labels"]  # the corpus of its labels LM
     assert sum(kept.values()) == 32 and all(kept.get(s.label) for s in digits)
     assert read(learned[0], digits)[1] > 0.9  # the names model cannot write them
-    assert read(grown, digits)[1] < 0.6  # it learns to write the new characters (40 short epochs: ~0.4)
+    assert read(grown, digits)[1] < 0.6  # it learns to write the new characters (60 short epochs: 0.1-0.35)
     assert read(grown, names)[0] >= read(learned[0], names)[0] - 0.07  # and has not forgotten the names
 
 

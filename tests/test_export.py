@@ -16,9 +16,10 @@ def test_every_preset_exports_with_a_free_batch_and_width(name, tmp_path):
     torch.manual_seed(0)
     model = CRNN(preset(name, 31)).eval().requires_grad_(False).to(memory_format=torch.contiguous_format)
     example = torch.rand(2, 1, model.cfg.height, 256)
-    torch.export.save(export_program(model, example), tmp_path / "model.pt2")
+    exported = export_program(model, example)
+    torch.export.save(exported, tmp_path / "model.pt2")
     program = torch.export.load(tmp_path / "model.pt2").module()
-    session = ort.InferenceSession(str(export_onnx(model, example, tmp_path / "model.onnx")))
+    session = ort.InferenceSession(str(export_onnx(model, example, tmp_path / "model.onnx", exported)))
     assert [i.shape for i in session.get_inputs()] == [["batch", 1, model.cfg.height, "width"]]
     assert [o.shape for o in session.get_outputs()] == [["time", "batch", 31]]
     for n, width in ((1, 256), (1, 37), (3, 520), (5, 8)):

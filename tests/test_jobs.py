@@ -48,7 +48,7 @@ def _train(settings, epochs: int, **config) -> int:
 @pytest.mark.parametrize("settings", ["postgresql"], indirect=True)
 def test_worker_trains_then_evaluates(settings, synth_dir, workers):
     catalog.import_dataset(settings, synth_dir, "synth", "synthetic")
-    out = _cli("submit", "train", "--dataset", "synth", "--epochs", "4", "--batch-size", "16", "--no-augment")
+    out = _cli("submit", "train", "--dataset", "synth", "--epochs", "2", "--batch-size", "16", "--no-augment")
     assert out.returncode == 0, out.stderr
     job_id = int(out.stdout.strip().splitlines()[-1])
     workers()

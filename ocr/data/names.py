@@ -53,7 +53,7 @@ def load_table(path: Path | None = None) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     table = _extract()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # processes extracting at once each write their own, then one wins
     tmp.write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
     tmp.replace(path)
     return table

@@ -93,19 +93,22 @@ def export_program(model, example):
     return program
 
 
-def export_onnx(model, example, path: Path) -> Path:
-    """ONNX through the dynamo exporter: inputs ``images`` (batch, 1, H, width), output ``logits`` (time, batch, C)."""
+def export_onnx(model, example, path: Path, program=None) -> Path:
+    """ONNX through the dynamo exporter: inputs ``images`` (batch, 1, H, width), output ``logits`` (time, batch, C).
+    Given the model's ``torch.export`` program (``export_program``), it converts that one instead of tracing again."""
     import onnx_ir as ir
     import torch
 
+    program = program if program is not None else export_program(model, example)
     with _shapes_kept_free(), _known_torch_notices():
-        program = torch.onnx.export(model, (example,), dynamo=True, verbose=False, input_names=["images"],
-                                    output_names=["logits"], dynamic_shapes={"images": {0: "batch", 3: "width"}})
-    logits = program.model.graph.outputs[0]
+        onnx_program = torch.onnx.export(program, (example,), dynamo=True, verbose=False, input_names=["images"],
+                                         output_names=["logits"])
+    images, logits = onnx_program.model.graph.inputs[0], onnx_program.model.graph.outputs[0]
     if isinstance(logits.shape[0], int) or isinstance(logits.shape[0].value, int):
         raise ExportError(f"torch {torch.__version__} pinned the ONNX model's time steps to {logits.shape[0]}")
+    images.shape = ir.Shape(["batch", *images.shape[1:3], "width"])
     logits.shape = ir.Shape(["time", "batch", logits.shape[2]])
-    program.save(str(path))
+    onnx_program.save(str(path))
     return path
 
 
@@ -126,6 +129,7 @@ def export(checkpoint: str | Path, out: str | Path, formats: list[str] | None = 
     out.mkdir(parents=True, exist_ok=True)
     written = save_pretrained(ckpt, out) if "safetensors" in formats else [write_config(ckpt, out)]
     example = torch.zeros(2, 1, pre.height, pre.max_width)
+    program = export_program(model, example) if {"pt2", "onnx"} & set(formats) else None  # traced once for both
     for fmt in formats:
         if fmt == "pt":
             path = out / "model.pt"
@@ -133,9 +137,9 @@ def export(checkpoint: str | Path, out: str | Path, formats: list[str] | None = 
                         "preprocess": ckpt["preprocess"], "metrics": ckpt.get("metrics", {})}, path)
         elif fmt == "pt2":
             path = out / "model.pt2"
-            torch.export.save(export_program(model, example), path)
+            torch.export.save(program, path)
         elif fmt == "onnx":
-            path = export_onnx(model, example, out / "model.onnx")
+            path = export_onnx(model, example, out / "model.onnx", program)
         else:
             continue
         written.append(path)

@@ -160,6 +160,7 @@ def publish(checkpoint: str | Path, repo_id: str, evaluation: Evaluation | None 
         raise PublishError(str(exc)) from None
     if dry_run and out is None:
         raise PublishError("a dry run writes the folder only: give it --out DIR")
+    token = None if dry_run else _token(token)  # said before the model is exported, not after
     folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="hwr-publish-"))
     try:
         files = build_folder(checkpoint, folder, repo_id, evaluation, license, datasets)
@@ -172,13 +173,20 @@ def publish(checkpoint: str | Path, repo_id: str, evaluation: Evaluation | None 
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _upload(folder: Path, repo_id: str, private: bool, token: str | None) -> str:
-    from huggingface_hub import HfApi, get_token
+def _token(token: str | None) -> str:
+    """The given token, else the one ``hf auth login`` or ``HF_TOKEN`` left."""
+    from huggingface_hub import get_token
 
     token = token or get_token()
     if not token:
         raise PublishError("no Hugging Face token: run `hf auth login` or set HF_TOKEN (a token with write access); "
                            "nothing was uploaded")
+    return token
+
+
+def _upload(folder: Path, repo_id: str, private: bool, token: str) -> str:
+    from huggingface_hub import HfApi
+
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
