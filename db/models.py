@@ -99,6 +99,7 @@ class Worker(Base):
     device: Mapped[str] = mapped_column(String(40))
     # what it runs jobs on: [{"name": "cuda:0", "label": "NVIDIA H100 80GB HBM3", "memory_gb": 79.1}, ...]
     devices: Mapped[list | None] = mapped_column(JSON, default=None)
+    free: Mapped[list | None] = mapped_column(JSON, default=None)  # the names of the devices no job of it runs on
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -114,7 +115,9 @@ class Job(Base):
     params: Mapped[dict] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED)
     requested_device: Mapped[str] = mapped_column(String(40), default="auto")
+    ranks: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # devices it runs on, one DDP rank each
     device: Mapped[str | None] = mapped_column(String(40))
+    devices: Mapped[list | None] = mapped_column(JSON, default=None)  # the ones it was given: ["cuda:0", "cuda:1"]
     worker_id: Mapped[str | None] = mapped_column(String(100))
     pid: Mapped[int | None] = mapped_column(Integer)  # the child process
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -15,10 +15,11 @@ from jobs.kinds import KINDS
 
 
 def _submit(args, settings) -> int:
-    from jobs.queue import submit
+    from jobs.queue import job_status, submit
 
     job_id = submit(settings, args.kind, args.declared.from_options(args), any_path=True)  # the operator's shell
-    print(f"queued {args.kind} job")
+    waiting = job_status(settings, job_id)["waiting"]
+    print(f"queued {args.kind} job" + (f" ({waiting})" if waiting else ""))  # e.g. no live worker has 2 free GPUs
     print(job_id)
     return 0
 
@@ -54,11 +55,13 @@ def _workers(args, settings) -> int:
 
     workers = alive_workers(settings)
     rows = [{"id": w.id, "host": w.host, "pid": w.pid, "device": w.device, "job": w.job_id,
+             "devices": [d["name"] for d in w.devices or []], "free": w.free,
              "heartbeat_at": as_utc(w.heartbeat_at).isoformat()} for w in workers]
     if args.json:
         print(json.dumps(rows))
     else:
-        print("\n".join(f"{r['id']}  {r['device']}  job {r['job'] or '-'}" for r in rows) or "no worker alive")
+        print("\n".join(f"{r['id']}  {r['device']}  {len(r['free'] or [])} of {len(r['devices']) or 1} free  "
+                        f"job {r['job'] or '-'}" for r in rows) or "no worker alive")
     return 0
 
 

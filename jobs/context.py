@@ -76,6 +76,7 @@ class JobContext:
     job_id: int
     params: dict
     device: str = "cpu"
+    main: bool = True  # rank 0 of a job on several devices (the only one that writes its rows), or the one process
     cancelled: bool = False
     _last_check: float = 0.0
     _last_progress: float = field(default=0.0)

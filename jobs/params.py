@@ -98,7 +98,8 @@ def _as_is(settings: Settings, p: Any, any_path: bool, secrets: dict[str, str]) 
 class JobKind:
     """A kind of job, declared once: its parameters (a frozen dataclass whose ``check`` states their ranges), its
     ``jobs submit`` options, its task, the checks against the database before it is queued, and the device it asks
-    for. ``python -m jobs``, ``jobs.queue.submit`` and the worker read it; nothing else names a kind's parameters."""
+    for (and how many at once). ``python -m jobs``, ``jobs.queue.submit`` and the worker read it; nothing else names
+    a kind's parameters."""
 
     name: str
     help: str
@@ -108,6 +109,7 @@ class JobKind:
     from_options: Callable[[argparse.Namespace], dict]
     prepare: Callable[[Settings, Any, bool, dict[str, str]], Any] = _as_is  # -> params to store
     device: Callable[[Any], str] = lambda p: "auto"
+    ranks: Callable[[Any], int] = lambda p: 1  # the devices it runs on at once, one DDP rank each
 
     def parse(self, values: dict):
         """Validated parameters (a ``ParamsError`` says what is wrong)."""

@@ -44,7 +44,7 @@ def submit(settings: Settings, kind: str, values: dict, secrets: dict[str, str] 
     job_id = None
     try:
         with session(settings, write=True) as s:
-            job = Job(kind=kind, params=to_dict(p), requested_device=spec.device(p))
+            job = Job(kind=kind, params=to_dict(p), requested_device=spec.device(p), ranks=spec.ranks(p))
             s.add(job)
             s.flush()
             job_id = job.id
@@ -138,18 +138,24 @@ def run_device(requested: str, worker_device: str) -> str:
     return requested if ":" in requested else worker_device
 
 
-def claim(settings: Settings, worker_id: str, device: str, gpus: int | None = None) -> Job | None:
-    """Take the oldest queued job this worker can run (``servable``). ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite
-    the write transaction (BEGIN IMMEDIATE) serializes claimers. The status check in the UPDATE makes it exact on both."""
-    devices = servable(device, gpus)
+def claim(settings: Settings, worker_id: str, device: str, gpus: int | None = None,
+          free: list[str] | None = None) -> Job | None:
+    """Take the oldest queued job this worker can run (``servable``) on its ``free`` devices (None: all of them): a job
+    on N devices only with N free. ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the write transaction (BEGIN
+    IMMEDIATE) serializes claimers. The status check in the UPDATE makes it exact on both."""
+    free = list(free) if free is not None else _all_devices(device, gpus)
+    names = [n for n in servable(device, gpus) if ":" not in n or n in free or n == device]
     with session(settings, write=True) as s:
-        job = s.scalar(select(Job).where(Job.status == JobStatus.QUEUED, Job.requested_device.in_(devices))
+        job = s.scalar(select(Job).where(Job.status == JobStatus.QUEUED, Job.requested_device.in_(names),
+                                         Job.ranks <= len(free))
                        .order_by(Job.id).limit(1).with_for_update(skip_locked=True))
         if job is None:
             return None
+        devices = [job.requested_device] if ":" in job.requested_device else free[:job.ranks]
         now = utcnow()
         done = s.execute(update(Job).where(Job.id == job.id, Job.status == JobStatus.QUEUED)
-                         .values(status=JobStatus.RUNNING, worker_id=worker_id, device=run_device(job.requested_device, device),
+                         .values(status=JobStatus.RUNNING, worker_id=worker_id, devices=devices,
+                                 device=devices[0] if len(devices) == 1 else f"{len(devices)} x {device.split(':')[0]}",
                                  started_at=now, heartbeat_at=now,
                                  finished_at=None, error=None, attempts=Job.attempts + 1)
                          .execution_options(synchronize_session=False))
@@ -157,6 +163,11 @@ def claim(settings: Settings, worker_id: str, device: str, gpus: int | None = No
             return None
         s.refresh(job)
         return job
+
+
+def _all_devices(device: str, gpus: int | None) -> list[str]:
+    """A worker's devices by name when it did not list its free ones: each GPU of a ``cuda`` worker, else its one."""
+    return [f"cuda:{i}" for i in range(gpus)] if device == "cuda" and gpus else [device]
 
 
 def heartbeat(settings: Settings, job_id: int, pid: int | None = None) -> bool:
@@ -293,15 +304,29 @@ def metric_rows(settings: Settings, job_ids: list[int], after_id: int = 0) -> li
     return [dict(r._mapping) for r in rows]
 
 
-def waiting_reason(requested: str, workers: list[Worker]) -> str | None:
-    """Why a queued job asking for ``requested`` is not being taken, when no live worker can run it; else None."""
+def waiting_reason(requested: str, workers: list[Worker], ranks: int = 1) -> str | None:
+    """Why a queued job asking for ``requested`` (on ``ranks`` devices at once) is not being taken, when no live worker
+    can run it now; else None. A job on one device waits its turn silently behind a busy worker's jobs."""
     if not workers:
         return "waiting: no worker is alive (start one: python -m jobs.worker)"
-    if any(serves(w.device, requested, len([d for d in w.devices or [] if d["name"].startswith("cuda:")])
-                  if w.devices is not None else None) for w in workers):
+    capable = [w for w in workers if serves(w.device, requested, _gpus(w))]
+    if not capable:
+        have = sorted({d["name"] for w in workers for d in (w.devices or [{"name": w.device}])})
+        return f"waiting: no live worker has {requested} (live workers run on {', '.join(have)})"
+    if ranks == 1:
         return None
-    have = sorted({d["name"] for w in workers for d in (w.devices or [{"name": w.device}])})
-    return f"waiting: no live worker has {requested} (live workers run on {', '.join(have)})"
+    kinds = {w.device.split(":")[0] for w in capable}
+    unit = "GPU" if kinds == {"cuda"} else "CPU slot" if kinds == {"cpu"} else "device"
+    most = max(len(w.devices or [w.device]) for w in capable)
+    if most < ranks:
+        return f"waiting: no live worker has {ranks} {unit}s (the most one has is {most})"
+    if max(len(w.free if w.free is not None else w.devices or [w.device]) for w in capable) < ranks:
+        return f"waiting: no live worker has {ranks} free {unit}s"
+    return None
+
+
+def _gpus(w: Worker) -> int | None:
+    return len([d for d in w.devices if d["name"].startswith("cuda:")]) if w.devices is not None else None
 
 
 def job_status(settings: Settings, job_id: int) -> dict:
@@ -311,7 +336,8 @@ def job_status(settings: Settings, job_id: int) -> dict:
             raise JobError(f"no job with id {job_id}")
         models = s.execute(select(Model.id, Model.kind, Model.path, Model.epoch).where(Model.job_id == job_id)
                            .order_by(Model.id)).all()
-    waiting = waiting_reason(job.requested_device, alive_workers(settings)) if job.status == JobStatus.QUEUED else None
+    waiting = waiting_reason(job.requested_device, alive_workers(settings), job.ranks) \
+        if job.status == JobStatus.QUEUED else None
     return {**job_summary(job, waiting), "metrics": latest_metrics(settings, job_id),
             "checkpoints": [{"model_id": m.id, "kind": m.kind, "path": m.path, "epoch": m.epoch} for m in models]}
 
@@ -321,7 +347,8 @@ def job_summary(job: Job, waiting: str | None = None) -> dict:
         return as_utc(dt).isoformat() if dt is not None else None
 
     return {"id": job.id, "kind": job.kind, "status": job.status, "progress": job.progress, "message": job.message,
-            "params": job.params, "device": job.device or job.requested_device, "worker": job.worker_id,
+            "params": job.params, "device": job.device or job.requested_device, "devices": job.devices,
+            "ranks": job.ranks, "worker": job.worker_id,
             "created_at": iso(job.created_at), "started_at": iso(job.started_at), "finished_at": iso(job.finished_at),
             "heartbeat_at": iso(job.heartbeat_at), "cancel_requested": job.cancel_requested, "error": job.error,
             "result": job.result, "log": job.log_path, "data_count": job.data_count, "data_hash": job.data_hash,
@@ -335,7 +362,8 @@ def list_jobs(settings: Settings, limit: int = 50, statuses: tuple[str, ...] | N
     with session(settings) as s:
         jobs = list(s.scalars(stmt))
     workers = alive_workers(settings) if any(j.status == JobStatus.QUEUED for j in jobs) else []
-    return [job_summary(j, waiting_reason(j.requested_device, workers) if j.status == JobStatus.QUEUED else None) for j in jobs]
+    return [job_summary(j, waiting_reason(j.requested_device, workers, j.ranks) if j.status == JobStatus.QUEUED else None)
+            for j in jobs]
 
 
 def jobs_of_model(settings: Settings, model_id: int, kinds: tuple[str, ...] = ("evaluate", "predict"),

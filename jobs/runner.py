@@ -1,8 +1,10 @@
-"""``python -m jobs.runner JOB_ID --parent PID``: one job in its own process, started by a worker.
+"""``python -m jobs.runner JOB_ID --parent PID``: one job in its own process, started by a worker (or one rank of a job
+on several devices, started by ``torchrun``, which the worker started).
 
 A crash, a CUDA error or a kill here cannot take the worker down, and the GPU memory is freed when the process
-ends. The process never outlives its worker: on Linux the kernel sends it SIGTERM when the worker dies
-(``PR_SET_PDEATHSIG``), and everywhere a watcher thread checks the parent every second.
+ends. The process never outlives its worker: on Linux the kernel sends it SIGTERM when its parent dies
+(``PR_SET_PDEATHSIG``), and everywhere a watcher thread checks the worker every second (a rank's parent is torchrun,
+so a rank looks the worker's pid up instead). Rank 0 alone records the job's end.
 """
 
 from __future__ import annotations
@@ -39,7 +41,30 @@ def _parent_gone(settings: Settings, job_id: int) -> None:
         os._exit(PARENT_GONE_EXIT)
 
 
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie has: its parent has not reaped it yet)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
+
+
 def watch_parent(parent: int, settings: Settings, job_id: int) -> None:
+    """Exit (the job marked interrupted) when the worker ``parent`` dies; SIGTERM from it raises ``Terminated``."""
+    under_torchrun = "LOCAL_RANK" in os.environ
+
+    def worker_gone() -> bool:
+        return _gone(parent) if under_torchrun else os.getppid() != parent
+
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -51,19 +76,19 @@ def watch_parent(parent: int, settings: Settings, job_id: int) -> None:
         # the kernel's parent-death signal can arrive before this process is re-parented: give it a moment
         end = time.monotonic() + 1.0
         while time.monotonic() < end:
-            if os.getppid() != parent:
+            if worker_gone():
                 _parent_gone(settings, job_id)
             time.sleep(0.05)
         raise Terminated(128 + signum)  # from the worker (cancel or stop): the worker records the status
 
     signal.signal(signal.SIGTERM, on_term)
-    if os.getppid() != parent:
+    if worker_gone():
         _parent_gone(settings, job_id)
 
     def loop():
         while True:
             time.sleep(1.0)
-            if os.getppid() != parent:
+            if worker_gone():
                 _parent_gone(settings, job_id)
 
     threading.Thread(target=loop, name="parent-watch", daemon=True).start()
@@ -82,13 +107,14 @@ def run(job_id: int, device: str, settings: Settings) -> int:
             log.error("no job with id %s", job_id)
             return 2
         kind, params = job.kind, dict(job.params)
-    log.info("job %s: %s on %s, pid %s, params %s", job_id, kind, device, os.getpid(), params)
-    ctx = JobContext(settings, job_id, params, device=device)
+    rank = int(os.environ.get("RANK", "0"))
+    log.info("job %s: %s on %s, pid %s, rank %s, params %s", job_id, kind, device, os.getpid(), rank, params)
+    ctx = JobContext(settings, job_id, params, device=device, main=rank == 0)
     try:
         result = kind_of(kind).run(ctx)
     except (ValueError, ParamsError, RuntimeError, OSError) as exc:  # includes TrainingError, CatalogError, ...
         log.exception("job %s failed", job_id)
-        queue.finish(settings, job_id, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        queue.finish(settings, job_id, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")  # the first rank's why
         return 1
     except Terminated:
         log.warning("job %s: terminated by its worker", job_id)
@@ -99,6 +125,9 @@ def run(job_id: int, device: str, settings: Settings) -> int:
         return 1
     finally:
         remove_secrets(settings, job_id)
+    _leave_ranks()  # after a failure torchrun ends the other ranks; a barrier then would wait for the dead
+    if not ctx.main:
+        return 0
     if ctx.cancelled:
         queue.finish(settings, job_id, JobStatus.CANCELLED, error="cancelled by request", result=result)
         log.info("job %s: cancelled", job_id)
@@ -107,6 +136,15 @@ def run(job_id: int, device: str, settings: Settings) -> int:
         set_progress(settings, job_id, 1.0, "done")
         log.info("job %s: succeeded", job_id)
     return 0
+
+
+def _leave_ranks() -> None:
+    """A rank of a job on several devices leaves its process group (every rank waits for the others first)."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        from ocr.training.distributed import Ranks, end
+
+        end(Ranks.from_env())
 
 
 def main(argv: list[str] | None = None) -> int:

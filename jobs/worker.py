@@ -1,9 +1,11 @@
-"""``python -m jobs.worker [--device DEV] [--once]``: claims queued jobs and runs each in a child process.
+"""``python -m jobs.worker [--device DEV] [--slots N] [--once]``: claims queued jobs and runs each in a child process.
 
-The worker records its own heartbeat and the running job's every couple of seconds, enforces cancel requests
-(the child is asked to stop within a batch; it is killed if it has not stopped after a grace period), and on start
-marks jobs whose worker died as interrupted. Several workers can share one database (one per GPU, or several
-machines on PostgreSQL); a job is claimed by exactly one of them.
+The worker records its own heartbeat (with its free devices) and its running jobs' every couple of seconds, enforces
+cancel requests (the job is asked to stop within a batch; its process group is killed if it has not stopped after a
+grace period), and on start marks jobs whose worker died as interrupted. It runs one job per free device at once (each
+GPU of a ``cuda`` worker, or ``--slots`` of one device), and a job on N devices under ``torchrun`` as N DDP ranks once N
+are free. Several workers can share one database (one per GPU, or several machines on PostgreSQL); a job is claimed
+by exactly one of them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select, update
@@ -60,24 +63,71 @@ def resolve_device(name: str) -> str:
     return str(select_device("auto"))
 
 
+def worker_devices(device: str, slots: int = 1) -> list[dict]:
+    """One entry per job (or DDP rank) this worker runs at once: each GPU of a worker of ``cuda``, else ``slots`` times
+    its one device (a CPU worker started with ``--slots 2`` runs two jobs, or one job as two gloo ranks)."""
+    return list_devices(device) * (1 if device == "cuda" else slots)
+
+
+def child_command(job: Job, worker_pid: int, devices: list[str]) -> tuple[list[str], dict[str, str]]:
+    """How a claimed job is started: ``python -m jobs.runner`` in one process, or under ``torchrun`` as one rank per
+    device. On GPUs the process sees only its own (``CUDA_VISIBLE_DEVICES``) and names them from 0."""
+    env: dict[str, str] = {}
+    device = devices[0].split(":")[0]
+    if device == "cuda":
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(d.split(":")[1] for d in devices)
+    runner = ["-m", "jobs.runner", str(job.id), "--parent", str(worker_pid), "--device",
+              "cuda" if device == "cuda" else devices[0]]
+    if len(devices) == 1:
+        return [sys.executable, *runner], env
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(len(devices)),
+            *runner], env
+
+
+def _signal_group(child: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(child.pid, sig)  # the child leads its own group (start_new_session)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@dataclass
+class Running:
+    """A job this worker started: its process (a runner, or torchrun and its ranks, in a process group of their own)."""
+
+    job: Job
+    child: subprocess.Popen
+    devices: list[str]
+    cancel_at: float | None = None
+
+
 class JobWorker:
     def __init__(self, settings: Settings, device: str = "auto", poll: float = 1.0, stale_after: float = queue.STALE_AFTER_S,
                  cancel_grace: float = CANCEL_GRACE_S, with_dashboards: bool = False,
-                 dashboards_gone_after: float = DASHBOARDS_GONE_AFTER_S):
+                 dashboards_gone_after: float = DASHBOARDS_GONE_AFTER_S, slots: int = 1):
         self.settings = settings
         self.with_dashboards = with_dashboards
         self.dashboards_gone_after = dashboards_gone_after
         self.dashboards_seen = time.monotonic()
         self.identity = self._storage_identity()
         self.device = resolve_device(device)
-        self.devices = list_devices(self.device)
+        self.devices = worker_devices(self.device, slots)
+        self.slots = [d["name"] for d in self.devices]
         self.gpus = len(self.devices) if self.device == "cuda" else None
         self.poll = poll
         self.stale_after = stale_after
         self.cancel_grace = cancel_grace
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = False
-        self.child: subprocess.Popen | None = None
+        self.running: dict[int, Running] = {}
+
+    def free(self) -> list[str]:
+        """The slots no running job holds."""
+        free = list(self.slots)
+        for r in self.running.values():
+            for d in r.devices:
+                free.remove(d)
+        return free
 
     def log(self, text: str, level: int = logging.INFO) -> None:
         log.log(level, "[%s] %s", self.id, text)
@@ -136,41 +186,45 @@ class JobWorker:
         get_engine(self.settings)
         with session(self.settings, write=True) as s:
             s.add(Worker(id=self.id, host=socket.gethostname(), pid=os.getpid(), device=self.device,
-                         devices=self.devices))
+                         devices=self.devices, free=self.free()))
         queue.recover(self.settings, self.stale_after)
         for job_id in queue.clean_secrets(self.settings):
             self.log(f"job {job_id}: removed the secrets of a job that is no longer waiting")
 
-    def beat(self, job_id: int | None) -> None:
+    def beat(self) -> None:
+        """The worker's heartbeat, with its free devices (what a job on N devices waits for) and a job it runs."""
         with session(self.settings, write=True) as s:
-            s.execute(update(Worker).where(Worker.id == self.id).values(heartbeat_at=utcnow(), job_id=job_id))
+            s.execute(update(Worker).where(Worker.id == self.id).values(
+                heartbeat_at=utcnow(), free=self.free(), job_id=next(iter(self.running), None)))
 
     def run(self, once: bool = False) -> int:
         self.register()
-        self.log(f"started on {self.device}, database {self.settings.redacted_url}")
+        self.log(f"started on {self.device} ({len(self.slots)} slot(s)), database {self.settings.redacted_url}")
         last_recover = time.monotonic()
         ran = 0
         try:
             while not self.stopping:
                 if problem := self.storage_problem():
                     self.log(f"{problem}: this worker stops claiming jobs and exits", logging.ERROR)
+                    self._stop_all(None, None)
                     return DATABASE_GONE_EXIT
-                if self.dashboards_gone():
+                if not self.running and self.dashboards_gone():
                     self.log(f"no dashboard has been alive for {self.dashboards_gone_after:.0f} s and no job is waiting: "
                              "this worker, started by a dashboard, exits")
                     break
-                self.beat(None)
+                self.beat()
                 if time.monotonic() - last_recover > 60:
                     queue.recover(self.settings, self.stale_after)
                     last_recover = time.monotonic()
-                job = queue.claim(self.settings, self.id, self.device, self.gpus)
-                if job is None:
-                    if once:
-                        break
-                    time.sleep(self.poll)
-                    continue
-                self.run_job(job)
-                ran += 1
+                self._tend()
+                started = self._claim()
+                ran += started
+                if not started and not self.running and once:
+                    break
+                if not started:
+                    time.sleep(min(self.poll, HEARTBEAT_S) if self.running else self.poll)
+            self._stop_all(JobStatus.INTERRUPTED, "interrupted: the worker was stopped; resume it with "
+                                                  "`python -m jobs resume {job}`")
         finally:
             if self.storage_problem() is None:
                 with session(self.settings, write=True) as s:
@@ -178,67 +232,80 @@ class JobWorker:
             self.log(f"stopped after {ran} job(s)")
         return 0
 
-    def run_job(self, job: Job) -> None:
+    def _claim(self) -> int:
+        """Start every job that fits the free devices (one at a time per slot; a job on N devices needs N free)."""
+        started = 0
+        while not self.stopping and (free := self.free()):
+            job = queue.claim(self.settings, self.id, self.device, self.gpus, free)
+            if job is None:
+                break
+            self._start(job)
+            started += 1
+        return started
+
+    def _start(self, job: Job) -> None:
         log_path = self.settings.resolve(job.log_path or f"logs/job-{job.id}.log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log(f"job {job.id} ({job.kind}) started on {job.device}, log {log_path}")
+        devices = list(job.devices or [job.device])
+        command, env = child_command(job, os.getpid(), devices)
+        self.log(f"job {job.id} ({job.kind}) started on {', '.join(devices)}, log {log_path}")
         with log_path.open("ab") as log:
-            self.child = subprocess.Popen(
-                [sys.executable, "-m", "jobs.runner", str(job.id), "--parent", str(os.getpid()), "--device",
-                 job.device or self.device],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True,
-                env={**os.environ, "HWR_DATA_DIR": str(self.settings.data_dir),
+            child = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+                start_new_session=True,  # its own process group: a stop reaches torchrun's ranks too
+                env={**os.environ, **env, "HWR_DATA_DIR": str(self.settings.data_dir),
                      "HWR_DATABASE_URL": self.settings.database_url, "PYTHONUNBUFFERED": "1"})
-        child = self.child
-        cancel_at: float | None = None
-        try:
-            while child.poll() is None:
-                if problem := self.storage_problem():
-                    self.log(f"job {job.id}: {problem}; stopping the job", logging.ERROR)
-                    self._stop_child(child)
-                    return
-                self.beat(job.id)
-                cancel = queue.heartbeat(self.settings, job.id, pid=child.pid)
-                if cancel and cancel_at is None:
-                    cancel_at = time.monotonic()
-                    self.log(f"job {job.id}: cancel requested")
-                if cancel_at is not None and time.monotonic() - cancel_at > self.cancel_grace:
-                    self.log(f"job {job.id}: did not stop within {self.cancel_grace:.0f} s of the cancel request, "
-                             "killing it", logging.WARNING)
-                    self._stop_child(child)
-                    queue.finish(self.settings, job.id, JobStatus.CANCELLED,
-                                 error=f"cancelled (killed after {self.cancel_grace:.0f} s grace)")
-                    break
-                if self.stopping:
-                    self._stop_child(child)
-                    queue.finish(self.settings, job.id, JobStatus.INTERRUPTED,
-                                 error=f"interrupted: the worker was stopped; resume it with `python -m jobs resume {job.id}`")
-                    break
-                try:
-                    child.wait(timeout=HEARTBEAT_S)
-                except subprocess.TimeoutExpired:
-                    pass
-        finally:
-            if child.poll() is None:
-                self._stop_child(child)
-            self.child = None
-            remove_secrets(self.settings, job.id)
-        code = child.returncode
-        if queue.finish(self.settings, job.id, JobStatus.FAILED,
+        self.running[job.id] = Running(job, child, devices)
+
+    def _tend(self) -> None:
+        """Each running job: its heartbeat, its cancel request (killed after the grace period), its end."""
+        for job_id, r in list(self.running.items()):
+            if r.child.poll() is not None:
+                self._ended(r)
+                continue
+            cancel = queue.heartbeat(self.settings, job_id, pid=r.child.pid)
+            if cancel and r.cancel_at is None:
+                r.cancel_at = time.monotonic()
+                self.log(f"job {job_id}: cancel requested")
+            if r.cancel_at is not None and time.monotonic() - r.cancel_at > self.cancel_grace:
+                self.log(f"job {job_id}: did not stop within {self.cancel_grace:.0f} s of the cancel request, "
+                         "killing it", logging.WARNING)
+                self._stop_child(r.child)
+                queue.finish(self.settings, job_id, JobStatus.CANCELLED,
+                             error=f"cancelled (killed after {self.cancel_grace:.0f} s grace)")
+                self._ended(r)
+
+    def _ended(self, r: Running, record: bool = True) -> None:
+        self.running.pop(r.job.id, None)
+        if not record:  # the database or data directory is gone: nothing can be written
+            return
+        remove_secrets(self.settings, r.job.id)
+        code = r.child.returncode
+        if queue.finish(self.settings, r.job.id, JobStatus.FAILED,
                         error=f"the job process exited with code {code} before reporting a result; see its log"):
-            self.log(f"job {job.id}: process ended with code {code} without a status, marked failed", logging.WARNING)
-        self.log(f"job {job.id} finished (exit code {code})")
+            self.log(f"job {r.job.id}: process ended with code {code} without a status, marked failed", logging.WARNING)
+        self.log(f"job {r.job.id} finished (exit code {code})")
+
+    def _stop_all(self, status: str | None, error: str | None) -> None:
+        """Stop every running job; record ``status`` for those still running (None: leave them to recovery)."""
+        for r in list(self.running.values()):
+            self._stop_child(r.child)
+            if status is not None:
+                queue.finish(self.settings, r.job.id, status, error=error.format(job=r.job.id))
+            self._ended(r, record=status is not None)
 
     @staticmethod
     def _stop_child(child: subprocess.Popen, grace: float = 5.0) -> None:
+        """SIGTERM to the job's process group (the runner, or torchrun and every rank), SIGKILL after ``grace``."""
         if child.poll() is not None:
             return
-        child.terminate()
+        _signal_group(child, signal.SIGTERM)
         try:
             child.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            child.kill()
+            _signal_group(child, signal.SIGKILL)
             child.wait()
+        _signal_group(child, signal.SIGKILL)  # a rank that outlived torchrun
 
     def request_stop(self, signum, frame) -> None:
         self.stopping = True
@@ -247,6 +314,9 @@ class JobWorker:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps: the device this worker's jobs use")
+    parser.add_argument("--slots", type=int, default=1, metavar="N",
+                        help="jobs (or DDP ranks of one job) it runs at once on a CPU or on the one device named; a "
+                             "worker of cuda runs one per GPU (default 1)")
     parser.add_argument("--once", action="store_true", help="run until the queue is empty, then exit")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between looks at an empty queue")
     parser.add_argument("--stale-after", type=float, default=queue.STALE_AFTER_S,
@@ -260,8 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logs.setup()
     try:
+        if args.slots < 1:
+            raise ValueError("--slots must be at least 1")
         worker = JobWorker(Settings.from_env(), args.device, args.poll, args.stale_after, args.cancel_grace,
-                           args.with_dashboards, args.dashboards_gone_after)
+                           args.with_dashboards, args.dashboards_gone_after, args.slots)
         signal.signal(signal.SIGTERM, worker.request_stop)
         signal.signal(signal.SIGINT, worker.request_stop)
         return worker.run(once=args.once)

@@ -32,8 +32,8 @@ def synth(settings, synth_dir):
 
 @pytest.mark.parametrize("worker, gpus, requested, runs_on", [
     ("cuda", 2, "cuda:1", "cuda:1"),   # a worker of the whole machine serves each of its GPUs
-    ("cuda", 2, "cuda", "cuda"),
-    ("cuda", 2, "auto", "cuda"),
+    ("cuda", 2, "cuda", "cuda:0"),     # its first free GPU
+    ("cuda", 2, "auto", "cuda:0"),
     ("cuda", 2, "cuda:2", None),      # it has two
     ("cuda:1", None, "cuda:1", "cuda:1"),
     ("cuda:1", None, "cuda", "cuda:1"),
@@ -83,6 +83,12 @@ def test_the_train_page_offers_the_workers_devices(app_env_with_workers):
     device = at.selectbox(key="train_device")
     assert device.options == ["auto (the worker's device: a GPU when it has one)", "cpu", "cuda (any free GPU of a worker)",
                               "cuda:0 (NVIDIA H100 80GB HBM3, 79.1 GB)"]
+    device.set_value("cuda")
+    at.number_input(key="train_ranks").set_value(2)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception and not at.error
+    assert "Job 1 is waiting: no live worker has 2 GPUs (the most one has is 1)." in [w.value for w in at.warning]
+    assert queue.job_status(app_env_with_workers, 1)["ranks"] == 2
 
 
 @pytest.fixture

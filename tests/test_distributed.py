@@ -1,6 +1,7 @@
 """One run over several processes, on the CPU with gloo: each rank's share of an epoch's batches, validation sums added
 over two real ranks (never per-rank ratios averaged), rank 0's decision reaching every rank, identical weights after
-a DDP step, and ``torchrun ... -m ocr train`` with two ranks whose checkpoint resumes in one process."""
+a DDP step, and ``ocr train --gpus 2`` (which starts itself under torchrun) with two ranks whose checkpoint resumes in
+one process; the options that cannot work are refused in one line."""
 
 from __future__ import annotations
 
@@ -123,12 +124,12 @@ def test_validation_over_two_gloo_ranks_adds_errors_and_lengths(learned, synth_d
         assert torch.equal(a[k], b[k]), k  # the same averaged gradient applied on both ranks
 
 
-def _torchrun(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    """``torchrun --standalone --nproc-per-node 2 -m ocr ...``; its process group is killed if it outlives ``timeout``."""
+def _ocr_in_a_group(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``python -m ocr ...`` (which may start torchrun and its ranks); its process group is killed if it outlives
+    ``timeout``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([PY, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "ocr",
-                             *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen([PY, "-m", "ocr", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -137,13 +138,13 @@ def _torchrun(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def test_torchrun_trains_one_run_on_two_gloo_ranks_and_one_process_resumes_it(tmp_path):
+def test_train_on_two_gloo_ranks_under_torchrun_and_one_process_resumes_it(tmp_path):
     from ocr.checkpoint import load_checkpoint, save_checkpoint
     from ocr.data.synth import generate
 
     data, run = generate(tmp_path / "synth", 48, seed=2), tmp_path / "run"
-    r = _torchrun("train", "--data", f"{data}:train", "--out", str(run), "--epochs", "3", "--batch-size", "8",
-                  "--lr", "2e-3", "--device", "cpu", "--quiet", "--no-augment")
+    r = _ocr_in_a_group("train", "--data", f"{data}:train", "--out", str(run), "--epochs", "3", "--batch-size", "8",
+                        "--lr", "2e-3", "--device", "cpu", "--quiet", "--no-augment", "--gpus", "2")  # torchrun, 2 ranks
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("done: 3 epoch(s)") == 1  # rank 0 reports
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -164,3 +165,16 @@ def test_torchrun_trains_one_run_on_two_gloo_ranks_and_one_process_resumes_it(tm
                          capture_output=True, text=True, timeout=240)
     assert one.returncode == 0, one.stderr[-3000:]
     assert "resuming after epoch 3" in one.stderr and "done: 4 epoch(s)" in one.stdout
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--devices", "cuda:0,cuda:0"], "--devices takes distinct GPUs such as cuda:0,cuda:1"),
+    (["--devices", "gpu1"], "--devices takes distinct GPUs"),
+    (["--gpus", "0"], "--gpus must be at least 1"),
+    (["--gpus", "2", "--self-train", "0.3", "--unlabelled", "."], "--self-train runs in one process for now"),
+])
+def test_train_on_devices_that_cannot_work_is_one_line(options, message, tmp_path):
+    r = subprocess.run([PY, "-m", "ocr", "train", "--data", f"{tmp_path}:train", "--out", str(tmp_path / "run"),
+                        *options], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert message in r.stderr

@@ -7,6 +7,8 @@ import streamlit as st
 from dashboard.state import dataset_choices, model_choices, plain, pool_choices, settings, show_error
 from db.models import RESUMABLE, WAITING, JobStatus
 from jobs import queue
+from jobs.kinds.train import MAX_RANKS, TrainParams
+from jobs.params import default
 from ocr.alphabet import CHARSET_CHOICES, Alphabet
 from ocr.model import PRESETS
 from ocr.training.config import SCHEDULERS, SELF_TRAIN_SHARE, TrainConfig
@@ -35,12 +37,15 @@ with st.form("new-train-job"):
                           help="The devices of the live workers (not of the machine running this page)")
     init = c4.selectbox("Start from", [None, *models], key="train_init",
                         format_func=lambda i: "a new model" if i is None else models.get(i, f"#{i}"))
-    c1, c2, c3 = st.columns([1, 1, 2])
-    augment = c1.checkbox("Augmentation", value=True, key="train_augment")
-    charset = c2.selectbox("Character set", CHARSET_CHOICES, key="train_charset",
+    c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
+    ranks = c1.number_input("GPUs (DDP ranks)", 1, MAX_RANKS, default(TrainParams, "ranks"), key="train_ranks",
+                            help="train on this many devices of one worker at once, one torchrun rank each: its free "
+                                 "GPUs, or the slots of a CPU worker started with --slots N")
+    augment = c2.checkbox("Augmentation", value=True, key="train_augment")
+    charset = c3.selectbox("Character set", CHARSET_CHOICES, key="train_charset",
                            help="of a new model: auto takes names, digits or latin, whichever holds the labels; data "
                                 "takes exactly the labels' characters. A model it starts from keeps its own set.")
-    grow = c3.checkbox("Starting from a model: add the characters it lacks", value=defaults.grow_charset,
+    grow = c4.checkbox("Starting from a model: add the characters it lacks", value=defaults.grow_charset,
                        key="train_grow_charset", help="Off: labels with characters the model cannot write are left "
                                                       "out of the run (the log says how many)")
     st.markdown("**Self-training** on images without labels: a first model reads them, and the last part of the run "
@@ -72,12 +77,23 @@ with st.form("new-train-job"):
             if start_reads and init is None:
                 raise ValueError("the start model reads the unlabelled images: choose a model to start from")
             job_id = queue.submit(s, "train", {"datasets": chosen, "init_model": init, "config": config,
-                                               "unlabelled_datasets": pool,
+                                               "unlabelled_datasets": pool, "ranks": int(ranks),
                                                "teacher_model": init if start_reads and pool else None})
             st.session_state["train_job"] = job_id  # follow the new job below
             st.success(f"Queued training job {job_id}.")
+            if waiting := queue.job_status(s, job_id)["waiting"]:
+                st.warning(f"Job {job_id} is {waiting}.")
         except ValueError as exc:
             show_error(exc)
+
+with st.expander("Workers and their free devices"):
+    machines = [{"worker": w.id, "host": w.host, "device": w.device, "devices": len(w.devices or []) or 1,
+                 "free": len(w.free) if w.free is not None else None, "running job": w.job_id}
+                for w in queue.alive_workers(s)]
+    if machines:
+        st.dataframe(pd.DataFrame(machines), hide_index=True)
+    else:
+        st.caption("No worker is alive: start one with `python -m jobs.worker` (`--device cuda` serves every GPU)")
 
 jobs = queue.list_jobs(s, limit=200)
 train_jobs = [j for j in jobs if j["kind"] == "train"]

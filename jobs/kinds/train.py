@@ -21,6 +21,7 @@ from ocr.data.datasets import SPLITS
 from ocr.training.config import TrainConfig, add_training_options, training_options
 
 METRIC_FLUSH_S = 2.0
+MAX_RANKS = 64
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class TrainParams:
     config: dict = field(default_factory=dict)  # TrainConfig fields to override
     unlabelled_datasets: list[str] = field(default_factory=list)  # the pool self-training reads (config.self_train)
     teacher_model: int | None = None  # this model reads the pool (a loop's current model); None: a teacher trained first
+    ranks: int = 1  # devices of one worker it trains on, one DDP rank each (torchrun)
 
     def check(self) -> None:
         require(bool(self.datasets), "give at least one dataset")
@@ -47,6 +49,11 @@ class TrainParams:
                 "self-training; set config.self_train and unlabelled_datasets too")
         require(cfg.self_train == 0 or bool(self.unlabelled_datasets), "self-training needs unlabelled_datasets, "
                 "the datasets whose samples without a label it reads")
+        require(1 <= self.ranks <= MAX_RANKS, f"gpus (ranks) must be between 1 and {MAX_RANKS}")
+        require(self.ranks == 1 or cfg.self_train == 0, "self-training runs on one device: give it --gpus 1 (its "
+                "teacher, its reading of the pool and its student are one process)")
+        require(self.ranks == 1 or not cfg.device.startswith("cuda:"), f"a job on {self.ranks} GPUs takes the free "
+                f"GPUs of one worker: ask for device cuda (or auto), not {cfg.device}")
 
     def train_config(self) -> TrainConfig:
         """The run's ``TrainConfig`` (it checks its own ranges)."""
@@ -64,6 +71,9 @@ def add_options(k: argparse.ArgumentParser) -> None:
     k.add_argument("--val-split", action="append")
     add_training_options(k)
     k.add_argument("--device", default="auto", help="auto (the worker's device), cpu, cuda, cuda:N")
+    k.add_argument("--gpus", type=int, default=1, metavar="N",
+                   help="train on N devices of one worker as N DDP ranks (torchrun): N of its free GPUs, or on a CPU "
+                        "worker started with --slots N, N CPU processes (default 1)")
     k.add_argument("--init", type=int, metavar="MODEL_ID", help="fine-tune from this model")
     k.add_argument("--unlabelled", action="append", default=[], metavar="NAME",
                    help="self-training reads the samples without a label of this dataset (with --self-train)")
@@ -76,7 +86,7 @@ def from_options(args: argparse.Namespace) -> dict:
     return {"datasets": args.dataset, "splits": args.split, "val_datasets": args.val_dataset,
             "val_splits": args.val_split, "init_model": args.init, "config": {**training_options(args),
                                                                                 "device": args.device},
-            "unlabelled_datasets": args.unlabelled, "teacher_model": args.teacher}
+            "unlabelled_datasets": args.unlabelled, "teacher_model": args.teacher, "ranks": args.gpus}
 
 
 def prepare(settings: Settings, p: TrainParams, any_path: bool, secrets: dict[str, str]) -> TrainParams:
@@ -180,7 +190,8 @@ def _data(ctx: JobContext, p: TrainParams) -> tuple[list, list]:
     val_items = catalog.training_items(ctx.settings, val_datasets, p.val_splits or ["validation"]) if val_datasets else []
     val_ids = {v.sample_id for v in val_items}
     items = [it for it in items if it.sample_id not in val_ids]
-    set_data(ctx.settings, ctx.job_id, len(items) + len(val_items), catalog.data_hash(items + val_items))
+    if ctx.main:
+        set_data(ctx.settings, ctx.job_id, len(items) + len(val_items), catalog.data_hash(items + val_items))
     ctx.log(f"training data: {len(items):,} samples from {', '.join(p.datasets)}"
             + (f", validation: {len(val_items):,} from {', '.join(val_datasets)}" if val_items else ", 5 % held out"))
     return items, val_items
@@ -191,9 +202,7 @@ def run(ctx: JobContext) -> dict:
     from ocr.training.selftrain import completed_epochs, fit_self_training
 
     p: TrainParams = KIND.parse(ctx.params)
-    cfg = p.train_config()
-    if cfg.device == "auto":
-        cfg = replace(cfg, device=ctx.device)
+    cfg = replace(p.train_config(), device=ctx.device)  # the one its worker gave it (named as this process sees it)
     items, val_items = _data(ctx, p)
     train = [Sample(it.path, it.label, it.split) for it in items]
     val = [Sample(it.path, it.label, it.split) for it in val_items]
@@ -207,7 +216,7 @@ def run(ctx: JobContext) -> dict:
     resume = done_epochs is not None
     init = model_file(ctx.settings, p.init_model) if p.init_model is not None and not resume else None
     teacher = model_file(ctx.settings, p.teacher_model) if p.teacher_model is not None and not resume else None
-    if resume:
+    if resume and ctx.main:
         clear_metrics_after(ctx.settings, ctx.job_id, done_epochs)
         ctx.log(f"resuming {out} after epoch {done_epochs}")
     cb = DbCallback(ctx, {it.path: it.sample_id for it in pool}, p.teacher_model)
@@ -220,4 +229,4 @@ def run(ctx: JobContext) -> dict:
 
 
 KIND = JobKind("train", "train (or fine-tune with --init) on the current labels of datasets", TrainParams, run,
-               add_options, from_options, prepare, device)
+               add_options, from_options, prepare, device, lambda p: p.ranks)

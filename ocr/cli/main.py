@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -99,12 +101,44 @@ def _outside_the_set(summary: dict) -> str:
             "--label-charset digits, latin or any admits them (--keep-case keeps lower case)")
 
 
+def _launch_ranks(args) -> int | None:
+    """``--gpus N`` / ``--devices``: this same command again under torchrun, N ranks on one machine (its exit code); None
+    when this process is to train (one device, or already a rank)."""
+    from ocr.training.distributed import Ranks
+
+    env = dict(os.environ)
+    gpus = args.gpus
+    if args.devices:
+        names = [d.strip() for d in args.devices.split(",") if d.strip()]
+        if not names or not all(n.startswith("cuda:") and n[5:].isdigit() for n in names) or len(set(names)) < len(names):
+            raise CLIError(f"--devices takes distinct GPUs such as cuda:0,cuda:1, not {args.devices!r}")
+        env["CUDA_VISIBLE_DEVICES"], gpus = ",".join(n[5:] for n in names), len(names)
+        args.device = "cuda"
+    if gpus < 1:
+        raise CLIError("--gpus must be at least 1")
+    world = Ranks.from_env().world
+    if world > 1:
+        if gpus not in (1, world):
+            raise CLIError(f"--gpus {gpus} under a torchrun of {world} processes: give one or the other")
+        return None
+    if gpus == 1:
+        return None
+    if args.self_train > 0:
+        raise CLIError("--self-train runs in one process for now: leave out --gpus / --devices")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(gpus),
+               "-m", "ocr", *args.argv]
+    return subprocess.run(command, env=env).returncode
+
+
 def cmd_train(args) -> int:
     from ocr.checkpoint import load_checkpoint
     from ocr.data.datasets import holdout_split
     from ocr.training.distributed import Ranks, end
     from ocr.training.loop import Callback, TrainConfig
     from ocr.training.selftrain import check_self_training, fit_self_training, pool_files
+
+    if (code := _launch_ranks(args)) is not None:
+        return code
 
     out = Path(args.out)
     run_file = out / "run.json"
@@ -355,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "instead of a teacher trained first, and the whole run trains on labels + its pseudo-labels")
     s.add_argument("--resume", action="store_true", help="continue RUNDIR/last.pt exactly")
     s.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps")
+    s.add_argument("--gpus", type=int, default=1, metavar="N",
+                   help="train on N devices as N DDP ranks: the command starts itself under torchrun (N GPUs; with "
+                        "--device cpu, N gloo processes)")
+    s.add_argument("--devices", metavar="cuda:0,cuda:1",
+                   help="train on these GPUs as one DDP rank each (sets CUDA_VISIBLE_DEVICES and --gpus)")
     s.add_argument("--workers", type=int, default=-1, help="DataLoader workers (default: 0 on CPU, 4 on GPU)")
     s.add_argument("--diagnose", action="store_true", help="print batch statistics before training")
     s.add_argument("--data-on-device", action=argparse.BooleanOptionalAction, default=None,
@@ -433,7 +472,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv  # ``train --gpus N`` starts the same command under torchrun
     try:
         return args.func(args)
     except ImportError as exc:
