@@ -29,6 +29,24 @@ def pytest_configure(config):
     os.environ["HWR_STARTER_MODEL"] = "0"
     if os.environ.get("PYTEST_XDIST_WORKER"):  # one core each: two workers' torch threads must not fight for two cores
         os.environ["OMP_NUM_THREADS"] = "1"
+    else:  # the names caches of a fresh checkout (~40 s), built once beside the first tests instead of by one of them
+        config.cache_warmer = subprocess.Popen([PY, "-c", WARM_CACHES], cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
+WARM_CACHES = """
+from ocr.data.names import load_table
+load_table()
+from ocr.decoding.charlm import CharLM
+from ocr.decoding.lexicon import Lexicon
+CharLM.names()
+Lexicon.names()
+"""
+
+
+def pytest_unconfigure(config):
+    warmer = getattr(config, "cache_warmer", None)
+    if warmer is not None:
+        stop_process(warmer, grace=5)
 
 
 def pytest_xdist_auto_num_workers(config) -> int:

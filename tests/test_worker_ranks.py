@@ -96,23 +96,27 @@ def test_a_gpu_job_sees_only_its_gpus_and_several_run_under_torchrun():
     assert child_command(job, 42, ["cpu"]) == ([PY, "-m", "jobs.runner", "7", "--parent", "42", "--device", "cpu"], {})
 
 
-def _ranks_of(job_id: int) -> list[int]:
-    """The pids of the processes running job ``job_id`` (its runner ranks, not torchrun), from /proc."""
+def _processes_of(job_id: int, launcher: bool = True) -> list[int]:
+    """The pids of the processes running job ``job_id``: its runner ranks, and torchrun unless ``launcher`` is False."""
     pids = []
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"jobs.runner" in argv and b"torch.distributed.run" not in argv and argv[argv.index(b"jobs.runner") + 1] == \
-                str(job_id).encode():
+        if b"jobs.runner" in argv and argv[argv.index(b"jobs.runner") + 1] == str(job_id).encode() and \
+                (launcher or b"torch.distributed.run" not in argv):
             pids.append(int(proc.name))
     return pids
 
 
+def _ranks_of(job_id: int) -> list[int]:
+    return _processes_of(job_id, launcher=False)
+
+
 @pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
-def test_a_worker_with_two_slots_trains_one_job_as_two_ranks_cancels_both_and_runs_two_jobs_at_once(synth, workers):
-    workers("--device", "cpu", "--slots", "2")
+def test_a_worker_with_two_slots_trains_one_job_as_two_ranks_and_its_cancel_or_death_ends_both(synth, workers):
+    worker = workers("--device", "cpu", "--slots", "2")
     job_id = _train(synth, 2, "cpu", epochs=2)
     wait_for(lambda: _job(synth, job_id).status in ("succeeded", "failed"), 180, "the job on two ranks")
     job = _job(synth, job_id)
@@ -130,9 +134,16 @@ def test_a_worker_with_two_slots_trains_one_job_as_two_ranks_cancels_both_and_ru
     assert subprocess.run([PY, "-m", "jobs", "cancel", str(long)], cwd=ROOT, capture_output=True, timeout=60,
                           env=os.environ.copy()).returncode == 0
     wait_for(lambda: _job(synth, long).status == "cancelled", 60, "the cancel")
-    wait_for(lambda: not _ranks_of(long), 30, "both ranks to end")
+    wait_for(lambda: not _processes_of(long), 30, "both ranks and torchrun to end")
 
     a, b = _train(synth, 1, "cpu", epochs=1), _train(synth, 1, "cpu", epochs=1)
     wait_for(lambda: _job(synth, a).status == "running" and _job(synth, b).status == "running", 60,
              "two jobs running at once on the worker's two slots")
     wait_for(lambda: {_job(synth, a).status, _job(synth, b).status} == {"succeeded"}, 120, "both jobs")
+
+    orphaned = _train(synth, 2, "cpu", epochs=500)
+    wait_for(lambda: len(_ranks_of(orphaned)) == 2, 120, "two ranks of the next job")
+    worker.kill()  # kill -9: the ranks' parent is torchrun, and they watch the worker's pid themselves
+    worker.wait(timeout=10)
+    wait_for(lambda: not _processes_of(orphaned), 30, "both ranks and torchrun to end with their worker")
+    wait_for(lambda: _job(synth, orphaned).status == "interrupted", 30, "the job marked interrupted")

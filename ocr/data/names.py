@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,16 +49,31 @@ def _extract() -> dict:
     return table
 
 
+@contextmanager
+def building(path: Path) -> Iterator[None]:
+    """Held while the cache file ``path`` is built: processes that start together on a fresh machine (a dashboard, its
+    worker, a command) build it once, and the others wait for it instead of building it again."""
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        yield
+
+
+def write_cache(path: Path, text: str) -> None:
+    """Written whole or not at all (a reader never sees half a file)."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def load_table(path: Path | None = None) -> dict:
     path = path or cache_dir() / f"names-v{CACHE_VERSION}.json"
-    if path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))
-    table = _extract()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # processes extracting at once each write their own, then one wins
-    tmp.write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
-    return table
+    if not path.exists():
+        with building(path):
+            if not path.exists():
+                write_cache(path, json.dumps(_extract(), ensure_ascii=False))
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @dataclass

@@ -18,14 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections import Counter, defaultdict
 from functools import lru_cache
 
 import numpy as np
 
 from ocr.alphabet import Alphabet
-from ocr.data.names import cache_dir
+from ocr.data.names import building, cache_dir, write_cache
 
 BOS = "\x02"
 EOS = "\x03"
@@ -118,11 +117,14 @@ class CharLM:
                 return cls.from_state(json.loads(path.read_text(encoding="utf-8")), alphabet, order)
             except (ValueError, KeyError, TypeError, OSError):  # a stale or broken cache is rebuilt
                 pass
-        lm = cls(names_corpus(alphabet), alphabet, order, source="names-dataset")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(lm.state(), ensure_ascii=False), encoding="utf-8")
-        tmp.replace(path)
+        with building(path):
+            if path.exists():  # another process built it while this one waited
+                try:
+                    return cls.from_state(json.loads(path.read_text(encoding="utf-8")), alphabet, order)
+                except (ValueError, KeyError, TypeError, OSError):
+                    pass
+            lm = cls(names_corpus(alphabet), alphabet, order, source="names-dataset")
+            write_cache(path, json.dumps(lm.state(), ensure_ascii=False))
         return lm
 
     def state(self) -> dict:

@@ -9,12 +9,11 @@ rare names still come out letter by letter. The lexicon is every name of the syn
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ocr.alphabet import Alphabet
-from ocr.data.names import ORIGINS, cache_dir, to_label
+from ocr.data.names import ORIGINS, building, cache_dir, to_label, write_cache
 from ocr.decoding.types import Prediction
 
 LEXICON_VERSION = 1
@@ -46,11 +45,9 @@ class Lexicon:
         """Every first name and surname of the origins in ``ocr.data.names.ORIGINS`` (cached after the first use)."""
         path = cache_dir() / f"lexicon-names-v{LEXICON_VERSION}.txt"
         if not path.exists():
-            words = _extract_names()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text("\n".join(words) + "\n", encoding="utf-8")
-            tmp.replace(path)
+            with building(path):
+                if not path.exists():
+                    write_cache(path, "\n".join(_extract_names()) + "\n")
         return cls.from_file(path, alphabet, source="names-dataset")
 
     @classmethod

@@ -35,9 +35,16 @@ def _integrity(path: Path) -> str:
 def runtime_files(cache: Path | None = None) -> Path:
     """The folder holding ``ORT_WEB_FILES`` of onnxruntime-web ``ORT_WEB_VERSION``: from the cache, or fetched once
     with ``npm pack`` (the npm registry) and checked against ``ORT_WEB_INTEGRITY``."""
-    from ocr.data.names import cache_dir
+    from ocr.data.names import building, cache_dir
 
     folder = (cache or cache_dir()) / f"onnxruntime-web-{ORT_WEB_VERSION}"
+    if all((folder / name).is_file() for name in ORT_WEB_FILES):
+        return folder
+    with building(folder):  # one fetch when several exports start at once
+        return _fetch_runtime(folder)
+
+
+def _fetch_runtime(folder: Path) -> Path:
     if all((folder / name).is_file() for name in ORT_WEB_FILES):
         return folder
     folder.mkdir(parents=True, exist_ok=True)
