@@ -32,6 +32,9 @@ class Terminated(SystemExit):
 
 
 def _parent_gone(settings: Settings, job_id: int) -> None:
+    # ends within seconds even when the status cannot be written (the worker's next start or another worker's recovery
+    # marks the job interrupted then)
+    threading.Timer(5.0, os._exit, args=(PARENT_GONE_EXIT,)).start()
     try:
         log.warning("job %s: its worker process died; marking it interrupted", job_id)
         queue.finish(settings, job_id, JobStatus.INTERRUPTED,

@@ -50,9 +50,9 @@ def pytest_unconfigure(config):
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
-    """``-n auto``: one worker more than the cores, at most four: many tests wait on processes they started (a job's
-    worker, a server, a browser), and two workers kept two cores only ~85 % busy."""
-    return max(2, min(4, len(os.sched_getaffinity(0)) + 1))
+    """``-n auto``: one worker per core, at most four (each test may start a worker, a server or a browser too; three
+    workers on two cores were slower and timed out a job's end)."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
 @pytest.fixture(scope="session")
