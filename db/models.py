@@ -127,6 +127,7 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str | None] = mapped_column(Text)  # the latest line of progress, for a status column
+    progress_data: Mapped[dict | None] = mapped_column(JSON, default=None)  # the same, as its kind's progress fields
     error: Mapped[str | None] = mapped_column(Text)
     log_path: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict | None] = mapped_column(default=None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 
 from sqlalchemy import delete, insert, select, update
@@ -39,12 +39,24 @@ def cancel_requested(settings: Settings, job_id: int) -> bool:
         return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
-def set_progress(settings: Settings, job_id: int, progress: float | None = None, message: str | None = None) -> None:
+@dataclass(frozen=True)
+class Count:
+    """The progress most kinds report: ``done`` of ``total`` ``unit``s (rows imported, images read, folds scored)."""
+
+    done: int
+    total: int
+    unit: str
+
+
+def set_progress(settings: Settings, job_id: int, progress: float | None = None, message: str | None = None,
+                 data: dict | None = None) -> None:
     values = {}
     if progress is not None:
         values["progress"] = max(0.0, min(1.0, progress))
     if message is not None:
         values["message"] = message[:2000]
+    if data is not None:
+        values["progress_data"] = data
     if values:
         with session(settings, write=True) as s:
             s.execute(update(Job).where(Job.id == job_id).values(**values))
@@ -77,6 +89,7 @@ class JobContext:
     params: dict
     device: str = "cpu"
     main: bool = True  # rank 0 of a job on several devices (the only one that writes its rows), or the one process
+    progress_type: type = Count  # the frozen dataclass its kind declares for its structured progress
     cancelled: bool = False
     _last_check: float = 0.0
     _last_progress: float = field(default=0.0)
@@ -84,12 +97,16 @@ class JobContext:
     def log(self, text: str, level: int = logging.INFO) -> None:
         logging.getLogger("jobs.task").log(level, "job %s: %s", self.job_id, text)
 
-    def progress(self, fraction: float, message: str | None = None, force: bool = False) -> None:
-        """Stored at most every half second, so a fast loop does not hammer the database."""
+    def progress(self, fraction: float, message: str | None = None, data=None, force: bool = False) -> None:
+        """``data``: an instance of the kind's progress type (pages and ``jobs status`` read its fields; the message
+        is the line for people). Stored at most every half second, so a fast loop does not hammer the database; the
+        last of a ``Count`` always."""
+        if data is not None and not (is_dataclass(data) and isinstance(data, self.progress_type)):
+            raise TypeError(f"job progress must be a {self.progress_type.__name__}, not {type(data).__name__}")
         now = time.monotonic()
-        if force or now - self._last_progress > 0.5:
+        if force or now - self._last_progress > 0.5 or (isinstance(data, Count) and data.done >= data.total):
             self._last_progress = now
-            set_progress(self.settings, self.job_id, fraction, message)
+            set_progress(self.settings, self.job_id, fraction, message, asdict(data) if data is not None else None)
 
     def should_stop(self) -> bool:
         """Polls the cancel flag at most once a second."""

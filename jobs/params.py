@@ -18,6 +18,7 @@ from db.catalog import dataset_id
 from db.engine import session
 from db.models import WAITING, Job
 from db.settings import Settings
+from jobs.context import Count
 
 
 class ParamsError(ValueError):
@@ -97,9 +98,9 @@ def _as_is(settings: Settings, p: Any, any_path: bool, secrets: dict[str, str]) 
 @dataclass(frozen=True)
 class JobKind:
     """A kind of job, declared once: its parameters (a frozen dataclass whose ``check`` states their ranges), its
-    ``jobs submit`` options, its task, the checks against the database before it is queued, and the device it asks
-    for (and how many at once). ``python -m jobs``, ``jobs.queue.submit`` and the worker read it; nothing else names
-    a kind's parameters."""
+    ``jobs submit`` options, its task, the checks against the database before it is queued, the device it asks
+    for (and how many at once) and its progress fields. ``python -m jobs``, ``jobs.queue.submit`` and the worker
+    read it; nothing else names a kind's parameters."""
 
     name: str
     help: str
@@ -110,6 +111,7 @@ class JobKind:
     prepare: Callable[[Settings, Any, bool, dict[str, str]], Any] = _as_is  # -> params to store
     device: Callable[[Any], str] = lambda p: "auto"
     ranks: Callable[[Any], int] = lambda p: 1  # the devices it runs on at once, one DDP rank each
+    progress: type = Count  # the frozen dataclass of its progress fields (``JobContext.progress(data=...)``)
 
     def parse(self, values: dict):
         """Validated parameters (a ``ParamsError`` says what is wrong)."""

@@ -347,8 +347,8 @@ def job_summary(job: Job, waiting: str | None = None) -> dict:
         return as_utc(dt).isoformat() if dt is not None else None
 
     return {"id": job.id, "kind": job.kind, "status": job.status, "progress": job.progress, "message": job.message,
-            "params": job.params, "device": job.device or job.requested_device, "devices": job.devices,
-            "ranks": job.ranks, "worker": job.worker_id,
+            "progress_data": job.progress_data, "params": job.params, "device": job.device or job.requested_device,
+            "devices": job.devices, "ranks": job.ranks, "worker": job.worker_id,
             "created_at": iso(job.created_at), "started_at": iso(job.started_at), "finished_at": iso(job.finished_at),
             "heartbeat_at": iso(job.heartbeat_at), "cancel_requested": job.cancel_requested, "error": job.error,
             "result": job.result, "log": job.log_path, "data_count": job.data_count, "data_hash": job.data_hash,

@@ -114,7 +114,9 @@ def run(job_id: int, device: str, settings: Settings) -> int:
     log.info("job %s: %s on %s, pid %s, rank %s, params %s", job_id, kind, device, os.getpid(), rank, params)
     ctx = JobContext(settings, job_id, params, device=device, main=rank == 0)
     try:
-        result = kind_of(kind).run(ctx)
+        declared = kind_of(kind)
+        ctx.progress_type = declared.progress
+        result = declared.run(ctx)
     except (ValueError, ParamsError, RuntimeError, OSError) as exc:  # includes TrainingError, CatalogError, ...
         log.exception("job %s failed", job_id)
         queue.finish(settings, job_id, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")  # the first rank's why

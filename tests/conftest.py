@@ -168,7 +168,7 @@ def postgres_server():
         shutil.rmtree(base, ignore_errors=True)
         pytest.skip(f"could not start a PostgreSQL server: {exc}")
     yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", base / "data", "-m", "fast", "-w", "stop"],
+    subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", base / "data", "-m", "immediate", "-w", "stop"],
                    capture_output=True, timeout=60)
     shutil.rmtree(base, ignore_errors=True)
 

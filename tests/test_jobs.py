@@ -60,6 +60,8 @@ def test_worker_trains_then_evaluates(settings, synth_dir, workers):
     assert status["status"] == "succeeded", status["error"]
     assert status["progress"] == 1.0 and {"train_loss", "val_cer", "val_exact_match", "lr"} <= set(status["metrics"])
     assert status["data_count"] == 200 and len(status["data_hash"]) == 64
+    fields = status["progress_data"]  # the kind's TrainProgress, as the Train page shows it
+    assert fields["epoch"] == fields["epochs"] == 2 and 0 <= fields["val_cer"] <= 1 and fields["step"] > 0
     kinds = {c["kind"] for c in status["checkpoints"]}
     assert kinds == {"best", "last"}
     best = next(c for c in status["checkpoints"] if c["kind"] == "best")
@@ -75,6 +77,7 @@ def test_worker_trains_then_evaluates(settings, synth_dir, workers):
     with session(settings) as s:
         n = s.scalar(select(func.count()).select_from(Prediction).where(Prediction.model_id == best["model_id"]))
     assert n == 200 == job.result["n"]
+    assert job.progress_data == {"done": 200, "total": 200, "unit": "image"}
     assert job.result["decoder"] == "greedy"
     # evaluating again replaces the model's predictions instead of adding to them; this time with the names LM
     again = queue.submit(settings, "evaluate", {"model": best["model_id"], "dataset": "synth", "split": "train",
@@ -236,6 +239,31 @@ def test_help_of_every_jobs_command():
     out = subprocess.run([sys.executable, "-m", "jobs.worker", "--help"], cwd=ROOT, capture_output=True, text=True,
                          timeout=30)
     assert "--once" in out.stdout
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_progress_is_its_kinds_declared_fields_never_text_read_back(settings):
+    from dataclasses import is_dataclass
+
+    from jobs.context import Count, JobContext
+    from jobs.kinds import KINDS
+    from jobs.kinds.train import TrainProgress
+
+    assert all(is_dataclass(k.progress) and k.progress.__dataclass_params__.frozen for k in KINDS.values())
+    assert KINDS["train"].progress is TrainProgress and KINDS["predict"].progress is Count
+    job_id = queue.submit(settings, "synth", {"n": 5, "name": "s"})
+    ctx = JobContext(settings, job_id, {}, progress_type=TrainProgress)
+    with pytest.raises(TypeError, match="TrainProgress, not Count"):
+        ctx.progress(0.5, "epoch 1/3", Count(1, 3, "epoch"))
+    ctx.progress(0.5, "epoch 1/3", TrainProgress(1, 3, step=40, loss=2.5, eta_min=1.5), force=True)
+    ctx.progress(0.6, "epoch 2/3")  # within half a second of the last: not stored ...
+    ctx.progress(0.7)
+    assert queue.job_status(settings, job_id)["progress_data"] == {
+        "epoch": 1, "epochs": 3, "step": 40, "loss": 2.5, "val_exact": None, "val_cer": None, "eta_min": 1.5}
+    ctx.progress_type = Count
+    ctx.progress(0.9, "read 9 of 9", Count(9, 9, "image"))  # ... but the last of a count always is
+    status = queue.job_status(settings, job_id)
+    assert status["progress_data"] == {"done": 9, "total": 9, "unit": "image"} and status["message"] == "read 9 of 9"
 
 
 def test_a_worker_started_from_python_is_seen_alive(settings):

@@ -102,10 +102,21 @@ if not train_jobs:
     st.stop()
 
 
+def epoch_of(job: dict) -> str:
+    """'3/10' from the job's progress fields (``TrainProgress``), '' before its first step."""
+    data = job.get("progress_data") or {}
+    return f"{data['epoch']}/{data['epochs']}" if "epoch" in data else ""
+
+
+def eta_of(job: dict) -> str:
+    eta = (job.get("progress_data") or {}).get("eta_min")
+    return f"{eta:.1f} min" if eta is not None and job["status"] == JobStatus.RUNNING else ""
+
+
 @st.fragment(run_every=2)
 def job_table() -> None:
-    rows = [{"job": j["id"], "status": j["status"], "progress": j["progress"],
-             "progress / ETA": j["waiting"] or j["message"] or "",
+    rows = [{"job": j["id"], "status": j["status"], "progress": j["progress"], "epoch": epoch_of(j),
+             "ETA": eta_of(j), "message": j["waiting"] or j["message"] or "",
              "datasets": ", ".join(j["params"].get("datasets", [])), "device": j["device"],
              "error": j["error"] or ""} for j in queue.list_jobs(s, limit=50) if j["kind"] == "train"]
     st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={

@@ -12,7 +12,7 @@ from pathlib import Path
 from db import catalog
 from db.models import SOURCES
 from db.settings import Settings
-from jobs.context import JobContext, remove_secrets, secrets_dir
+from jobs.context import Count, JobContext, remove_secrets, secrets_dir
 from jobs.params import JobError, JobKind, require
 from ocr.alphabet import NAMED_CHARSETS, LabelRules
 from ocr.training.config import add_label_options, label_rules
@@ -92,7 +92,7 @@ def run(ctx: JobContext) -> dict:
     p: ImportParams = KIND.parse(ctx.params)
 
     def progress(done: int, total: int) -> None:
-        ctx.progress(done / max(1, total), f"imported {done:,} of {total:,} rows")
+        ctx.progress(done / max(1, total), f"imported {done:,} of {total:,} rows", Count(done, total, "row"))
 
     path = _download(ctx, p) if p.kaggle_dataset else p.path
     result = catalog.import_dataset(ctx.settings, path, p.name, p.source, p.rules, progress=progress,

@@ -10,7 +10,7 @@ from db import catalog
 from db.registry import get_model, model_file
 from db.review import store_label_issues
 from db.settings import Settings
-from jobs.context import JobContext, set_data
+from jobs.context import Count, JobContext, set_data
 from jobs.params import JobKind, dataset_exists_or_coming, require
 from ocr.training.config import positive_float
 
@@ -64,7 +64,7 @@ def _callback(ctx: JobContext):
 
         def on_progress(self, done: int, total: int, unit: str) -> None:
             self.fraction = 0.05 + 0.9 * done / total
-            ctx.progress(self.fraction, f"{done} of {total} {unit}s scored", force=True)
+            ctx.progress(self.fraction, f"{done} of {total} {unit}s scored", Count(done, total, unit), force=True)
 
         def should_stop(self) -> bool:
             return ctx.should_stop()

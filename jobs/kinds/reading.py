@@ -18,7 +18,7 @@ from db.models import Sample
 from db.registry import get_model, model_file
 from db.review import store_predictions
 from db.settings import Settings
-from jobs.context import JobContext
+from jobs.context import Count, JobContext
 from jobs.params import JobKind, dataset_exists_or_coming, require
 from ocr.data.datasets import SPLITS
 
@@ -140,7 +140,7 @@ def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, config:
         records += [_record(ctx, model_id, r, label, reading, labelled)
                     for (r, _), label, reading in zip(loaded, labels, readings)]
         read = min(len(rows), start + batch)
-        ctx.progress(read / len(rows) * 0.95, f"read {read:,} of {len(rows):,}")
+        ctx.progress(read / len(rows) * 0.95, f"read {read:,} of {len(rows):,}", Count(read, len(rows), "image"))
         if ctx.should_stop():
             return {"stopped": True, "read": len(records)}
     store_predictions(ctx.settings, model_id, records)

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 
 from db import catalog
-from jobs.context import JobContext
+from jobs.context import Count, JobContext
 from jobs.params import JobKind, require
 from ocr.data.synth import KINDS
 
@@ -66,7 +66,9 @@ def run(ctx: JobContext) -> dict:
     def step(k: int = 1) -> None:
         nonlocal done
         done += k
-        ctx.progress(done / total, f"synthesized {min(done, p.n + n_val):,} of {p.n + n_val:,} images")
+        made = min(done, p.n + n_val)
+        ctx.progress(done / total, f"synthesized {made:,} of {p.n + n_val:,} images",
+                     Count(made, p.n + n_val, "image synthesized"))
         if ctx.should_stop():
             raise _Stopped
 
@@ -79,7 +81,7 @@ def run(ctx: JobContext) -> dict:
         return {"stopped": True}
 
     def progress(i: int, n: int) -> None:
-        ctx.progress((p.n + n_val + i) / total, f"imported {i:,} of {n:,} images")
+        ctx.progress((p.n + n_val + i) / total, f"imported {i:,} of {n:,} images", Count(i, n, "image imported"))
 
     source = out / "train_v2" / "train" if p.unlabelled else out  # the images alone: a pool without labels
     return catalog.import_dataset(ctx.settings, source, p.name, "synthetic", label_rules(p.kind), progress=progress,

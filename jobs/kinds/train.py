@@ -102,6 +102,24 @@ def device(p: TrainParams) -> str:
     return check_device(p.train_config().device)
 
 
+@dataclass(frozen=True)
+class TrainProgress:
+    """Where a training run is: the Train page and ``jobs status`` show these fields."""
+
+    epoch: int
+    epochs: int  # planned (a time budget re-plans them)
+    step: int
+    loss: float | None = None
+    val_exact: float | None = None  # of the last finished epoch
+    val_cer: float | None = None
+    eta_min: float | None = None
+
+
+def _finite(value: float | None) -> float | None:
+    """A figure for a JSON column (PostgreSQL refuses NaN)."""
+    return value if value is not None and math.isfinite(value) else None
+
+
 class DbCallback:
     """``ocr.training.loop.Callback`` that stores metrics, progress and checkpoints in the database. Step metrics are
     buffered and written every ~2 s, so storing them costs well under 1 % of a training step."""
@@ -135,10 +153,12 @@ class DbCallback:
         done = m["step"] / (self.planned_epochs * self.steps_per_epoch)
         if time.monotonic() - self.last_flush > METRIC_FLUSH_S:
             self.flush()
-            elapsed = time.monotonic() - self.started
-            eta = f", about {elapsed / max(done, 1e-9) * (1 - done) / 60:.1f} min left" if done > 0.02 else ""
+            eta_min = (time.monotonic() - self.started) / max(done, 1e-9) * (1 - done) / 60 if done > 0.02 else None
+            eta = f", about {eta_min:.1f} min left" if eta_min is not None else ""
+            loss = _finite(m["train_loss"])
             self.ctx.progress(done, f"epoch {m['epoch']}/{self.planned_epochs}, step {m['step']}, "
-                                    f"loss {m['train_loss']:.3f}{eta}")
+                                    f"loss {m['train_loss']:.3f}{eta}",
+                              TrainProgress(m["epoch"], self.planned_epochs, m["step"], loss, eta_min=eta_min))
 
     def on_epoch(self, m: dict) -> None:
         self.planned_epochs = m.get("planned_epochs", self.planned_epochs)
@@ -148,9 +168,12 @@ class DbCallback:
             if math.isfinite(value):
                 self.buffer.append({"kind": "epoch", "step": m["step"], "epoch": m["epoch"], "name": name, "value": value})
         self.flush()
+        exact, cer = _finite(m.get("val_exact_match")), _finite(m.get("val_cer"))
         self.ctx.progress(m["epoch"] / self.planned_epochs,
-                          f"epoch {m['epoch']}/{self.planned_epochs}: val exact {m.get('val_exact_match', 0):.3f}, "
-                          f"val CER {m.get('val_cer', 1):.3f}", force=True)
+                          f"epoch {m['epoch']}/{self.planned_epochs}: val exact {exact or 0:.3f}, "
+                          f"val CER {1 if cer is None else cer:.3f}",
+                          TrainProgress(m["epoch"], self.planned_epochs, m["step"], val_exact=exact, val_cer=cer),
+                          force=True)
         self.ctx.log(f"epoch {m['epoch']}: {json.dumps({k: v for k, v in m.items() if k != 'type'})}")
 
     def on_checkpoint(self, path: Path, kind: str, metrics: dict) -> None:
@@ -229,4 +252,4 @@ def run(ctx: JobContext) -> dict:
 
 
 KIND = JobKind("train", "train (or fine-tune with --init) on the current labels of datasets", TrainParams, run,
-               add_options, from_options, prepare, device, lambda p: p.ranks)
+               add_options, from_options, prepare, device, lambda p: p.ranks, TrainProgress)
