@@ -16,6 +16,7 @@ from dashboard.state import (  # noqa: E402
     ensure_default_data,
     listens_beyond_this_machine,
     login_configured,
+    storage_problem,
     warn_open_server,
 )
 
@@ -29,6 +30,10 @@ if listens_beyond_this_machine() and not login_configured():
     st.warning(f"This dashboard listens on {st.get_option('server.address') or 'every network interface'} without a "
                "login: anyone who can reach it can import server files, edit labels and start jobs. Bind it to "
                "127.0.0.1, or configure Streamlit's login ([auth] in .streamlit/secrets.toml).", icon=":material/warning:")
+if problem := storage_problem():
+    st.error(f"{problem}. Set HWR_STORAGE_URL (and the store's credentials) right, then restart the dashboard.",
+             icon=":material/cloud_off:")
+    st.stop()
 ensure_background_worker()
 ensure_default_data()
 PAGES = ROOT / "dashboard" / "app_pages"

@@ -18,6 +18,28 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def _storage_problem(url: str | None) -> str | None:
+    from db.storage import StorageError
+
+    try:
+        Settings.from_env().store.check()
+    except StorageError as exc:
+        return str(exc)
+    return None
+
+
+def storage_problem() -> str | None:
+    """Why the storage URL cannot be used (an unknown scheme, a missing bucket, wrong credentials), checked once a
+    minute; None when it can (or there is none: the data directory)."""
+    from db.storage import StorageError
+
+    try:
+        return _storage_problem(settings().storage_url)
+    except StorageError as exc:
+        return str(exc)
+
+
 LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")
 
 

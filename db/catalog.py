@@ -142,6 +142,7 @@ def import_dataset(
 
     def flush() -> None:
         if pending:
+            settings.push(settings.local(row["path"]) for row in pending)  # stored before the rows that name them
             with session(settings, write=True) as s:
                 s.execute(insert(Sample), pending)
             pending.clear()
@@ -241,7 +242,8 @@ def training_items(settings: Settings, datasets: list[str], splits: list[str] | 
     stmt = stmt.where(Sample.split.in_(splits)) if splits else stmt.where(Sample.split != "test")
     with session(settings) as s:
         rows = s.execute(stmt.order_by(Sample.id)).all()
-    return [TrainingItem(i, settings.resolve(p), label, split) for i, p, label, split in rows]
+    settings.pull(r.path for r in rows)  # a worker on another machine: its images come from the store
+    return [TrainingItem(i, settings.local(p), label, split) for i, p, label, split in rows]
 
 
 def pool_items(settings: Settings, datasets: list[str]) -> list[TrainingItem]:
@@ -251,7 +253,8 @@ def pool_items(settings: Settings, datasets: list[str]) -> list[TrainingItem]:
         Sample.dataset_id.in_(ids), Sample.status == "unlabelled", Sample.label.is_(None))
     with session(settings) as s:
         rows = s.execute(stmt.order_by(Sample.id)).all()
-    return [TrainingItem(i, settings.resolve(p), None, split) for i, p, split in rows]
+    settings.pull(r.path for r in rows)
+    return [TrainingItem(i, settings.local(p), None, split) for i, p, split in rows]
 
 
 def data_hash(items: list[TrainingItem]) -> str:

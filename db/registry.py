@@ -22,6 +22,7 @@ def register_checkpoint(settings: Settings, path: str | Path, kind: str, job_id:
                         description: str | None = None) -> int:
     """Insert or update the row of the checkpoint at ``path`` (a job rewrites best.pt/last.pt as it trains)."""
     rel = settings.relative(path)
+    settings.push([Path(path)])  # the store has it before the row that names it
     with session(settings, write=True) as s:
         model = s.scalar(select(Model).where(Model.path == rel))
         if model is None:
@@ -45,10 +46,17 @@ def get_model(settings: Settings, model_id: int) -> Model:
 
 def model_file(settings: Settings, model_id: int) -> Path:
     model = get_model(settings, model_id)
-    path = settings.resolve(model.path)
+    path = settings.resolve(model.path, fresh=True)  # a job rewrites best.pt as it trains
     if not path.exists():
         raise RegistryError(f"model {model_id}: its checkpoint {path} is missing")
     return path
+
+
+def pull_job_checkpoints(settings: Settings, job_id: int) -> None:
+    """A job resumed on another machine than the one that ran it: its checkpoints come from the store first."""
+    with session(settings) as s:
+        paths = list(s.scalars(select(Model.path).where(Model.job_id == job_id)))
+    settings.pull(paths, fresh=True)
 
 
 def list_models(settings: Settings) -> list[Model]:

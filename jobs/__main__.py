@@ -121,10 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     from db.catalog import CatalogError
     from db.registry import RegistryError
     from db.settings import ImportPathError, Settings
+    from db.storage import StorageError
     from jobs.params import JobError, ParamsError
 
-    settings = Settings.from_env()
     try:
+        settings = Settings.from_env()
         if args.command == "submit":
             return _submit(args, settings)
         if args.command == "status":
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in export_kaggle(settings, args.dataset, args.out):
                 print(path)
             return 0
-    except (JobError, ParamsError, CatalogError, RegistryError, ImportPathError) as exc:
+    except (JobError, ParamsError, CatalogError, RegistryError, ImportPathError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - e.g. the database cannot be reached: one line, not a traceback

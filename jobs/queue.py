@@ -16,6 +16,7 @@ from db.catalog import dataset_id
 from db.engine import session
 from db.models import FINISHED, RESUMABLE, WAITING, Job, JobMetric, JobStatus, Model, Worker, utcnow
 from db.settings import Settings
+from db.storage import StorageError
 from jobs import kinds
 from jobs.context import remove_secrets, run_dir, secrets_dir
 from jobs.kinds.train import TrainParams
@@ -379,7 +380,7 @@ def log_tail(settings: Settings, job_id: int, lines: int = 50) -> str:
         job = s.get(Job, job_id)
     if job is None:
         raise JobError(f"no job with id {job_id}")
-    path = settings.resolve(job.log_path) if job.log_path else None
+    path = _log_file(settings, job) if job.log_path else None
     if path is None or not path.exists():
         return ""
     with path.open("rb") as f:
@@ -388,3 +389,15 @@ def log_tail(settings: Settings, job_id: int, lines: int = 50) -> str:
         f.seek(max(0, size - 256 * 1024))
         text = f.read().decode("utf-8", errors="replace")
     return "\n".join(text.splitlines()[-lines:]) if lines else text
+
+
+def _log_file(settings: Settings, job: Job) -> Path:
+    """A job's log here: the one its worker stored when the job ended (with a storage URL), else this machine's copy
+    (a running job's log is on its worker's machine until it ends)."""
+    local = settings.local(job.log_path)
+    if settings.storage_url and (job.status in FINISHED or not local.exists()):
+        try:
+            return settings.resolve(job.log_path, fresh=True)
+        except StorageError:
+            pass
+    return local

@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from db.engine import get_engine, session
 from db.models import WAITING, Job, JobStatus, Worker, utcnow
 from db.settings import Settings
+from db.storage import StorageError
 from jobs import logs, queue
 from jobs.context import remove_secrets
 
@@ -198,8 +199,10 @@ class JobWorker:
                 heartbeat_at=utcnow(), free=self.free(), job_id=next(iter(self.running), None)))
 
     def run(self, once: bool = False) -> int:
+        self.settings.store.check()  # a missing bucket or wrong credentials: one line, before any job is claimed
         self.register()
-        self.log(f"started on {self.device} ({len(self.slots)} slot(s)), database {self.settings.redacted_url}")
+        self.log(f"started on {self.device} ({len(self.slots)} slot(s)), database {self.settings.redacted_url}, "
+                 f"storage {self.settings.storage_url or self.settings.data_dir}")
         last_recover = time.monotonic()
         ran = 0
         try:
@@ -244,8 +247,9 @@ class JobWorker:
         return started
 
     def _start(self, job: Job) -> None:
-        log_path = self.settings.resolve(job.log_path or f"logs/job-{job.id}.log")
+        log_path = self.settings.local(job.log_path or f"logs/job-{job.id}.log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._fetch_log(job)
         devices = list(job.devices or [job.device])
         command, env = child_command(job, os.getpid(), devices)
         self.log(f"job {job.id} ({job.kind}) started on {', '.join(devices)}, log {log_path}")
@@ -280,11 +284,28 @@ class JobWorker:
         if not record:  # the database or data directory is gone: nothing can be written
             return
         remove_secrets(self.settings, r.job.id)
+        self._store_log(r.job)
         code = r.child.returncode
         if queue.finish(self.settings, r.job.id, JobStatus.FAILED,
                         error=f"the job process exited with code {code} before reporting a result; see its log"):
             self.log(f"job {r.job.id}: process ended with code {code} without a status, marked failed", logging.WARNING)
         self.log(f"job {r.job.id} finished (exit code {code})")
+
+    def _fetch_log(self, job: Job) -> None:
+        """A job resumed here after running elsewhere: its log so far comes first (this run appends to it)."""
+        if self.settings.storage_url and job.log_path and job.attempts > 1:
+            try:
+                self.settings.pull([job.log_path], fresh=True)
+            except StorageError:
+                pass  # never stored (its first worker died before the end): this log starts here
+
+    def _store_log(self, job: Job) -> None:
+        """The job's log goes to the store with its end (a dashboard on another machine reads it there)."""
+        if self.settings.storage_url and job.log_path:
+            try:
+                self.settings.push([self.settings.local(job.log_path)])
+            except StorageError as exc:
+                self.log(f"job {job.id}: its log stays on this machine: {exc}", logging.WARNING)
 
     def _stop_all(self, status: str | None, error: str | None) -> None:
         """Stop every running job; record ``status`` for those still running (None: leave them to recovery)."""

@@ -153,6 +153,7 @@ def test_a_train_job_self_trains_and_keeps_pseudo_labels_apart_from_labels(setti
     from db.models import Model, Prediction, Sample
     from jobs import queue
     from jobs.context import JobContext, run_dir
+    from jobs.kinds.train import TrainProgress
     from jobs.kinds.train import run as run_train
     from jobs.params import ParamsError
 
@@ -166,7 +167,7 @@ def test_a_train_job_self_trains_and_keeps_pseudo_labels_apart_from_labels(setti
     base = register_checkpoint(settings, learned[0], "best", name="learned")
     params = {"datasets": ["synth"], "config": config, "unlabelled_datasets": ["pool"], "init_model": base}
     job_id = queue.submit(settings, "train", params)
-    result = run_train(JobContext(settings, job_id, params))
+    result = run_train(JobContext(settings, job_id, params, progress_type=TrainProgress))
     assert result["self_training"]["read"] == 30
     with session(settings) as s:
         teacher = s.scalars(select(Model).where(Model.job_id == job_id, Model.kind == "teacher")).one()
@@ -190,6 +191,7 @@ def test_a_loop_retrain_has_the_current_model_read_the_pool(settings, synth_dir,
     from db.registry import register_checkpoint
     from jobs import queue
     from jobs.context import JobContext
+    from jobs.kinds.train import TrainProgress
     from jobs.kinds.train import run as run_train
     from jobs.params import ParamsError
 
@@ -206,7 +208,7 @@ def test_a_loop_retrain_has_the_current_model_read_the_pool(settings, synth_dir,
     params = {"datasets": ["synth"], "config": config, "unlabelled_datasets": ["pool"], "init_model": base,
               "teacher_model": base}
     job_id = queue.submit(settings, "train", params)
-    result = run_train(JobContext(settings, job_id, params))
+    result = run_train(JobContext(settings, job_id, params, progress_type=TrainProgress))
     assert result["self_training"]["read"] == 30 and result["self_training"]["teacher_given"]
     with session(settings) as s:
         assert {m.kind for m in s.scalars(select(Model).where(Model.job_id == job_id))} == {"best", "last"}

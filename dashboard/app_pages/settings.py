@@ -29,15 +29,17 @@ st.subheader("Environment")
 st.caption("Set these with environment variables before starting the dashboard.")
 st.table({
     "setting": ["HWR_DATA_DIR", "HWR_DATABASE_URL", "HWR_DEVICE", "HWR_START_WORKER", "HWR_DEFAULT_DATA",
-                "HWR_IMPORT_ROOTS"],
+                "HWR_IMPORT_ROOTS", "HWR_STORAGE_URL"],
     "value": [str(s.data_dir), s.redacted_url, os.environ.get("HWR_DEVICE", "auto"),
               os.environ.get("HWR_START_WORKER", "1"), os.environ.get("HWR_DEFAULT_DATA", "20000"),
-              os.pathsep.join(str(r) for r in s.allowed_import_roots)],
+              os.pathsep.join(str(r) for r in s.allowed_import_roots), s.storage_url or "(the data directory)"],
     "meaning": ["images, runs, logs and the SQLite file", "any SQLAlchemy URL (SQLite by default)",
                 "device of the background worker (auto, cpu, cuda, cuda:N)", "0: do not start a worker",
                 "synthetic names generated on a fresh data directory (0: none)",
                 "folders a server-side import may read (the data directory, plus the folder the dashboard was "
-                "started in unless set)"],
+                "started in unless set)",
+                "where images, checkpoints, reports and logs live for workers on other machines (s3://bucket/prefix; "
+                "the data directory is then this machine's cache of it)"],
 })
 st.subheader("Input limits")
 lim = limits()

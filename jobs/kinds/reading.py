@@ -126,12 +126,13 @@ def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, config:
 
     def image(r):
         try:
-            return load_image(ctx.settings.resolve(r.path))
+            return load_image(ctx.settings.local(r.path))
         except ValueError as exc:
             skipped.append(r.id)
             ctx.log(f"sample {r.id} ({r.path}) skipped: {exc}", logging.WARNING)
             return None
 
+    ctx.settings.pull(r.path for r in rows)  # a worker on another machine: the images come from the store
     records, skipped, batch = [], [], 64
     for start in range(0, len(rows), batch):
         loaded = [(r, im) for r in rows[start:start + batch] if (im := image(r)) is not None]
@@ -204,12 +205,13 @@ def _report(ctx: JobContext, p: EvaluateParams, records: list[dict], rows: list,
     out.mkdir(parents=True, exist_ok=True)
     path = model_file(ctx.settings, p.model)
     ckpt = load_checkpoint(path)
-    paths = {r.id: ctx.settings.resolve(r.path) for r in rows}
+    paths = {r.id: ctx.settings.local(r.path) for r in rows}
     wrong = [(paths[r["sample_id"]], r["label"], r["text"], r["confidence"]) for r in records if not r["correct"]]
     model = get_model(ctx.settings, p.model)
     write_report(out, {**metrics, "split": p.split, "data": p.dataset, "checkpoint": f"model {p.model} ({model.name})",
                        "decoder": p.decoder().describe()}, read_history(path, ckpt), by_length, top_confusions, wrong,
                  model=model.description or model.name)
+    ctx.settings.push([out])
     return ctx.settings.relative(out)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from db import catalog
-from db.registry import get_model, model_file, register_checkpoint
+from db.registry import get_model, model_file, pull_job_checkpoints, register_checkpoint
 from db.review import store_predictions
 from db.settings import Settings
 from jobs.context import JobContext, add_metrics, clear_metrics_after, set_data, set_progress
@@ -235,6 +235,8 @@ def run(ctx: JobContext) -> dict:
     if pool:
         ctx.log(f"unlabelled pool: {len(pool):,} samples from {', '.join(p.unlabelled_datasets)}")
     out = ctx.run_dir()
+    if p.resume:
+        pull_job_checkpoints(ctx.settings, ctx.job_id)
     done_epochs = completed_epochs(out) if p.resume else None
     resume = done_epochs is not None
     init = model_file(ctx.settings, p.init_model) if p.init_model is not None and not resume else None

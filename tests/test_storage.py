@@ -1,0 +1,142 @@
+"""Workers that need no shared folder: images, checkpoints, reports and logs through a storage URL, tested against a
+real S3 server on 127.0.0.1 (moto's ``ThreadedMotoServer``, driven by s3fs as any S3-compatible server would be)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import select
+
+from db import catalog
+from db.engine import session
+from db.models import Model
+from db.registry import model_file
+from db.review import ReviewQuery, review_page
+from db.storage import StorageError, check_url
+from jobs import queue
+from tests.conftest import PY, ROOT, stop_process, wait_for
+
+BUCKET = "hwr-team"
+URL = f"s3://{BUCKET}/project"
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """A real S3 server on 127.0.0.1 with an empty bucket; its endpoint is handed to every process."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    for var, value in (("AWS_ACCESS_KEY_ID", "team"), ("AWS_SECRET_ACCESS_KEY", "secret"),
+                       ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(var, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    monkeypatch.setenv("HWR_S3_ENDPOINT", endpoint)
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+    yield server
+    server.stop()
+
+
+def _worker_once(data_dir) -> subprocess.CompletedProcess:
+    """A worker on "machine B": its own, empty data directory; the same database and bucket."""
+    env = {**os.environ, "HWR_DATA_DIR": str(data_dir), "HWR_STORAGE_URL": URL}
+    return subprocess.run([PY, "-m", "jobs.worker", "--once", "--device", "cpu", "--poll", "0.2"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("settings", ["postgresql"], indirect=True)
+def test_a_worker_without_the_images_trains_and_evaluates_through_the_bucket(settings, synth_dir, s3, tmp_path):
+    a = replace(settings, storage_url=URL)  # machine A: the dashboard / CLI that imports
+    catalog.import_dataset(a, synth_dir, "synth", "synthetic")
+    stored = a.store.fs.find(f"{BUCKET}/project/datasets")
+    assert len(stored) == 200
+    shutil.rmtree(a.data_dir / "datasets")  # A keeps nothing local: what it shows below comes from the bucket
+
+    b = tmp_path / "machine-b"
+    train = queue.submit(a, "train", {"datasets": ["synth"], "config": {"epochs": 2, "batch_size": 16,
+                                                                         "augment": False}})
+    worker = _worker_once(b)
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    status = queue.job_status(a, train)
+    assert status["status"] == "succeeded", status["error"]
+    assert len(list((b / "datasets").rglob("*.jpg"))) == 200  # B pulled what the job reads
+    assert {"train_loss", "val_cer"} <= set(status["metrics"])  # A shows B's curves (the database)
+    with session(a) as s:
+        best = s.scalar(select(Model).where(Model.job_id == train, Model.kind == "best"))
+    assert not a.local(best.path).exists()
+    assert model_file(a, best.id).read_bytes() == (b / best.path).read_bytes()  # B's checkpoint, read on A
+    assert "succeeded" in queue.log_tail(a, train)  # B's log, stored when the job ended
+
+    evaluate = queue.submit(a, "evaluate", {"model": best.id, "dataset": "synth", "split": "train"})
+    assert _worker_once(b).returncode == 0
+    result = queue.job_status(a, evaluate)
+    assert result["status"] == "succeeded", result["error"]
+    report = a.resolve(result["result"]["report"])
+    assert (report / "report.md").is_file()
+    mistakes, total = review_page(a, ReviewQuery(best.id))
+    assert total > 0 and all(a.resolve(m["path"]).is_file() for m in mistakes)  # with their images, from the bucket
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_a_store_that_cannot_be_used_is_one_line_naming_why(settings, s3, tmp_path, monkeypatch):
+    import moto.settings
+
+    with pytest.raises(StorageError, match="unknown scheme 'gs'"):
+        check_url("gs://bucket/x")
+    monkeypatch.setenv("HWR_STORAGE_URL", "gs://bucket/x")
+    r = subprocess.run([PY, "-m", "jobs", "status"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                       env=os.environ.copy())
+    assert r.returncode == 1 and r.stderr.startswith("error: storage gs://bucket/x: unknown scheme") \
+        and r.stderr.count("\n") == 1, r.stderr
+    worker = subprocess.run([PY, "-m", "jobs.worker", "--once", "--poll", "0.2"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "HWR_STORAGE_URL": "s3://no-such-bucket/x"})
+    said = worker.stdout + worker.stderr  # the worker logs to its standard output
+    assert worker.returncode == 1 and "storage s3://no-such-bucket/x: no bucket named 'no-such-bucket'" in said
+    assert "Traceback" not in said
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # the server now checks who asks
+    with pytest.raises(StorageError, match="access denied: check the credentials"):
+        replace(settings, storage_url=URL + "-denied").store.check()
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_a_storage_outage_fails_the_job_in_one_line_keeps_what_was_stored_and_another_machine_resumes_it(
+        settings, synth_dir, s3, workers, monkeypatch, tmp_path):
+    from moto.server import ThreadedMotoServer
+
+    a = replace(settings, storage_url=URL)
+    catalog.import_dataset(a, synth_dir, "synth", "synthetic")
+    job = queue.submit(a, "train", {"datasets": ["synth"], "config": {"epochs": 6, "batch_size": 16,
+                                                                       "augment": False}})
+    monkeypatch.setenv("HWR_STORAGE_URL", URL)
+    machine_a = workers("--device", "cpu")
+    wait_for(lambda: _checkpoints(a, job), 120, "a first checkpoint in the bucket")
+    first = _checkpoints(a, job)[0]
+    s3.stop()  # the store goes away in the middle of the job
+    wait_for(lambda: queue.job_status(a, job)["status"] == "failed", 120, "the job to fail")
+    stop_process(machine_a)
+    error = queue.job_status(a, job)["error"]
+    assert f"storage {URL}: cannot write runs/job-{job}/" in error and "\n" not in error, error
+    again = ThreadedMotoServer(ip_address="127.0.0.1", port=int(os.environ["HWR_S3_ENDPOINT"].rsplit(":", 1)[1]),
+                               verbose=False)
+    again.start()  # the same server back: what was stored before the outage is all there
+    try:
+        assert a.store.fs.exists(a.store.remote_path(first)) and len(a.store.fs.find(f"{BUCKET}/project/datasets")) == 200
+        queue.resume(a, job)
+        assert _worker_once(tmp_path / "machine-b").returncode == 0  # resumed by another machine, from the bucket
+        status = queue.job_status(a, job)
+        assert status["status"] == "succeeded", status["error"]
+        resumed = [line for line in queue.log_tail(a, job, 0).splitlines() if "resuming after epoch" in line]
+        assert resumed and "after epoch 0 " not in resumed[-1], queue.log_tail(a, job, 0)[-3000:]
+    finally:
+        again.stop()
+
+
+def _checkpoints(settings, job_id: int) -> list[str]:
+    with session(settings) as s:
+        return list(s.scalars(select(Model.path).where(Model.job_id == job_id)))
