@@ -28,6 +28,7 @@ def test_a_beam_out_of_range_is_refused():
         DecoderConfig(beam=101)
 
 
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)  # one backend: the kind's path
 def test_the_command_line_and_an_evaluate_job_read_alike(settings, synth_dir, trained, tmp_path):
     from db import catalog
     from db.engine import session

@@ -157,6 +157,7 @@ def test_a_fresh_database_reads_at_once_with_the_shipped_model_until_it_trains_i
     assert register_shipped_model(settings, tmp_path / "nothing-here") is None
 
 
+@pytest.mark.parametrize("settings", ["postgresql"], indirect=True)  # one backend: the kind's path
 def test_a_publish_job_writes_the_hub_folder_with_an_evaluations_figures(settings, synth_dir, trained):
     from jobs import queue
     from jobs.params import ParamsError

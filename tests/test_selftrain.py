@@ -145,6 +145,7 @@ def test_ocr_train_self_train_needs_a_pool_and_a_valid_threshold(synth_dir, tmp_
     assert not (tmp_path / "r" / "teacher").exists() and not (tmp_path / "r" / "run.json").exists()
 
 
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)  # one backend: the kind's path
 def test_a_train_job_self_trains_and_keeps_pseudo_labels_apart_from_labels(settings, synth_dir, learned, tmp_path):
     from sqlalchemy import select
 
@@ -180,6 +181,7 @@ def test_a_train_job_self_trains_and_keeps_pseudo_labels_apart_from_labels(setti
     assert json.loads((run_dir(settings, job_id) / "self_training.json").read_text())["kept"] == len(pseudo)
 
 
+@pytest.mark.parametrize("settings", ["postgresql"], indirect=True)  # one backend: the kind's path
 def test_a_loop_retrain_has_the_current_model_read_the_pool(settings, synth_dir, learned, tmp_path):
     """A train job given a teacher model stores the pseudo-labels as that model's predictions (no teacher phase, no
     teacher registered), and retraining a self-trained model makes the model retrained the teacher."""

@@ -111,9 +111,10 @@ def test_a_storage_outage_fails_the_job_in_one_line_keeps_what_was_stored_and_an
 
     a = replace(settings, storage_url=URL)
     catalog.import_dataset(a, synth_dir, "synth", "synthetic")
-    job = queue.submit(a, "train", {"datasets": ["synth"], "config": {"epochs": 6, "batch_size": 16,
+    job = queue.submit(a, "train", {"datasets": ["synth"], "config": {"epochs": 4, "batch_size": 32,
                                                                        "augment": False}})
     monkeypatch.setenv("HWR_STORAGE_URL", URL)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's retries of a refused connection: fail in a second
     machine_a = workers("--device", "cpu")
     wait_for(lambda: _checkpoints(a, job), 120, "a first checkpoint in the bucket")
     first = _checkpoints(a, job)[0]

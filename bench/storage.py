@@ -1,0 +1,82 @@
+"""What a bucket instead of a local folder costs: import N synthetic images, then train on them in a worker, once
+with everything in the data directory and once through a real S3 server on 127.0.0.1 (moto's ThreadedMotoServer,
+driven by s3fs) with the worker on "another machine" (an empty data directory that pulls every image), side by side
+in one run.
+
+    python -m bench.storage [--n 2000] [--epochs 2]
+
+Prints one JSON line per side (import seconds, train job seconds from submit to its end, total) and the overhead of
+the bucket side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import CACHE, ROOT, emit, synthetic
+
+BUCKET = "hwr-bench"
+
+
+def side(name: str, images: Path, epochs: int, storage_url: str | None) -> dict:
+    from db import catalog
+    from db.settings import Settings
+    from jobs import queue
+
+    base = CACHE / f"storage-{name}"
+    shutil.rmtree(base, ignore_errors=True)
+    a = Settings(data_dir=base / "machine-a", database_url=f"sqlite:///{base / 'hwr.db'}", storage_url=storage_url)
+    worker_dir = base / "machine-b" if storage_url else a.data_dir
+    started = time.perf_counter()
+    catalog.import_dataset(a, images, "synth", "synthetic")
+    imported = time.perf_counter()
+    job = queue.submit(a, "train", {"datasets": ["synth"], "config": {"epochs": epochs, "batch_size": 32,
+                                                                       "augment": False, "device": "cpu"}})
+    env = {**os.environ, "HWR_DATA_DIR": str(worker_dir), "HWR_DATABASE_URL": a.database_url,
+           "HWR_STORAGE_URL": storage_url or ""}
+    subprocess.run([sys.executable, "-m", "jobs.worker", "--once", "--device", "cpu", "--poll", "0.2"], cwd=ROOT,
+                   env=env, check=True, capture_output=True)
+    done = time.perf_counter()
+    status = queue.job_status(a, job)["status"]
+    assert status == "succeeded", queue.job_status(a, job)["error"]
+    return {"side": name, "import_s": round(imported - started, 2), "train_job_s": round(done - imported, 2),
+            "total_s": round(done - started, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=2000, help="synthetic images imported and trained on")
+    ap.add_argument("--epochs", type=int, default=2)
+    args = ap.parse_args()
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    for var, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench"),
+                       ("AWS_DEFAULT_REGION", "us-east-1")):
+        os.environ.setdefault(var, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        os.environ["HWR_S3_ENDPOINT"] = f"http://{host}:{port}"
+        boto3.client("s3", endpoint_url=os.environ["HWR_S3_ENDPOINT"]).create_bucket(Bucket=BUCKET)
+        images = synthetic(args.n)
+        local = side("local", images, args.epochs, None)
+        bucket = side("s3", images, args.epochs, f"s3://{BUCKET}/bench")
+    finally:
+        server.stop()
+    for r in (local, bucket):
+        emit("storage", n=args.n, epochs=args.epochs, **r)
+    emit("storage.overhead", import_ratio=round(bucket["import_s"] / local["import_s"], 3),
+         train_job_ratio=round(bucket["train_job_s"] / local["train_job_s"], 3),
+         total_overhead_pct=round(100 * (bucket["total_s"] / local["total_s"] - 1), 1))
+
+
+if __name__ == "__main__":
+    main()
