@@ -1,6 +1,6 @@
 """What a bucket instead of a local folder costs: import N synthetic images, then train on them in a worker, once
-with everything in the data directory and once through a real S3 server on 127.0.0.1 (moto's ThreadedMotoServer,
-driven by s3fs) with the worker on "another machine" (an empty data directory that pulls every image), side by side
+with everything in the data directory and once through a real S3 server on 127.0.0.1 (moto's server in a process of
+its own, driven by s3fs) with the worker on "another machine" (an empty data directory that pulls every image), side by side
 in one run.
 
     python -m bench.storage [--n 2000] [--epochs 2]
@@ -49,28 +49,42 @@ def side(name: str, images: Path, epochs: int, storage_url: str | None) -> dict:
             "total_s": round(done - started, 2)}
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000, help="synthetic images imported and trained on")
     ap.add_argument("--epochs", type=int, default=2)
     args = ap.parse_args()
     import boto3
-    from moto.server import ThreadedMotoServer
 
     for var, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench"),
                        ("AWS_DEFAULT_REGION", "us-east-1")):
         os.environ.setdefault(var, value)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        host, port = server.get_host_and_port()
-        os.environ["HWR_S3_ENDPOINT"] = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=os.environ["HWR_S3_ENDPOINT"]).create_bucket(Bucket=BUCKET)
+        os.environ["HWR_S3_ENDPOINT"] = f"http://127.0.0.1:{port}"
+        client = boto3.client("s3", endpoint_url=os.environ["HWR_S3_ENDPOINT"])
+        for _ in range(100):  # the server takes a moment to listen
+            try:
+                client.create_bucket(Bucket=BUCKET)
+                break
+            except Exception:  # noqa: BLE001 - not listening yet
+                time.sleep(0.1)
         images = synthetic(args.n)
         local = side("local", images, args.epochs, None)
         bucket = side("s3", images, args.epochs, f"s3://{BUCKET}/bench")
     finally:
-        server.stop()
+        server.terminate()
+        server.wait(timeout=30)
     for r in (local, bucket):
         emit("storage", n=args.n, epochs=args.epochs, **r)
     emit("storage.overhead", import_ratio=round(bucket["import_s"] / local["import_s"], 3),
