@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from db.settings import Settings
+from db.storage import StorageError, Store
 
 
 def settings() -> Settings:
@@ -19,25 +20,22 @@ def settings() -> Settings:
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def _storage_problem(url: str | None) -> str | None:
-    from db.storage import StorageError
-
+def _store_problem(url: str, data_dir: str) -> str | None:
     try:
-        Settings.from_env().store.check()
+        Store(url, Path(data_dir)).check()
     except StorageError as exc:
         return str(exc)
     return None
 
 
 def storage_problem() -> str | None:
-    """Why the storage URL cannot be used (an unknown scheme, a missing bucket, wrong credentials), checked once a
-    minute; None when it can (or there is none: the data directory)."""
-    from db.storage import StorageError
-
+    """Why the storage URL cannot be used (an unknown scheme, a missing bucket, wrong credentials), the bucket checked
+    once a minute; None when it can (or there is none: the data directory)."""
     try:
-        return _storage_problem(settings().storage_url)
+        s = settings()
     except StorageError as exc:
         return str(exc)
+    return _store_problem(s.storage_url, str(s.data_dir)) if s.storage_url else None
 
 
 LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")

@@ -12,7 +12,6 @@ import hashlib
 import io
 import os
 import re
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from sqlalchemy import delete, func, insert, select
 from db.engine import session
 from db.models import SOURCES, Dataset, LabelEdit, Sample
 from db.settings import Settings
+from db.storage import link_or_copy
 from ocr.alphabet import LabelError, LabelRules
 from ocr.data.datasets import (
     SPLITS,
@@ -163,11 +163,7 @@ def import_dataset(
             known.add(digest)
             target = file if inside else dest_root / file.relative_to(root)
             if not inside and not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(file, target)
-                except OSError:
-                    shutil.copy2(file, target)
+                link_or_copy(file, target)
             pending.append({"dataset_id": dataset_id, "path": settings.relative(target), "image_hash": digest,
                             "split": row["split"], "label": row["label"], "original_label": row["original"],
                             "status": row["status"], "note": row["note"]})

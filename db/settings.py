@@ -65,13 +65,11 @@ class Settings:
 
     def pull(self, paths: Iterable[str | Path], fresh: bool = False) -> None:
         """Bring stored files to this machine in one batch (nothing to do without a storage URL)."""
-        if self.storage_url:
-            self.store.pull([str(p) for p in paths if not Path(p).is_absolute()], fresh)
+        self.store.pull([str(p) for p in paths if not Path(p).is_absolute()], fresh)
 
     def push(self, paths: Iterable[Path]) -> None:
         """Store files (or folders) written under the data directory (nothing to do without a storage URL)."""
-        if self.storage_url:
-            self.store.push([p for p in paths if Path(p).absolute().is_relative_to(self.data_dir)])
+        self.store.push([p for p in paths if Path(p).absolute().is_relative_to(self.data_dir)])
 
     def relative(self, path: str | Path) -> str:
         """A real path -> what the database stores: relative to the data directory when inside it."""

@@ -4,7 +4,8 @@ machines need one database and one bucket, not a shared folder.
 
 A stored file has a key: its path relative to the data directory, the same text the database holds. With a storage
 URL the data directory is the machine's local cache of the store: a worker pulls what a job reads into it and pushes
-what the job writes (checkpoints, reports, logs); imported images are stored once, under their content hash."""
+what the job writes (checkpoints, reports, logs). An image imported twice is stored once: import skips an image whose
+SHA-256 the database already has."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ class Store:
         return not (self.url.startswith("file://") or "://" not in self.url)
 
     @functools.cached_property
-    def fs(self):
+    def _opened(self) -> tuple:
+        """(the fsspec file system, the root path in it)."""
         import fsspec
 
         options = {}
@@ -69,12 +71,14 @@ class Store:
             fs, root = fsspec.core.url_to_fs(self.url, **options)
         except ImportError as exc:
             raise StorageError(f"storage {self.url}: {exc}") from None
-        object.__setattr__(self, "_root", root.rstrip("/"))
-        return fs
+        return fs, root.rstrip("/")
+
+    @property
+    def fs(self):
+        return self._opened[0]
 
     def remote_path(self, key: str) -> str:
-        self.fs  # noqa: B018 - sets the root
-        return f"{self.__dict__['_root']}/{key}"
+        return f"{self._opened[1]}/{key}"
 
     def check(self) -> None:
         """Reach the store once: a missing bucket or wrong credentials is one line naming which, before any job."""
@@ -138,26 +142,22 @@ class Store:
         return info.get("size") != local.stat().st_size or newer
 
     def _get(self, key: str) -> None:
-        local = self.cache / key
+        """One key: a file (written under a temporary name, then renamed) or a folder (a report)."""
+        local, remote = self.cache / key, self.remote_path(key)
         local.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.", suffix=".part")
-        os.close(fd)
+        tmp = local.with_name(f".{local.name}.part")
         try:
-            if self.fs.isdir(self.remote_path(key)):
-                os.unlink(tmp)
-                self.fs.get(self.remote_path(key), str(local), recursive=True)
-                return
-            self.fs.get_file(self.remote_path(key), tmp)
-            os.replace(tmp, local)
+            if self.fs.isdir(remote):
+                self.fs.get(remote, str(local), recursive=True)
+            else:
+                self.fs.get_file(remote, str(tmp))
+                os.replace(tmp, local)
         except FileNotFoundError:
             raise StorageError(f"storage {self.url}: {key} is not in the store") from None
-        except StorageError:
-            raise
         except Exception as exc:  # noqa: BLE001
             raise StorageError(f"storage {self.url}: cannot read {key}: {_why(exc)}") from None
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            tmp.unlink(missing_ok=True)
 
     def push(self, paths: Iterable[Path]) -> None:
         """Store these local files (or folders) of the data directory at their keys (files in one concurrent batch)."""

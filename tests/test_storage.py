@@ -141,3 +141,17 @@ def test_a_storage_outage_fails_the_job_in_one_line_keeps_what_was_stored_and_an
 def _checkpoints(settings, job_id: int) -> list[str]:
     with session(settings) as s:
         return list(s.scalars(select(Model.path).where(Model.job_id == job_id)))
+
+
+def test_the_dashboard_says_in_one_line_why_its_store_cannot_be_used(s3, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("HWR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HWR_START_WORKER", "0")
+    monkeypatch.setenv("HWR_DEFAULT_DATA", "0")
+    for url, said in (("gs://bucket/x", "unknown scheme 'gs'"), ("s3://no-such-bucket/x", "no bucket named")):
+        monkeypatch.setenv("HWR_STORAGE_URL", url)
+        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=30).run()
+        assert not at.exception
+        assert len(at.error) == 1 and f"storage {url}: {said}" in at.error[0].value
+        assert not at.get("dataframe") and not at.button  # no page ran: nothing can be started against it
