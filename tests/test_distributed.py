@@ -141,6 +141,7 @@ def _ocr_in_a_group(*args: str, timeout: float = 240) -> subprocess.CompletedPro
 def test_train_on_two_gloo_ranks_under_torchrun_and_one_process_resumes_it(tmp_path):
     from ocr.checkpoint import load_checkpoint, save_checkpoint
     from ocr.data.synth import generate
+    from ocr.training.loop import lr_factor
 
     data, run = generate(tmp_path / "synth", 48, seed=2), tmp_path / "run"
     r = _ocr_in_a_group("train", "--data", f"{data}:train", "--out", str(run), "--epochs", "3", "--batch-size", "8",
@@ -165,6 +166,12 @@ def test_train_on_two_gloo_ranks_under_torchrun_and_one_process_resumes_it(tmp_p
                          capture_output=True, text=True, timeout=240)
     assert one.returncode == 0, one.stderr[-3000:]
     assert "resuming after epoch 3" in one.stderr and "done: 4 epoch(s)" in one.stdout
+    last = [m for line in (run / "metrics.jsonl").read_text().splitlines() if (m := json.loads(line))["type"] == "epoch"][-1]
+    assert last["epoch"] == 4
+    # one rank: 5 steps an epoch at the plain rate, and the schedule ends on the run's last step (not the 2-rank one's
+    # step 6 of 8 at the square-root rate)
+    factor = lr_factor(ckpt["train_config"]["scheduler"], 20, 20)
+    assert last["lr"] == pytest.approx(2e-3 * factor), last
 
 
 @pytest.mark.parametrize("options, message", [

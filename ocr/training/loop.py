@@ -111,6 +111,23 @@ def scaled_lr(lr: float, ranks: int) -> float:
     return lr * math.sqrt(ranks)
 
 
+def _rescale_for_ranks(opt, sched, state: RunState, cfg: TrainConfig, world: int, steps_per_epoch: int) -> None:
+    """A run resumed on another number of ranks takes another number of steps an epoch at another peak rate: it
+    continues at the same point of its schedule (epochs done of planned) at the rate of its new effective batch."""
+    if state.ranks == world:
+        return
+    base, before = scaled_lr(cfg.lr, world), scaled_lr(cfg.lr, state.ranks)
+    for group in opt.param_groups:
+        group["initial_lr"] = base
+        group["lr"] *= base / before  # ReduceLROnPlateau keeps its reductions
+    if cfg.scheduler != "plateau":
+        sched.base_lrs = [base] * len(opt.param_groups)
+        sched.last_epoch = state.epoch * steps_per_epoch
+        for group in opt.param_groups:
+            group["lr"] = base * lr_factor(cfg.scheduler, sched.last_epoch, state.planned_epochs * steps_per_epoch)
+    state.ranks = world
+
+
 def _scheduler(opt, cfg: TrainConfig, total_steps):
     """``total_steps`` is a callable: the schedule follows the current plan."""
     if cfg.scheduler == "plateau":
@@ -156,6 +173,7 @@ class RunState:
     best_cer: float = math.inf
     planned_epochs: int = 0
     history: list = field(default_factory=list)
+    ranks: int = 1  # processes the run trained on so far (a resume may take another number)
 
 
 # --- setup ------------------------------------------------------------------------------------------------------------
@@ -479,7 +497,8 @@ def fit(
         model.load_state_dict(base["model"])
     # a rank's batch is cfg.batch_size, so the run's batch is world times larger: AdamW's square-root rule
     opt = torch.optim.AdamW(model.parameters(), lr=scaled_lr(cfg.lr, ranks.world), weight_decay=cfg.weight_decay)
-    state = RunState(**resumed["run_state"]) if resumed is not None else RunState(planned_epochs=cfg.epochs)
+    state = RunState(**resumed["run_state"]) if resumed is not None else RunState(planned_epochs=cfg.epochs,
+                                                                                   ranks=ranks.world)
     if resumed is None and cfg.max_minutes is not None:
         state.planned_epochs = ranks.agree(min(cfg.epochs, _plan_epochs(model, batches, val_ds, cfg, device, precision,
                                                                         cb)))
@@ -491,6 +510,7 @@ def fit(
         opt.load_state_dict(resumed["optimizer"])
         sched.load_state_dict(resumed["scheduler"])
         scaler.load_state_dict(resumed["scaler"])
+        _rescale_for_ranks(opt, sched, state, cfg, ranks.world, steps_per_epoch)
         cb.on_message(f"resuming after epoch {state.epoch} (step {state.step}) of {state.planned_epochs}")
 
     log = (out / "metrics.jsonl").open("a", encoding="utf-8") if ranks.main else None
