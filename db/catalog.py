@@ -22,7 +22,7 @@ from sqlalchemy import delete, func, insert, select
 from db.engine import session
 from db.models import SOURCES, Dataset, LabelEdit, Sample
 from db.settings import Settings
-from db.storage import link_or_copy
+from db.storage import file_hash, link_or_copy
 from ocr.alphabet import LabelError, LabelRules
 from ocr.data.datasets import (
     SPLITS,
@@ -54,10 +54,6 @@ class TrainingItem:
     path: Path
     label: str | None  # None only in a self-training pool
     split: str
-
-
-def file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def slug(name: str) -> str:
@@ -142,7 +138,9 @@ def import_dataset(
 
     def flush() -> None:
         if pending:
-            settings.push(settings.local(row["path"]) for row in pending)  # stored before the rows that name them
+            shard = settings.store.pack([settings.local(row["path"]) for row in pending])  # stored before its rows
+            for row in pending:
+                row["shard"] = shard
             with session(settings, write=True) as s:
                 s.execute(insert(Sample), pending)
             pending.clear()
@@ -233,24 +231,40 @@ def training_items(settings: Settings, datasets: list[str], splits: list[str] | 
     """The current labels of usable samples (status ok) in these datasets and splits, by sample id.
     ``splits`` None means every split except test."""
     ids = [dataset_id(settings, n) for n in datasets]
-    stmt = select(Sample.id, Sample.path, Sample.label, Sample.split).where(
+    stmt = select(Sample.id, Sample.path, Sample.label, Sample.split, Sample.shard).where(
         Sample.dataset_id.in_(ids), Sample.status == "ok", Sample.label.is_not(None))
     stmt = stmt.where(Sample.split.in_(splits)) if splits else stmt.where(Sample.split != "test")
     with session(settings) as s:
         rows = s.execute(stmt.order_by(Sample.id)).all()
-    settings.pull(r.path for r in rows)  # a worker on another machine: its images come from the store
-    return [TrainingItem(i, settings.local(p), label, split) for i, p, label, split in rows]
+    pull_images(settings, rows)  # a worker on another machine: its images come from the store
+    return [TrainingItem(r.id, settings.local(r.path), r.label, r.split) for r in rows]
 
 
 def pool_items(settings: Settings, datasets: list[str]) -> list[TrainingItem]:
     """The samples of these datasets that have no label yet (status unlabelled): a self-training pool."""
     ids = [dataset_id(settings, n) for n in datasets]
-    stmt = select(Sample.id, Sample.path, Sample.split).where(
+    stmt = select(Sample.id, Sample.path, Sample.split, Sample.shard).where(
         Sample.dataset_id.in_(ids), Sample.status == "unlabelled", Sample.label.is_(None))
     with session(settings) as s:
         rows = s.execute(stmt.order_by(Sample.id)).all()
-    settings.pull(r.path for r in rows)
-    return [TrainingItem(i, settings.local(p), None, split) for i, p, split in rows]
+    pull_images(settings, rows)
+    return [TrainingItem(r.id, settings.local(r.path), None, r.split) for r in rows]
+
+
+def pull_images(settings: Settings, rows) -> None:
+    """Bring the images of these rows (each with ``path`` and ``shard``) to this machine, from their shards."""
+    settings.store.pull([r.path for r in rows], shards={r.path: r.shard for r in rows if r.shard})
+
+
+def image_file(settings: Settings, path: str) -> Path:
+    """A sample's image on this machine, pulled from its shard first when only the store has it (the dashboard)."""
+    local = settings.local(path)
+    if local.exists() or not settings.store.remote:
+        return local
+    with session(settings) as s:
+        shard = s.scalar(select(Sample.shard).where(Sample.path == path).limit(1))
+    settings.store.pull([path], shards={path: shard} if shard else None)
+    return local
 
 
 def data_hash(items: list[TrainingItem]) -> str:
@@ -366,6 +380,7 @@ def add_drawn_sample(settings: Settings, png: bytes, label: str, user: str | Non
             tmp = target.with_suffix(".tmp")
             tmp.write_bytes(png)
             tmp.replace(target)
+        settings.push([target])  # a worker on another machine trains on it
         sample = Sample(dataset_id=ds.id, path=settings.relative(target), image_hash=digest, split="train", label=text,
                         original_label=text, status="ok", note=f"drawn by {user}" if user else "drawn")
         s.add(sample)

@@ -61,6 +61,7 @@ class Sample(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     path: Mapped[str] = mapped_column(Text)
+    shard: Mapped[str | None] = mapped_column(Text, default=None)  # the stored zip that holds it (a storage URL only)
     image_hash: Mapped[str] = mapped_column(String(64))
     split: Mapped[str] = mapped_column(String(20))
     label: Mapped[str | None] = mapped_column(String(200))

@@ -5,20 +5,28 @@ machines need one database and one bucket, not a shared folder.
 A stored file has a key: its path relative to the data directory, the same text the database holds. With a storage
 URL the data directory is the machine's local cache of the store: a worker pulls what a job reads into it and pushes
 what the job writes (checkpoints, reports, logs). An image imported twice is stored once: import skips an image whose
-SHA-256 the database already has."""
+SHA-256 the database already has. With a storage URL an import stores each chunk of images as one zip object (a
+shard, named by its SHA-256; the database holds each image's shard): an object store charges a request per object,
+and a few-KB image costs as much as a megabyte."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+import zipfile
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 SCHEMES = ("file", "s3")  # local folders, and any S3-compatible server (s3fs)
 ENDPOINT_ENV = "HWR_S3_ENDPOINT"  # an S3-compatible server that is not AWS (MinIO, Ceph, moto): its http(s) URL
+SHARDS = "shards"  # packed images: shards/<sha256>.zip, members named by their keys
+WHOLE_SHARD = 16  # members wanted from one shard from which the whole shard is fetched; fewer are read by byte range
+RANGE_BLOCK = 1 << 16  # the read size of a ranged read (a member is a few KB; the shard's index some more)
 
 
 class StorageError(OSError):
@@ -95,18 +103,85 @@ class Store:
     def key(self, path: Path) -> str:
         return path.absolute().relative_to(self.cache).as_posix()
 
-    def pull(self, keys: Iterable[str], fresh: bool = False) -> None:
+    def pull(self, keys: Iterable[str], fresh: bool = False, shards: Mapping[str, str] | None = None) -> None:
         """Bring these keys into the local cache (those already there stay, unless ``fresh``: files a job rewrites,
-        such as best.pt, are fetched again when the store's copy differs in size or is newer)."""
+        such as best.pt, are fetched again when the store's copy differs in size or is newer). ``shards``: the
+        shard that holds a packed key (the database knows it)."""
         if not self.remote:
             return
         wanted = [k for k in dict.fromkeys(keys) if fresh or not (self.cache / k).exists()]
         if fresh:
             wanted = [k for k in wanted if self._stale(k)]
-        fetched = self._get_many(wanted) if len(wanted) > 1 else set()
-        for key in wanted:
+        shards = shards or {}
+        self._unpack([k for k in wanted if shards.get(k)], shards)
+        loose = [k for k in wanted if not shards.get(k)]
+        fetched = self._get_many(loose) if len(loose) > 1 else set()
+        for key in loose:
             if key not in fetched:
                 self._get(key)  # one at a time: one file, a folder (a report), or the key the store lacks, named
+
+    def pack(self, paths: list[Path]) -> str | None:
+        """Store these files of the cache as one shard (a zip whose members are their keys) and return its key; None
+        without a storage URL, where the data directory holds each file."""
+        if not self.remote or not paths:
+            return None
+        fd, tmp = tempfile.mkstemp(dir=self.cache, prefix=".pack-", suffix=".zip")
+        os.close(fd)
+        try:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:  # images are compressed already
+                for path in paths:
+                    z.write(path, self.key(Path(path)))
+            key = f"{SHARDS}/{file_hash(Path(tmp))}.zip"
+            self._put(tmp, key)
+        finally:
+            os.unlink(tmp)
+        return key
+
+    def _put(self, local: str, key: str) -> None:
+        try:
+            self.fs.put_file(local, self.remote_path(key))
+        except Exception as exc:  # noqa: BLE001
+            raise StorageError(f"storage {self.url}: cannot write {key}: {_why(exc)}") from None
+
+    def _unpack(self, keys: list[str], shards: Mapping[str, str]) -> None:
+        """Packed keys from their shards: a shard many are wanted from is fetched whole (all in one concurrent
+        batch), the others are read by byte range (the zip's index, then each member)."""
+        if not keys:
+            return
+        members: dict[str, list[str]] = defaultdict(list)
+        for key in keys:
+            members[shards[key]].append(key)
+        whole = [shard for shard, ks in members.items() if len(ks) >= WHOLE_SHARD]
+        scratch = Path(tempfile.mkdtemp(dir=self.cache, prefix=".pull-"))
+        shard = ""
+        try:
+            fetched = {s: str(scratch / f"{i}.zip") for i, s in enumerate(whole)}
+            if fetched:
+                self.fs.get([self.remote_path(s) for s in fetched], list(fetched.values()))
+            for shard, ks in members.items():
+                source = fetched.get(shard) or self.fs.open(self.remote_path(shard), "rb", block_size=RANGE_BLOCK,
+                                                             cache_type="readahead")
+                with zipfile.ZipFile(source) as z:
+                    for key in ks:
+                        self._extract(z, key, scratch)
+                if not isinstance(source, str):
+                    source.close()
+        except FileNotFoundError:
+            raise StorageError(f"storage {self.url}: {shard or 'a shard'} is not in the store") from None
+        except KeyError as exc:
+            raise StorageError(f"storage {self.url}: {shard} does not hold {exc.args[0]}") from None
+        except Exception as exc:  # noqa: BLE001
+            raise StorageError(f"storage {self.url}: cannot read {shard or 'shards'}: {_why(exc)}") from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _extract(self, z: zipfile.ZipFile, key: str, scratch: Path) -> None:
+        """One member, written in the scratch folder, then renamed to its key: no half-written file under its name."""
+        part = scratch / "member"
+        with z.open(key) as src, open(part, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        (self.cache / key).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(part, self.cache / key)
 
     def _get_many(self, keys: list[str]) -> set[str]:
         """Concurrent downloads (s3fs batches them) into a scratch folder, then each renamed into place: a process
@@ -173,6 +248,15 @@ class Store:
         except Exception as exc:  # noqa: BLE001
             what = self.key(paths[0]) if len(paths) == 1 else f"{len(paths):,} files"
             raise StorageError(f"storage {self.url}: cannot write {what}: {_why(exc)}") from None
+
+
+def file_hash(path: Path) -> str:
+    """SHA-256 of a file's bytes: an image's identity, a shard's name."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def link_or_copy(source: Path, target: Path) -> None:

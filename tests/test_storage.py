@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import zipfile
 from dataclasses import replace
 
 import pytest
@@ -54,8 +55,10 @@ def _worker_once(data_dir) -> subprocess.CompletedProcess:
 def test_a_worker_without_the_images_trains_and_evaluates_through_the_bucket(settings, synth_dir, s3, tmp_path):
     a = replace(settings, storage_url=URL)  # machine A: the dashboard / CLI that imports
     catalog.import_dataset(a, synth_dir, "synth", "synthetic")
-    stored = a.store.fs.find(f"{BUCKET}/project/datasets")
-    assert len(stored) == 200
+    assert a.store.fs.find(f"{BUCKET}/project/datasets") == []  # no object per image: one shard per import chunk
+    (shard,) = a.store.fs.find(f"{BUCKET}/project/shards")
+    with zipfile.ZipFile(a.store.fs.open(shard)) as z:
+        assert len(z.namelist()) == 200 and all(n.startswith("datasets/synth/") for n in z.namelist())
     shutil.rmtree(a.data_dir / "datasets")  # A keeps nothing local: what it shows below comes from the bucket
 
     b = tmp_path / "machine-b"
@@ -80,7 +83,9 @@ def test_a_worker_without_the_images_trains_and_evaluates_through_the_bucket(set
     report = a.resolve(result["result"]["report"])
     assert (report / "report.md").is_file()
     mistakes, total = review_page(a, ReviewQuery(best.id))
-    assert total > 0 and all(a.resolve(m["path"]).is_file() for m in mistakes)  # with their images, from the bucket
+    assert total > 0 and all(catalog.image_file(a, m["path"]).is_file() for m in mistakes)  # one by one, by range
+    with zipfile.ZipFile(a.store.fs.open(shard)) as z:
+        assert catalog.image_file(a, mistakes[0]["path"]).read_bytes() == z.read(mistakes[0]["path"])
 
 
 @pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
@@ -127,7 +132,7 @@ def test_a_storage_outage_fails_the_job_in_one_line_keeps_what_was_stored_and_an
                                verbose=False)
     again.start()  # the same server back: what was stored before the outage is all there
     try:
-        assert a.store.fs.exists(a.store.remote_path(first)) and len(a.store.fs.find(f"{BUCKET}/project/datasets")) == 200
+        assert a.store.fs.exists(a.store.remote_path(first)) and len(a.store.fs.find(f"{BUCKET}/project/shards")) == 1
         queue.resume(a, job)
         assert _worker_once(tmp_path / "machine-b").returncode == 0  # resumed by another machine, from the bucket
         status = queue.job_status(a, job)

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.state import dataset_choices, plain, settings, show_error
-from db.catalog import browse, slug, splits_of
+from db.catalog import browse, image_file, slug, splits_of
 from jobs import queue
 from jobs.kinds.synth import MAX_N, SynthParams
 from jobs.params import default
@@ -138,7 +138,7 @@ page = st.number_input(f"Page (of {pages}; {total:,} samples)", 1, pages, 1, key
 rows, _ = browse(s, ds, None if split == "all" else split, None if status == "all" else status, text, page, page_size)
 cols = st.columns(4)
 for i, r in enumerate(rows):
-    path = s.resolve(r["path"])
+    path = image_file(s, r["path"])
     caption = plain(f"#{r['id']} {r['label'] or '-'} ({r['status']}, {r['split']})")
     if path.exists():
         cols[i % 4].image(str(path), caption=caption, width="stretch")

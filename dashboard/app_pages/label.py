@@ -6,7 +6,7 @@ from streamlit_shortcuts import add_shortcuts
 
 from dashboard.state import current_user, new_characters_notice, plain, pool_choices, select_model, settings, show_error
 from db import corrections
-from db.catalog import dataset_id
+from db.catalog import dataset_id, image_file
 from db.review import label_queue
 from jobs import queue
 
@@ -68,7 +68,7 @@ if notice := st.session_state.pop("label_notice", None):
 if err := st.session_state.pop("label_error", None):
     st.error(plain(err))
 left, right = st.columns([3, 2])
-path = s.resolve(current["path"])
+path = image_file(s, current["path"])
 if path.exists():
     left.image(str(path), width="stretch")
 else:
@@ -90,7 +90,7 @@ if b2.button("Unreadable `Alt+U`", key="label_unreadable"):
     st.rerun()
 add_shortcuts(label_skip="escape", label_unreadable="alt+u")
 if len(items) > 1:
-    nxt = s.resolve(items[1]["path"])
+    nxt = image_file(s, items[1]["path"])
     if nxt.exists():
         right.caption("next")
         right.image(str(nxt), width=160)  # loaded now, so it shows at once after this one

@@ -13,7 +13,7 @@ from dashboard.state import (
     show_error,
 )
 from db import corrections
-from db.catalog import edits_csv, kaggle_csv, splits_of
+from db.catalog import edits_csv, image_file, kaggle_csv, splits_of
 from db.review import SORTS, ReviewQuery, label_error_jobs, model_review, review_page, suspected_label_errors
 from jobs import queue
 from jobs.kinds.label_errors import FindLabelErrorsParams
@@ -55,7 +55,7 @@ def act(fn, *args, **kwargs) -> None:
 
 
 def show_image(col, path: str) -> None:
-    resolved = s.resolve(path)
+    resolved = image_file(s, path)
     if resolved.exists():
         col.image(str(resolved), width="stretch")
     else:

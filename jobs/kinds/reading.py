@@ -132,7 +132,7 @@ def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, config:
             ctx.log(f"sample {r.id} ({r.path}) skipped: {exc}", logging.WARNING)
             return None
 
-    ctx.settings.pull(r.path for r in rows)  # a worker on another machine: the images come from the store
+    catalog.pull_images(ctx.settings, rows)  # a worker on another machine: the images come from the store
     records, skipped, batch = [], [], 64
     for start in range(0, len(rows), batch):
         loaded = [(r, im) for r in rows[start:start + batch] if (im := image(r)) is not None]
@@ -151,7 +151,7 @@ def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, config:
 def _samples(ctx: JobContext, dataset: str, where) -> list:
     ds = catalog.dataset_id(ctx.settings, dataset)
     with session(ctx.settings) as s:
-        return s.execute(select(Sample.id, Sample.path, Sample.label, Sample.split, Sample.status)
+        return s.execute(select(Sample.id, Sample.path, Sample.shard, Sample.label, Sample.split, Sample.status)
                          .where(Sample.dataset_id == ds, *where).order_by(Sample.id)).all()
 
 
