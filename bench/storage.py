@@ -3,10 +3,11 @@ with everything in the data directory and once through a real S3 server on 127.0
 its own, driven by s3fs) with the worker on "another machine" (an empty data directory that pulls every image), side by side
 in one run.
 
-    python -m bench.storage [--n 2000] [--epochs 2]
+    python -m bench.storage [--n 2000] [--epochs 2] [--repeats 3]
 
-Prints one JSON line per side (import seconds, train job seconds from submit to its end, total) and the overhead of
-the bucket side.
+The two sides run in turn ``--repeats`` times (a fresh bucket prefix each time) and each figure is the median, since
+one epoch's time alone varies by more than the storage costs. Prints one JSON line per side (import seconds, train job
+seconds from submit to its end, total) and the overhead of the bucket side, in seconds and as a share.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -24,12 +26,12 @@ from bench.common import CACHE, ROOT, emit, synthetic
 BUCKET = "hwr-bench"
 
 
-def side(name: str, images: Path, epochs: int, storage_url: str | None) -> dict:
+def side(name: str, images: Path, epochs: int, storage_url: str | None, run: int = 0) -> dict:
     from db import catalog
     from db.settings import Settings
     from jobs import queue
 
-    base = CACHE / f"storage-{name}"
+    base = CACHE / f"storage-{name}-{run}"  # a fresh database file each run (engines are cached by URL)
     shutil.rmtree(base, ignore_errors=True)
     a = Settings(data_dir=base / "machine-a", database_url=f"sqlite:///{base / 'hwr.db'}", storage_url=storage_url)
     worker_dir = base / "machine-b" if storage_url else a.data_dir
@@ -61,6 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000, help="synthetic images imported and trained on")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each side, taken in turn; figures are medians")
     args = ap.parse_args()
     import boto3
 
@@ -80,8 +83,10 @@ def main() -> None:
             except Exception:  # noqa: BLE001 - not listening yet
                 time.sleep(0.1)
         images = synthetic(args.n)
-        local = side("local", images, args.epochs, None)
-        bucket = side("s3", images, args.epochs, f"s3://{BUCKET}/bench")
+        runs = [(side("local", images, args.epochs, None, r),
+                 side("s3", images, args.epochs, f"s3://{BUCKET}/run{r}", r))
+                for r in range(args.repeats)]
+        local, bucket = (_median([run[i] for run in runs]) for i in (0, 1))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -89,7 +94,12 @@ def main() -> None:
         emit("storage", n=args.n, epochs=args.epochs, **r)
     emit("storage.overhead", import_ratio=round(bucket["import_s"] / local["import_s"], 3),
          train_job_ratio=round(bucket["train_job_s"] / local["train_job_s"], 3),
-         total_overhead_pct=round(100 * (bucket["total_s"] / local["total_s"] - 1), 1))
+         total_overhead_s=round(bucket["total_s"] - local["total_s"], 2),
+         total_overhead_pct=round(100 * (bucket["total_s"] / local["total_s"] - 1), 1), repeats=args.repeats)
+
+
+def _median(runs: list[dict]) -> dict:
+    return {k: (statistics.median(r[k] for r in runs) if k != "side" else v) for k, v in runs[0].items()}
 
 
 if __name__ == "__main__":
