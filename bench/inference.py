@@ -1,17 +1,24 @@
-"""Inference speed on CPU, end to end: JPEG file -> decode -> preprocess -> CRNN -> greedy text.
+"""Reading speed on a CPU, both engines in one run: JPEG file -> decode -> preprocess -> CRNN -> greedy text.
 
-    python -m bench.inference [--checkpoint CKPT] [--preset small] [--threads 2]
-Batch-64 throughput over the real validation images, and single-image latency p50/p95.
-Without a checkpoint a freshly initialised model of the preset is timed (speed does not depend on the weights).
+    python -m bench.inference [--checkpoint ocr/sharing/starter | --preset textbook] [--threads 2] [--rounds 3]
+
+Over the 1,000 real validation crops, for each engine (``ocr.engines``: torch, onnx):
+- ``end_to_end``: ``Recognizer.read`` of the files (its threads prepare, run and decode batches of 64), images/s;
+- ``model``: the model alone on the prepared arrays in the Recognizer's width groups, one thread, images/s (one
+  thread: the core-seconds an image costs);
+- ``parts``: what the parts allow on ``--threads`` cores, threads / (model + preprocessing core-seconds per image),
+  and ``share_of_parts``, end to end as a share of it;
+- single-image latency p50 / p95 (file -> text, one image at a time).
+Preprocessing alone (``load_image`` + ``preprocess``, one thread) is timed once. Each figure is the best of
+``--rounds`` (the machine's other work only ever slows a round). The ratio onnx / torch is printed last.
+``--preset`` times a freshly initialised model of that preset instead (speed does not depend on the weights).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -20,7 +27,8 @@ from bench.common import REAL, emit
 from ocr.alphabet import Alphabet
 from ocr.checkpoint import save_checkpoint
 from ocr.model import CRNN, preset
-from ocr.recognize import Recognizer
+from ocr.recognize import Recognizer, read_arrays
+from ocr.sharing import STARTER
 
 
 def fresh_checkpoint(name: str, folder: str) -> Path:
@@ -32,42 +40,73 @@ def fresh_checkpoint(name: str, folder: str) -> Path:
     return path
 
 
+def best_rate(n: int, run, rounds: int) -> float:
+    """Images per second of the fastest of ``rounds`` runs of ``run`` (which reads ``n`` images)."""
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    return n / min(times)
+
+
+def model_rate(rec: Recognizer, arrays: list, rounds: int) -> float:
+    """The engine alone, one thread, batches of 64 in width groups (as the Recognizer runs them)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the torch engine; the onnx session has one thread already
+    try:
+        return best_rate(len(arrays), lambda: [read_arrays(rec.engine, arrays[i:i + 64], rec.model.cfg, alone=False)
+                                               for i in range(0, len(arrays), 64)], rounds)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def latency(rec: Recognizer, files: list[Path], n: int, rounds: int) -> list[tuple[float, float]]:
+    """(p50, p95) in ms of each round of ``n`` single-file reads, the round with the lowest p95 first."""
+    out = []
+    for _ in range(rounds):
+        times = []
+        for i in range(n):
+            t = time.perf_counter()
+            rec.read([files[i % len(files)]])
+            times.append((time.perf_counter() - t) * 1000)
+        times.sort()
+        out.append((round(times[len(times) // 2], 2), round(times[int(0.95 * len(times)) - 1], 2)))
+    return sorted(out, key=lambda r: r[1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--checkpoint")
-    ap.add_argument("--preset", default="small")
+    ap.add_argument("--checkpoint", default=str(STARTER))
+    ap.add_argument("--preset", help="time a fresh model of this preset instead of --checkpoint")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batches", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--singles", type=int, default=300)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     files = sorted((REAL / "validation_v2" / "validation").glob("*.jpg"))
     if not files:
         raise SystemExit(f"no real images under {REAL}")
-    with tempfile.TemporaryDirectory() as tmp:
-        rec = Recognizer(args.checkpoint or fresh_checkpoint(args.preset, tmp))
-    pool = ThreadPoolExecutor(args.threads)  # JPEG decoding and resizing release the GIL
-
-    def read_batch(batch):
-        arrays = list(pool.map(rec.prepare, batch))
-        return rec.read_prepared(arrays)
-
-    read_batch(files[:64])  # warm-up
-    n, t = 0, time.perf_counter()
-    for b in range(args.batches):
-        batch = files[(b * 64) % (len(files) - 64):][:64]
-        n += len(read_batch(batch))
-    batch_rate = n / (time.perf_counter() - t)
-
-    latencies = []
-    for i in range(args.singles):
-        t = time.perf_counter()
-        rec.read([files[i % len(files)]])
-        latencies.append((time.perf_counter() - t) * 1000)
-    latencies.sort()
-    emit("inference", model=rec.model.cfg.describe(), preset=args.preset if not args.checkpoint else "checkpoint",
-         images_per_s_batch64=round(batch_rate), single_p50_ms=round(statistics.median(latencies), 2),
-         single_p95_ms=round(latencies[int(0.95 * len(latencies)) - 1], 2), preprocess=str(rec.preprocess_config))
+    tmp = tempfile.TemporaryDirectory()
+    checkpoint = fresh_checkpoint(args.preset, tmp.name) if args.preset else args.checkpoint
+    readers = {name: Recognizer(checkpoint, engine=name) for name in ("torch", "onnx")}
+    prep = readers["onnx"]
+    prep_rate = best_rate(len(files), lambda: [prep.prepare(f) for f in files], args.rounds)
+    arrays = [prep.prepare(f) for f in files]
+    emit("inference.preprocess", images_per_s_one_thread=round(prep_rate), ms_per_image=round(1000 / prep_rate, 3))
+    rates = {}
+    for name, rec in readers.items():
+        rec.read(files[:256])  # warm-up
+        end_to_end = best_rate(len(files), lambda rec=rec: rec.read(files), args.rounds)
+        model = model_rate(rec, arrays, args.rounds)
+        parts = args.threads / (1 / model + 1 / prep_rate)
+        singles = latency(rec, files, args.singles, args.rounds)
+        rates[name] = end_to_end
+        emit(f"inference.{name}", images_per_s=round(end_to_end), model_one_thread_images_per_s=round(model),
+             parts_images_per_s=round(parts), share_of_parts=round(end_to_end / parts, 3), workers=rec.workers,
+             single_p50_ms=singles[0][0], single_p95_ms=singles[0][1], single_p95_ms_rounds=[p95 for _, p95 in singles])
+    emit("inference", model=prep.model.cfg.describe(), images=len(files),
+         onnx_over_torch=round(rates["onnx"] / rates["torch"], 2))
 
 
 if __name__ == "__main__":

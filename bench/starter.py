@@ -20,13 +20,12 @@ import time
 from pathlib import Path
 
 from bench.common import CACHE, REAL, emit, real_split, synthetic
-from ocr.checkpoint import load_checkpoint
 from ocr.data.datasets import csv_path, import_kaggle
 from ocr.decoding.decoder import DecoderConfig
 from ocr.evaluation.metrics import cer, exact_match
-from ocr.pretrained import save_pretrained
 from ocr.recognize import Recognizer
 from ocr.sharing import STARTER
+from ocr.sharing.export import export
 from ocr.sharing.publish import SAMPLES, Evaluation, model_card
 from ocr.training.config import SELF_TRAIN_SHARE
 from ocr.training.loop import Callback, TrainConfig
@@ -89,14 +88,14 @@ def main() -> None:
                             dataset_id="landlord/handwriting-recognition", samples=samples)
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    save_pretrained(load_checkpoint(checkpoint), out)
+    export(checkpoint, out, formats=["safetensors", "onnx"])  # model.onnx: what a CPU reads it with (ocr.engines)
     import json
 
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     kept = ((config.get("provenance") or {}).get("self_training") or {}).get("kept", 0)
     about = ABOUT.format(minutes=args.minutes, n_real=len(real_train), kept=kept)
     (out / "README.md").write_text(model_card(config, "hwr-ocr/starter", evaluation,
-                                              datasets=["landlord/handwriting-recognition"], about=about, onnx=False),
+                                              datasets=["landlord/handwriting-recognition"], about=about, onnx=True),
                                    encoding="utf-8")
     (out / SAMPLES).write_text(json.dumps(samples, indent=1, ensure_ascii=False), encoding="utf-8")
     emit("starter", folder=str(out), exact_match=exact, cer=error, greedy_exact_match=figures["greedy"][0],

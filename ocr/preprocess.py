@@ -88,7 +88,7 @@ def pad_batch(images: list[np.ndarray], multiple: int = PAD_MULTIPLE) -> tuple[t
         raise ValueError("empty batch")
     height = images[0].shape[0]
     widths = torch.tensor([im.shape[1] for im in images], dtype=torch.long)
-    width = int(-(-int(widths.max()) // multiple) * multiple)
+    width = -(-max(im.shape[1] for im in images) // multiple) * multiple  # no torch kernel: see ocr.decoding.ctc
     batch = np.zeros((len(images), 1, height, width), dtype=np.float32)
     for i, im in enumerate(images):
         batch[i, 0, :, : im.shape[1]] = im

@@ -1,10 +1,13 @@
-"""Reading images with a trained checkpoint: the same preprocessing as training, batched."""
+"""Reading images with a trained checkpoint: the same preprocessing as training, batched, the model run by
+onnxruntime on a CPU or torch (``ocr.engines``)."""
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Callable
+import threading
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,18 +19,29 @@ from ocr.checkpoint import load_checkpoint, model_from_checkpoint, select_device
 from ocr.decoding.ctc import label_log_prob
 from ocr.decoding.decoder import Decoder, DecoderConfig
 from ocr.decoding.types import Prediction
-from ocr.model import CRNN
+from ocr.engines import Engine, open_engine
+from ocr.model import CRNNConfig
 from ocr.preprocess import PAD_MULTIPLE, load_image, pad_batch, preprocess
 
 
 class Recognizer:
-    """A loaded model. ``read`` takes paths, PIL images or arrays and returns predictions."""
+    """A loaded model. ``read`` takes paths, PIL images or arrays and returns predictions.
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu"):
+    ``engine``: what runs the model (``ocr.engines``): ``auto`` is onnxruntime on a CPU and torch on a GPU. On a CPU
+    the batches are read by as many threads as there are cores, plus one: each prepares its images, runs them and
+    decodes them, so preprocessing and decoding overlap the model (both release the GIL for most of their time)."""
+
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", engine: str = "auto"):
         self.device = select_device(device)
         self.checkpoint = load_checkpoint(checkpoint, map_location=self.device)
         self.model, self.alphabet, self.preprocess_config = model_from_checkpoint(self.checkpoint, self.device)
         self.path = Path(checkpoint)
+        self.engine = open_engine(engine, checkpoint, self.checkpoint, self.model, self.device, torch.get_num_threads())
+        # onnx: one single-thread batch per core, plus one; torch spreads one batch over the cores itself, and on a GPU
+        # a second thread prepares the next batch meanwhile
+        self.workers = torch.get_num_threads() + 1 if self.engine.name == "onnx" else 1 + (self.device.type != "cpu")
+        self._local = threading.local()  # ``pooled`` in the threads of ``_stream``
+        self.batch_size = 512 if self.device.type == "cuda" else 64  # a GPU wants large batches
 
     def prepare(self, image: str | Path | Image.Image | np.ndarray) -> np.ndarray:
         if isinstance(image, (str, Path)):
@@ -41,17 +55,24 @@ class Recognizer:
 
     def outputs(self, arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         """Preprocessed arrays -> logits (T, N, C), output lengths (N,) and image embeddings (N, 2*hidden) (``read_arrays``)."""
-        return read_arrays(self.model, arrays, self.device)
+        return read_arrays(self.engine, arrays, self.model.cfg, alone=not getattr(self._local, "pooled", False))
 
     def decoder(self, config: DecoderConfig = DecoderConfig()) -> Decoder:
         return Decoder(config, self.alphabet, self.checkpoint.get("training_labels"))
 
-    def read(self, images: list, decoder: Decoder | None = None, batch_size: int = 64) -> list[Prediction]:
-        """Paths, PIL images or raw uint8 arrays -> predictions (greedy without a ``decoder``)."""
-        out: list[Prediction] = []
-        for i in range(0, len(images), batch_size):
-            out += self.read_prepared([self.prepare(im) for im in images[i:i + batch_size]], decoder)
+    def read(self, images: list, decoder: Decoder | None = None, batch_size: int | None = None) -> list[Prediction]:
+        """Paths, PIL images or raw uint8 arrays -> predictions (greedy without a ``decoder``); an image that cannot
+        be read raises its ``ValueError``."""
+        out = [p for batch in self.read_stream(images, decoder, batch_size) for p in batch]
+        if bad := next((p for p in out if isinstance(p, ValueError)), None):
+            raise bad
         return out
+
+    def read_stream(self, images: list, decoder: Decoder | None = None,
+                    batch_size: int | None = None) -> Iterator[list[Prediction | ValueError]]:
+        """``read`` batch by batch, in order; an image that cannot be read is its ``ValueError``."""
+        decoder = decoder or self.decoder()
+        return self._stream(images, [None] * len(images), batch_size, lambda arrays, _: self.read_prepared(arrays, decoder))
 
     def read_prepared(self, arrays: list[np.ndarray], decoder: Decoder | None = None) -> list[Prediction]:
         """Arrays already through ``prepare`` (one batch) -> predictions."""
@@ -84,61 +105,93 @@ class Recognizer:
                         runner_up.get(i), _floor(runner_lp[i]) if i in runner_lp else None, embeddings[i])
                 for i, p in enumerate(preds)]
 
+    def score_stream(self, images: list, labels: list[str | None] | None = None, decoder: Decoder | None = None,
+                     batch_size: int | None = None) -> Iterator[list[Reading | ValueError]]:
+        """``score`` over image files (or images) batch by batch, in order; an image that cannot be read is its
+        ``ValueError`` (and the rest are read). Leaving the loop early stops the reading."""
+        decoder = decoder or self.decoder()
+        labels = labels if labels is not None else [None] * len(images)
+        return self._stream(images, labels, batch_size, lambda arrays, chunk: self.score(arrays, chunk, decoder))
+
     def score_files(self, paths: list[str | Path], labels: list[str | None] | None = None,
-                    decoder: Decoder | None = None, batch_size: int = 128,
+                    decoder: Decoder | None = None, batch_size: int | None = None,
                     should_stop: Callable[[], bool] | None = None) -> list[Reading | None]:
-        """``score`` over image files in batches; an image that cannot be read is None (and the rest are read).
-        ``should_stop`` is asked after each batch; what was not read then is left out of the list."""
-        labels = labels if labels is not None else [None] * len(paths)
+        """``score_stream`` as one list; an image that cannot be read is None. ``should_stop`` is asked after each
+        batch; what was not read then is left out of the list."""
         out: list[Reading | None] = []
-        for start in range(0, len(paths), batch_size):
-            arrays, readable = [], []
-            for path in paths[start:start + batch_size]:
-                try:
-                    arrays.append(self.prepare(load_image(path)))
-                    readable.append(True)
-                except ValueError:
-                    readable.append(False)
-            chunk = [label for label, ok in zip(labels[start:start + batch_size], readable) if ok]
-            readings = iter(self.score(arrays, chunk, decoder) if arrays else [])
-            out += [next(readings) if ok else None for ok in readable]
+        for batch in self.score_stream(paths, labels, decoder, batch_size):
+            out += [None if isinstance(r, ValueError) else r for r in batch]
             if should_stop is not None and should_stop():
                 break
         return out
 
+    def _stream(self, images: list, labels: list, batch_size: int | None, work: Callable[[list, list], list]) -> Iterator[list]:
+        """``work(arrays, labels)`` over batches of ``images``, prepared, run and decoded on ``self.workers`` threads
+        (one batch each, at most that many batches ahead), yielded in order."""
+        size = batch_size or self.batch_size
+        batches = [(images[i:i + size], labels[i:i + size]) for i in range(0, len(images), size)]
+        if len(batches) <= 1:
+            yield from (self._one_batch(*batch, work) for batch in batches)
+            return
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="read", initializer=self._pooled) as pool:
+            pending: deque[Future] = deque()
+            try:
+                for batch in batches:
+                    pending.append(pool.submit(self._one_batch, *batch, work))
+                    if len(pending) > self.workers:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
 
-@torch.inference_mode()
-def read_arrays(model: CRNN, arrays: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """The one way an image is read, by the Recognizer and by validation during training alike: preprocessed arrays
-    -> logits (T, N, C) on the CPU, output lengths (N,) and image embeddings (N, 2*hidden), the recurrent features
-    averaged over each image's own columns, unit length.
+    def _pooled(self) -> None:
+        self._local.pooled = True
+
+    def _one_batch(self, images: list, labels: list, work: Callable[[list, list], list]) -> list:
+        arrays, chunk, errors = [], [], {}
+        for i, (image, label) in enumerate(zip(images, labels)):
+            try:
+                arrays.append(self.prepare(image))
+                chunk.append(label)
+            except ValueError as exc:
+                errors[i] = exc
+        results = iter(work(arrays, chunk) if arrays else [])
+        return [errors[i] if i in errors else next(results) for i in range(len(images))]
+
+
+def read_arrays(engine: Engine, arrays: list[np.ndarray], cfg: CRNNConfig,
+                alone: bool = True) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """The one way an image is read, by the Recognizer and by validation during training alike, whichever engine
+    runs the model: preprocessed arrays -> logits (T, N, C) on the CPU, output lengths (N,) and image embeddings
+    (N, 2*hidden), the recurrent features averaged over each image's own columns, unit length.
 
     The images are run in groups of one padded width, so each is read exactly as it is alone (and in the web demo):
     zero padding in a batch would reach the convolutions at its edge and start the backward LSTM, and an image would
-    read differently with other images. On real crops this is no slower than one padded batch."""
+    read differently with other images. On real crops this is no slower than one padded batch. ``alone``: no other
+    batch runs beside this one (``ocr.engines``). numpy does the rest (see ``ocr.decoding.ctc.log_softmax``)."""
     if not arrays:
         raise ValueError("empty batch")
-    model.eval()
-    lengths = model.output_lengths(torch.tensor([a.shape[1] for a in arrays]))
+    lengths = np.array([cfg.output_length(a.shape[1]) for a in arrays])
     groups: dict[int, list[int]] = defaultdict(list)
     for i, a in enumerate(arrays):
         groups[-(-a.shape[1] // PAD_MULTIPLE)].append(i)
     parts = []
     for members in groups.values():
         images, _ = pad_batch([arrays[i] for i in members])
-        features = model.features(images.to(device))  # T, n, 2*hidden
-        own = lengths[members]
-        mask = (torch.arange(features.shape[0])[:, None] < own[None, :]).to(features.device, features.dtype)
+        with engine.lock:
+            logits, features = engine(images.numpy(), alone)  # T, n, C and T, n, 2*hidden
+        mask = np.arange(features.shape[0])[:, None] < lengths[members][None, :]  # each image's own columns
         pooled = (features * mask[..., None]).sum(0) / mask.sum(0)[:, None]
-        parts.append((members, model.head(model.drop(features)).float().cpu(),
-                      torch.nn.functional.normalize(pooled.float(), dim=1).cpu()))
+        parts.append((members, logits, pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)))
     steps = max(part.shape[0] for _, part, _ in parts)
-    logits = torch.zeros(steps, len(arrays), parts[0][1].shape[2])
-    embeddings = torch.zeros(len(arrays), parts[0][2].shape[1])
+    logits = np.zeros((steps, len(arrays), parts[0][1].shape[2]), np.float32)
+    embeddings = np.zeros((len(arrays), parts[0][2].shape[1]), np.float32)
     for members, part, pooled in parts:
         logits[: part.shape[0], members] = part
         embeddings[members] = pooled
-    return logits, lengths, embeddings.numpy()
+    return torch.from_numpy(logits), torch.from_numpy(lengths), embeddings
 
 
 LOG_FLOOR = -1e4

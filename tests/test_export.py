@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ocr.model import CRNN, preset
-from ocr.sharing.export import export_onnx, export_program
+from ocr.sharing.export import DIGEST_KEY, export_onnx, export_program
 
 
 @pytest.mark.parametrize("name", ["small", "textbook"])
@@ -19,16 +19,20 @@ def test_every_preset_exports_with_a_free_batch_and_width(name, tmp_path):
     exported = export_program(model, example)
     torch.export.save(exported, tmp_path / "model.pt2")
     program = torch.export.load(tmp_path / "model.pt2").module()
-    session = ort.InferenceSession(str(export_onnx(model, example, tmp_path / "model.onnx", exported)))
+    session = ort.InferenceSession(str(export_onnx(model, example, tmp_path / "model.onnx", "d" * 64)))
     assert [i.shape for i in session.get_inputs()] == [["batch", 1, model.cfg.height, "width"]]
-    assert [o.shape for o in session.get_outputs()] == [["time", "batch", 31]]
+    hidden = 2 * model.cfg.rnn_hidden
+    assert [(o.name, o.shape) for o in session.get_outputs()] == [("logits", ["time", "batch", 31]),
+                                                                  ("features", ["time", "batch", hidden])]
+    assert session.get_modelmeta().custom_metadata_map[DIGEST_KEY] == "d" * 64
     for n, width in ((1, 256), (1, 37), (3, 520), (5, 8)):
         images = torch.rand(n, 1, model.cfg.height, width)
         with torch.no_grad():
-            expected = model(images)
+            expected, features = model(images), model.features(images)
         torch.testing.assert_close(program(images), expected, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(session.run(None, {"images": images.numpy()})[0], expected.numpy(),
-                                   rtol=1e-4, atol=1e-5)
+        logits, onnx_features = session.run(None, {"images": images.numpy()})
+        np.testing.assert_allclose(logits, expected.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(onnx_features, features.numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_an_unknown_or_retired_format_is_one_clear_error(tmp_path):

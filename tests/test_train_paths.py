@@ -99,8 +99,8 @@ def test_a_budgeted_resume_keeps_its_plan(samples, tmp_path):
 
 
 def test_validation_during_training_agrees_with_a_later_evaluation(samples, learned, tmp_path):
-    """The best epoch's validation figures are what ``ocr evaluate`` (greedy) then reports for the same split: one
-    preprocessing, one decoding."""
+    """The best epoch's validation figures are what ``ocr evaluate`` (greedy, torch: the engine validation reads with)
+    then reports for the same split: one preprocessing, one decoding, one reading path (``read_arrays``)."""
     from ocr.data.synth import generate
     from ocr.evaluation.evaluate import evaluate
 
@@ -110,7 +110,8 @@ def test_validation_during_training_agrees_with_a_later_evaluation(samples, lear
     summary = fit(samples, val, tmp_path / "run", cfg, init=learned[0], progress=False)
     best = summary["best"]
     assert 0 < best["val_cer"] < 1  # partly right, so agreement is not trivial
-    metrics = evaluate(tmp_path / "run" / "best.pt", val_dir, "validation", tmp_path / "eval")
+    metrics = evaluate(tmp_path / "run" / "best.pt", val_dir, "validation", tmp_path / "eval", engine="torch")
+    assert metrics["engine"] == "torch"
     assert metrics["n"] == best["n_val"] == 48
     assert metrics["cer"] == pytest.approx(best["val_cer"], abs=1e-9)
     assert metrics["exact_match"] == pytest.approx(best["val_exact_match"], abs=1e-9)

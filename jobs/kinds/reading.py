@@ -21,6 +21,7 @@ from db.settings import Settings
 from jobs.context import Count, JobContext
 from jobs.params import JobKind, dataset_exists_or_coming, require
 from ocr.data.datasets import SPLITS
+from ocr.engines import ENGINES
 
 if TYPE_CHECKING:
     from ocr.decoding.decoder import DecoderConfig
@@ -28,8 +29,9 @@ if TYPE_CHECKING:
 MAX_BEAM = 100
 
 
-def _check_beam(beam: int) -> None:
+def _check_reading(beam: int, engine: str) -> None:
     require(0 <= beam <= MAX_BEAM, f"beam={beam} must be between 0 (greedy) and {MAX_BEAM}")
+    require(engine in ENGINES, f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,10 @@ class EvaluateParams:
     beam: int = 0  # 0: greedy
     report: bool = True
     lm: bool = False  # beam search (20 at least) with the character language model of names (ocr.decoding.charlm)
+    engine: str = "auto"  # what runs the model (ocr.engines): onnxruntime on a CPU, torch on a GPU
 
     def check(self) -> None:
-        _check_beam(self.beam)
+        _check_reading(self.beam, self.engine)
         require(self.split in SPLITS, f"unknown split {self.split!r}; choose from {', '.join(SPLITS)}")
 
     def decoder(self) -> DecoderConfig:
@@ -59,9 +62,10 @@ class PredictParams:
     split: str | None = None  # None: the samples without a label
     beam: int = 0
     lm: bool = False
+    engine: str = "auto"
 
     def check(self) -> None:
-        _check_beam(self.beam)
+        _check_reading(self.beam, self.engine)
 
     decoder = EvaluateParams.decoder
 
@@ -74,13 +78,16 @@ def _options(name: str):
         k.add_argument("--beam", type=int, default=0, help="beam width (0: greedy; 20 at least with --lm)")
         k.add_argument("--lm", action="store_true",
                        help="beam search with the character language model of names (open vocabulary)")
+        k.add_argument("--engine", choices=ENGINES, default="auto",
+                       help="what runs the model: auto (onnxruntime on a CPU, torch on a GPU), torch or onnx")
         if name == "evaluate":
             k.add_argument("--no-report", action="store_true", help="skip report.md/report.pdf")
     return add_options
 
 
 def _from_options(args: argparse.Namespace) -> dict:
-    values = {"model": args.model, "dataset": args.dataset, "split": args.split, "beam": args.beam, "lm": args.lm}
+    values = {"model": args.model, "dataset": args.dataset, "split": args.split, "beam": args.beam, "lm": args.lm,
+              "engine": args.engine}
     return values | ({"report": not args.no_report} if hasattr(args, "no_report") else {})
 
 
@@ -108,15 +115,15 @@ def _record(ctx: JobContext, model_id: int, r, label: str | None, reading, label
     }
 
 
-def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, config: DecoderConfig) -> dict:
-    """Reads ``rows`` in batches and stores a prediction for each; an image that cannot be read is skipped and
-    logged. A stop request ends it between batches, storing nothing."""
-    from ocr.preprocess import load_image
+def _predict(ctx: JobContext, p: EvaluateParams | PredictParams, rows: list, labelled: bool) -> dict:
+    """Reads ``rows`` as a stream of batches (``Recognizer.score_stream``: preprocessing, the model and decoding on
+    every core) and stores a prediction for each; an image that cannot be read is skipped and logged. A stop request
+    ends it between batches, storing nothing."""
     from ocr.recognize import Recognizer
 
-    rec = Recognizer(model_file(ctx.settings, model_id), device=ctx.device)
-    decoder = rec.decoder(config)
-    ctx.log(f"decoder: {config.describe()}")
+    rec = Recognizer(model_file(ctx.settings, p.model), device=ctx.device, engine=p.engine)
+    config = p.decoder()
+    ctx.log(f"decoder: {config.describe()}; engine: {rec.engine.name}")
 
     def scorable(r) -> str | None:
         """The label to score against: a usable one the model can spell, else None (predicted, not scored)."""
@@ -124,28 +131,24 @@ def _predict(ctx: JobContext, model_id: int, rows: list, labelled: bool, config:
             return None
         return r.label
 
-    def image(r):
-        try:
-            return load_image(ctx.settings.local(r.path))
-        except ValueError as exc:
-            skipped.append(r.id)
-            ctx.log(f"sample {r.id} ({r.path}) skipped: {exc}", logging.WARNING)
-            return None
-
     catalog.pull_images(ctx.settings, rows)  # a worker on another machine: the images come from the store
-    records, skipped, batch = [], [], 64
-    for start in range(0, len(rows), batch):
-        loaded = [(r, im) for r in rows[start:start + batch] if (im := image(r)) is not None]
-        labels = [scorable(r) for r, _ in loaded]
-        readings = rec.score([rec.prepare(im) for _, im in loaded], labels, decoder) if loaded else []
-        records += [_record(ctx, model_id, r, label, reading, labelled)
-                    for (r, _), label, reading in zip(loaded, labels, readings)]
-        read = min(len(rows), start + batch)
+    labels = [scorable(r) for r in rows]
+    stream = rec.score_stream([ctx.settings.local(r.path) for r in rows], labels, rec.decoder(config))
+    records, skipped, read = [], 0, 0
+    for batch in stream:
+        for r, label, reading in zip(rows[read:read + len(batch)], labels[read:], batch):
+            if isinstance(reading, ValueError):
+                skipped += 1
+                ctx.log(f"sample {r.id} ({r.path}) skipped: {reading}", logging.WARNING)
+            else:
+                records.append(_record(ctx, p.model, r, label, reading, labelled))
+        read += len(batch)
         ctx.progress(read / len(rows) * 0.95, f"read {read:,} of {len(rows):,}", Count(read, len(rows), "image"))
         if ctx.should_stop():
+            stream.close()
             return {"stopped": True, "read": len(records)}
-    store_predictions(ctx.settings, model_id, records)
-    return {"n": len(records), "records": records, "skipped_images": len(skipped)}
+    store_predictions(ctx.settings, p.model, records)
+    return {"n": len(records), "records": records, "skipped_images": skipped, "engine": rec.engine.name}
 
 
 def _samples(ctx: JobContext, dataset: str, where) -> list:
@@ -174,7 +177,7 @@ def run_evaluate(ctx: JobContext) -> dict:
         raise ValueError(f"dataset {p.dataset!r} has no usable sample in split {p.split!r}")
     ctx.log(f"evaluating model {p.model} on {len(rows):,} samples of {p.dataset}:{p.split}")
     decoder = p.decoder()
-    done = _predict(ctx, p.model, rows, True, decoder)
+    done = _predict(ctx, p, rows, True)
     if done.get("stopped"):
         return done
     scored = [r for r in done["records"] if r["label"] is not None]  # labels the model can spell
@@ -185,7 +188,7 @@ def run_evaluate(ctx: JobContext) -> dict:
     metrics = summarize(labels, texts) | {"excluded": _excluded(ctx, p)}
     metrics |= {"not_scored": len(done["records"]) - len(scored), "skipped_images": done["skipped_images"]}
     result = {"model": p.model, "dataset": p.dataset, "split": p.split, "decoder": decoder.describe(),
-              "decoder_config": decoder.to_dict(), **metrics,
+              "decoder_config": decoder.to_dict(), "engine": done["engine"], **metrics,
               "label_errors_suggested": sum(1 for r in done["records"] if r["label_error_score"] is not None
                                             and r["label_error_score"] > 0)}
     if p.report:
@@ -223,11 +226,12 @@ def run_predict(ctx: JobContext) -> dict:
     if not rows:
         raise ValueError(f"dataset {p.dataset!r} has no sample to predict" + (f" in split {p.split!r}" if p.split else
                                                                              " without a label"))
-    done = _predict(ctx, p.model, rows, p.split is not None, p.decoder())
+    done = _predict(ctx, p, rows, p.split is not None)
     if done.get("stopped"):
         return done
     conf = [r["confidence"] for r in done["records"]]
-    return {"model": p.model, "dataset": p.dataset, "decoder_config": p.decoder().to_dict(), "n": done["n"],
+    return {"model": p.model, "dataset": p.dataset, "decoder_config": p.decoder().to_dict(), "engine": done["engine"],
+            "n": done["n"],
             "skipped_images": done["skipped_images"],
             "scored": sum(1 for r in done["records"] if r["label"] is not None),
             "mean_confidence": float(np.mean(conf)) if conf else None, "below_0.5": sum(1 for c in conf if c < 0.5)}

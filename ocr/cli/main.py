@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ocr.data.synth import KINDS
+from ocr.engines import ENGINES
 from ocr.sharing.export import FORMATS
 from ocr.training.config import (
     add_label_options,
@@ -226,7 +227,7 @@ def cmd_evaluate(args) -> int:
     from ocr.evaluation.evaluate import evaluate
 
     metrics = evaluate(args.checkpoint, args.data, args.split, args.out, decoder=_decoder_config(args),
-                       device=args.device)
+                       device=args.device, engine=args.engine)
     print(json.dumps(metrics) if args.json else
           f"n {metrics['n']}  exact_match {metrics['exact_match']:.4f}  cer {metrics['cer']:.4f}  "
           f"wer {metrics['wer']:.4f}  char_accuracy {metrics['char_accuracy']:.4f}  -> {args.out}")
@@ -251,20 +252,15 @@ def cmd_find_label_errors(args) -> int:
 def cmd_predict(args) -> int:
     from ocr.recognize import Recognizer
 
-    rec = Recognizer(args.checkpoint, device=args.device)
+    rec = Recognizer(args.checkpoint, device=args.device, engine=args.engine)
     decoder = _decoder(rec, args)
-    images, failed = [], 0
-    for path in args.images:
-        try:
-            images.append((path, rec.prepare(path)))
-        except ValueError as exc:
-            _print_err(f"{path}: {exc}")
+    failed = 0
+    readings = (p for batch in rec.read_stream(args.images, decoder) for p in batch)
+    for path, p in zip(args.images, readings):
+        if isinstance(p, ValueError):
+            _print_err(f"{path}: {p}")
             failed += 1
-    preds = []
-    for i in range(0, len(images), 64):
-        preds += rec.read_prepared([a for _, a in images[i:i + 64]], decoder)
-    for (path, _), p in zip(images, preds):
-        if args.json:
+        elif args.json:
             print(json.dumps({"file": str(path), "text": p.text, "confidence": p.confidence,
                               "candidates": [{"text": t, "probability": q} for t, q in p.candidates]}))
         else:
@@ -321,6 +317,11 @@ def cmd_export_web(args) -> int:
     print(f"wrote {len(result['files'])} files to {result['folder']} (model.onnx {result['model_bytes'] / 1e6:.1f} MB, "
           f"{result['total_bytes'] / 1e6:.1f} MB in all); serve it with: python -m http.server -d {result['folder']}")
     return 0
+
+
+def _engine_arg(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="what runs the model: auto (onnxruntime on a CPU, torch on a GPU), torch or onnx")
 
 
 def _decoder_args(s: argparse.ArgumentParser, beam: int = 0) -> None:
@@ -420,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="validation")
     s.add_argument("--out", required=True)
     s.add_argument("--device", default="cpu")
+    _engine_arg(s)
     s.add_argument("--json", action="store_true")
     _decoder_args(s)
     s.set_defaults(func=cmd_evaluate)
@@ -429,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("images", nargs="+")
     s.add_argument("--top-k", type=int, default=5)
     s.add_argument("--device", default="cpu")
+    _engine_arg(s)
     s.add_argument("--json", action="store_true")
     _decoder_args(s, beam=10)
     s.set_defaults(func=cmd_predict)

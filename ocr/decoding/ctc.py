@@ -18,12 +18,20 @@ from ocr.alphabet import BLANK, Alphabet
 from ocr.decoding.types import Fusion, Prediction
 
 
+def log_softmax(logits: torch.Tensor) -> np.ndarray:
+    """logits (T, N, C) -> log probabilities over C, in numpy: decoding runs no torch kernel, whose idle OpenMP
+    threads would spin against onnxruntime's (``ocr.engines``) on a small machine (a drawing read in 1 ms, not 2-16)."""
+    x = logits.detach().float().cpu().numpy()
+    shifted = x - x.max(axis=2, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=2, keepdims=True))
+
+
 def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet: Alphabet) -> list[Prediction]:
     """logits (T, N, C), lengths (N,) -> N predictions: best class per step, repeats and blanks removed."""
-    log_probs = logits.float().log_softmax(2)
-    best_lp, best = log_probs.max(2)  # T, N
-    best = best.T.cpu().numpy()
-    best_lp = best_lp.T.cpu().numpy()
+    log_probs = log_softmax(logits)
+    best = log_probs.argmax(2)  # T, N
+    best_lp = np.take_along_axis(log_probs, best[..., None], 2)[..., 0].T
+    best = best.T
     out = []
     for i, n in enumerate(lengths.tolist()):
         path = best[i, :n]
@@ -107,7 +115,7 @@ def beam_decode_one(log_probs: np.ndarray, alphabet: Alphabet, beam: int = 10, t
 def beam_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet: Alphabet, beam: int = 10,
                 top_k: int = 5, fusion: Fusion | None = None) -> list[Prediction]:
     """logits (T, N, C), lengths (N,) -> N predictions with top-k candidates."""
-    log_probs = logits.float().log_softmax(2).cpu().numpy()
+    log_probs = log_softmax(logits)
     return [beam_decode_one(log_probs[:n, i], alphabet, beam, top_k, fusion=fusion)
             for i, n in enumerate(lengths.tolist())]
 

@@ -36,10 +36,11 @@ def read_history(checkpoint: Path, ckpt: dict) -> list[dict]:
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, split: str, out: str | Path,
-             decoder: DecoderConfig = DecoderConfig(), device: str = "cpu") -> dict:
-    """Every usable sample of the split read with ``decoder`` (greedy by default; see ``ocr.decoding.decoder``)."""
+             decoder: DecoderConfig = DecoderConfig(), device: str = "cpu", engine: str = "auto") -> dict:
+    """Every usable sample of the split read with ``decoder`` (greedy by default; see ``ocr.decoding.decoder``) and
+    ``engine`` (``ocr.engines``; the one used is recorded)."""
     checkpoint, out = Path(checkpoint), Path(out)
-    rec = Recognizer(checkpoint, device=device)
+    rec = Recognizer(checkpoint, device=device, engine=engine)
     reader = rec.decoder(decoder)
     result = import_kaggle(data, (split,), alphabet=rec.alphabet, rules=LabelRules.of_model(rec.alphabet))
     if result.errors and not result.samples:
@@ -55,7 +56,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str, out: str | Pa
     metrics = summarize(labels, texts)
     metrics["excluded"] = result.summary()["excluded"]
     metrics.update({"split": split, "data": str(data), "checkpoint": str(checkpoint), "decoder": decoder.describe(),
-                    "decoder_config": decoder.to_dict()})
+                    "decoder_config": decoder.to_dict(), "engine": rec.engine.name})
     by_length = accuracy_by_length(labels, texts)
     top_confusions = confusions(labels, texts)
     (out / "metrics.json").write_text(json.dumps({**metrics, "by_length": by_length,

@@ -2,17 +2,22 @@
 ``ocr.pretrained``; ``--checkpoint DIR`` reads it back), a slim ``.pt``, a ``torch.export`` program (``model.pt2``)
 and ONNX (the dynamo exporter, through ``onnxscript``).
 
-All of them take the preprocessed batch (N, 1, H, W), any N and W, and return logits (T, N, C); the character set,
-decoding and preprocessing settings travel in ``config.json`` (and in the ``.pt``).
+All of them take the preprocessed batch (N, 1, H, W), any N and W, and return logits (T, N, C) (ONNX also the
+recurrent features, ``features``: it is the file ``ocr.engines`` reads with on a CPU); the character set, decoding and
+preprocessing settings travel in ``config.json`` (and in the ``.pt``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ocr.pretrained import save_pretrained, write_config
+
+DIGEST_KEY = "hwr.weights_sha256"  # ONNX metadata: the weights an export was made from
 
 FORMATS = ("safetensors", "pt", "pt2", "onnx")
 
@@ -67,7 +72,7 @@ def _known_torch_notices() -> Iterator[None]:
     registry_log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
-            for message in (r"_check_is_size will be removed", r"The tensor attributes self\.rnn\._flat_weights",
+            for message in (r"_check_is_size will be removed", r"The tensor attributes self\.(model\.)?rnn\._flat_weights",
                             r"`isinstance\(treespec, LeafSpec\)` is deprecated"):
                 warnings.filterwarnings("ignore", message=message)
             yield
@@ -93,21 +98,66 @@ def export_program(model, example):
     return program
 
 
-def export_onnx(model, example, path: Path, program=None) -> Path:
-    """ONNX through the dynamo exporter: inputs ``images`` (batch, 1, H, width), output ``logits`` (time, batch, C).
-    Given the model's ``torch.export`` program (``export_program``), it converts that one instead of tracing again."""
-    import onnx_ir as ir
+def weights_digest(ckpt: dict) -> str:
+    """sha256 of the architecture and the weights (the same for a checkpoint file and its model folder)."""
+    h = hashlib.sha256(json.dumps(ckpt["model_config"], sort_keys=True).encode())
+    for key in sorted(ckpt["model"]):
+        h.update(key.encode())
+        h.update(ckpt["model"][key].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def plain_copy(model):
+    """A copy to trace: eval mode, no gradients, plain layouts (``torch.export.save`` stores a channels_last weight as
+    a view it cannot place); the model being read stays as it is."""
+    import copy
+
     import torch
 
-    program = program if program is not None else export_program(model, example)
+    return copy.deepcopy(model).eval().requires_grad_(False).to(memory_format=torch.contiguous_format)
+
+
+def reading_module(model):
+    """The model as ONNX runs it: logits and the recurrent features they come from (what ``ocr.recognize`` pools into
+    an image's embedding), so the one file serves reading and the label queue alike."""
+    import torch
+
+    class Reading(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, images):
+            features = self.model.features(images)
+            return self.model.head(self.model.drop(features)), features
+
+    return Reading().eval()
+
+
+def export_onnx(model, example, path: Path, digest: str | None = None) -> Path:
+    """ONNX through the dynamo exporter: input ``images`` (batch, 1, H, width), outputs ``logits`` (time, batch, C)
+    and ``features`` (time, batch, 2*hidden). ``digest`` (``ocr.engines.weights_digest``) is kept in its metadata."""
+    import onnx_ir as ir
+    import onnxscript.optimizer
+    import torch
+
+    program = export_program(reading_module(model), example)
     with _shapes_kept_free(), _known_torch_notices():
         onnx_program = torch.onnx.export(program, (example,), dynamo=True, verbose=False, input_names=["images"],
-                                         output_names=["logits"])
-    images, logits = onnx_program.model.graph.inputs[0], onnx_program.model.graph.outputs[0]
-    if isinstance(logits.shape[0], int) or isinstance(logits.shape[0].value, int):
-        raise ExportError(f"torch {torch.__version__} pinned the ONNX model's time steps to {logits.shape[0]}")
+                                         output_names=["logits", "features"])
+    graph = onnx_program.model.graph
+    images, outputs = graph.inputs[0], graph.outputs
+    for out in outputs:
+        if isinstance(out.shape[0], int) or isinstance(out.shape[0].value, int):
+            raise ExportError(f"torch {torch.__version__} pinned the ONNX model's time steps to {out.shape[0]}")
     images.shape = ir.Shape(["batch", *images.shape[1:3], "width"])
-    logits.shape = ir.Shape(["time", "batch", logits.shape[2]])
+    for out in outputs:
+        out.shape = ir.Shape(["time", "batch", out.shape[2]])
+    # fold the LSTM's weights (sliced into ONNX's gate order) into constants: onnxruntime packs constant weights once
+    # (the default limit of 8,192 elements leaves them to every run, 1.7x slower for one image)
+    onnxscript.optimizer.optimize(onnx_program.model, input_size_limit=1 << 24, output_size_limit=1 << 24)
+    if digest:
+        onnx_program.model.metadata_props[DIGEST_KEY] = digest
     onnx_program.save(str(path))
     return path
 
@@ -123,13 +173,11 @@ def export(checkpoint: str | Path, out: str | Path, formats: list[str] | None = 
         raise ValueError(f"unknown export format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     ckpt = load_checkpoint(checkpoint)
     model, alphabet, pre = model_from_checkpoint(ckpt)
-    # plain layouts: torch.export.save stores a channels_last weight as a view it cannot place
-    model.eval().requires_grad_(False).to(memory_format=torch.contiguous_format)
+    model = plain_copy(model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = save_pretrained(ckpt, out) if "safetensors" in formats else [write_config(ckpt, out)]
     example = torch.zeros(2, 1, pre.height, pre.max_width)
-    program = export_program(model, example) if {"pt2", "onnx"} & set(formats) else None  # traced once for both
     for fmt in formats:
         if fmt == "pt":
             path = out / "model.pt"
@@ -137,9 +185,9 @@ def export(checkpoint: str | Path, out: str | Path, formats: list[str] | None = 
                         "preprocess": ckpt["preprocess"], "metrics": ckpt.get("metrics", {})}, path)
         elif fmt == "pt2":
             path = out / "model.pt2"
-            torch.export.save(program, path)
+            torch.export.save(export_program(model, example), path)
         elif fmt == "onnx":
-            path = export_onnx(model, example, out / "model.onnx", program)
+            path = export_onnx(model, example, out / "model.onnx", weights_digest(ckpt))
         else:
             continue
         written.append(path)

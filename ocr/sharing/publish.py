@@ -121,7 +121,8 @@ def model_card(config: dict, repo_id: str, evaluation: Evaluation | None, licens
         f"print(Recognizer(snapshot_download(\"{repo_id}\")).read([\"crop.jpg\"])[0].text)",
         "```", "",
         f"or `python -m ocr predict --checkpoint hf://{repo_id} crop.jpg`. "
-        + ("`model.onnx` takes the preprocessed batch (N, 1, H, W) and returns the logits; decode them greedily (best "
+        + ("`model.onnx` takes the preprocessed batch (N, 1, H, W) and returns the logits (and the recurrent "
+           "features, `features`); decode the logits greedily (best "
            "class per step, merge repeats, drop the blank) with the character set above." if onnx else
            "`python -m ocr export --checkpoint DIR --out OUT --format onnx` writes its ONNX model; "
            "`python -m ocr export-web` a web page that runs it in the browser."),

@@ -26,6 +26,7 @@ from ocr.data.augment import AugmentConfig
 from ocr.data.batches import Batches, LoaderBatches
 from ocr.data.datasets import LineDataset, Sample, data_fingerprint
 from ocr.decoding.ctc import ctc_min_length, greedy_decode
+from ocr.engines import TorchEngine
 from ocr.evaluation.metrics import edit_distance
 from ocr.model import CRNN, CRNNConfig, preset
 from ocr.preprocess import PreprocessConfig
@@ -147,10 +148,11 @@ def validate(model: CRNN, val_ds: LineDataset, alphabet: Alphabet, device: torch
     figures ``ocr evaluate`` reports for the same images with the same weights. Each rank reads its share; the sums
     (loss, exact readings, edits, label characters, images) are added over the ranks before any ratio is taken."""
     mine = ranks.share(len(val_ds))
+    engine = TorchEngine(model, device)
     loss_sum, exact, edits, chars = 0.0, 0, 0, 0
     for first in range(0, len(mine), batch_size):
         items = [val_ds[i] for i in mine[first:first + batch_size]]
-        logits, in_len, _ = read_arrays(model, [im for im, _ in items], device)
+        logits, in_len, _ = read_arrays(engine, [im for im, _ in items], model.cfg)
         targets = torch.tensor([c for _, t in items for c in t], dtype=torch.long)
         lengths = torch.tensor([len(t) for _, t in items], dtype=torch.long)
         loss = ctc_loss(logits, targets, in_len, lengths)
