@@ -130,7 +130,7 @@ class Recognizer:
         (one batch each, at most that many batches ahead), yielded in order."""
         size = batch_size or self.batch_size
         batches = [(images[i:i + size], labels[i:i + size]) for i in range(0, len(images), size)]
-        if len(batches) <= 1:
+        if len(batches) <= 1 or self.workers == 1:  # nothing to overlap: on the caller's thread
             yield from (self._one_batch(*batch, work) for batch in batches)
             return
         with ThreadPoolExecutor(self.workers, thread_name_prefix="read", initializer=self._pooled) as pool:
