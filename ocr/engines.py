@@ -1,12 +1,12 @@
 """What runs a batch of images of one padded width through a model: PyTorch (the model training made; a GPU) or
-onnxruntime (the model's own ONNX export, ``ocr.sharing.export``: on a CPU it runs this CRNN 1.6-1.9x faster than
-torch, see docs/benchmarks.md). Both return the same two things, so ``ocr.recognize.read_arrays`` reads an image one
-way whichever runs it.
+onnxruntime (the model's own ONNX export, ``ocr.sharing.export``: on a 2-core CPU it reads 1.4-1.5x faster than
+torch end to end, see docs/benchmarks.md). Both return the same two arrays, so ``ocr.recognize.read_arrays`` reads
+an image one way whichever runs it.
 
-The ONNX file is made once per weights and kept beside the checkpoint (``best.pt`` -> ``best.pt.onnx``, a model
-folder's ``model.onnx``), else in the user's cache (``HWR_CACHE_DIR``); it records the digest of the weights it was
-made from and is made again when they change.
-"""
+The ONNX file is made once per weights (by a training job for the model it registers, or on the first read with
+``onnx``) and kept beside the checkpoint (``best.pt`` -> ``best.pt.onnx``, a model folder's ``model.onnx``), else in
+the user's cache (``HWR_CACHE_DIR``); it records the digest of the weights it was made from, and a file made from
+other weights is not used."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from ocr.data.names import cache_dir
-from ocr.sharing.export import DIGEST_KEY, ExportError, export_onnx, plain_copy, weights_digest
+from ocr.sharing.export import DIGEST_KEY, export_onnx, plain_copy, weights_digest
 
 ENGINES = ("auto", "torch", "onnx")
 log = logging.getLogger(__name__)
@@ -93,24 +93,32 @@ def onnx_places(checkpoint: str | Path, digest: str) -> list[Path]:
     return [*beside, cache_dir() / "onnx" / f"{digest[:32]}.onnx"]
 
 
-def onnx_engine(checkpoint: str | Path, ckpt: dict, model: CRNN, threads: int = 1) -> OnnxEngine:
-    """The sessions of the checkpoint's ONNX export, made (once per weights) where it can be written."""
+def find_onnx(checkpoint: str | Path, ckpt: dict, threads: int = 1) -> OnnxEngine | None:
+    """The sessions of the checkpoint's ONNX file if one made from these very weights is in its places."""
     digest = weights_digest(ckpt)
-    places = onnx_places(checkpoint, digest)
-    for place in places:
+    for place in onnx_places(checkpoint, digest):
         if place.is_file():
             try:
                 engine = OnnxEngine(place, threads)
-            except Exception:  # noqa: BLE001 - a damaged or foreign file is made again
+            except Exception:  # noqa: BLE001 - a damaged or foreign file counts as none
                 continue
             if engine.digest == digest:
                 return engine
-    from ocr.checkpoint import ModelError
+    return None
 
+
+def make_onnx(checkpoint: str | Path, ckpt: dict | None = None, model: CRNN | None = None) -> Path:
+    """Export the checkpoint to ONNX in the first of its places that can be written (``ModelError`` if none can);
+    a training job does it for the model it registers, so every reader finds it made."""
+    from ocr.checkpoint import ModelError, load_checkpoint, model_from_checkpoint
+
+    ckpt = ckpt if ckpt is not None else load_checkpoint(checkpoint)
+    model = model if model is not None else model_from_checkpoint(ckpt)[0]
+    digest = weights_digest(ckpt)
     problems = []
-    for place in places:
+    for place in onnx_places(checkpoint, digest):
         try:
-            return OnnxEngine(_export_to(place, model, ckpt, digest), threads)
+            return _export_to(place, model, ckpt, digest)
         except OSError as exc:  # a read-only folder: the next place
             problems.append(f"{place.parent}: {exc.strerror or exc}")
     raise ModelError("could not write the model's ONNX file (" + "; ".join(problems) + ")")
@@ -133,20 +141,20 @@ def _export_to(place: Path, model: CRNN, ckpt: dict, digest: str) -> Path:
 
 def open_engine(name: str, checkpoint: str | Path, ckpt: dict, model: CRNN, device: torch.device,
                 threads: int = 1) -> Engine:
-    """``torch``, ``onnx`` (the CPU only), or ``auto``: onnxruntime on a CPU, torch on a GPU; ``auto`` falls back to
-    torch, with a warning, where this torch cannot export the model. ``threads``: the cores a batch read alone gets."""
+    """``torch``; ``onnx`` (the CPU only: the ONNX file is made if it is not there); or ``auto``: onnxruntime on a CPU
+    where the file is there (the shipped model, each model a training job registers, any model read once with
+    ``onnx``), torch otherwise. Making the file costs ~4.5 s, what onnxruntime saves over reading ~12,000 images:
+    a checkpoint read once (a label-error fold, a self-training round) reads sooner with torch.
+    ``threads``: the cores a batch read alone gets."""
     from ocr.checkpoint import ModelError
 
     if name not in ENGINES:
         raise ModelError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
-    if name == "torch" or (name == "auto" and device.type != "cpu"):
-        return TorchEngine(model, device)
-    if device.type != "cpu":
+    if name == "onnx" and device.type != "cpu":
         raise ModelError(f"the onnx engine reads on the CPU; on {device} use --engine torch (or auto)")
-    if name == "onnx":
-        return onnx_engine(checkpoint, ckpt, model, threads)
-    try:
-        return onnx_engine(checkpoint, ckpt, model, threads)
-    except (ExportError, ModelError, ImportError) as exc:
-        log.warning("reading with torch: no ONNX model (%s)", exc)
+    if name == "torch" or device.type != "cpu":
         return TorchEngine(model, device)
+    found = find_onnx(checkpoint, ckpt, threads)
+    if found is not None or name == "auto":
+        return found or TorchEngine(model, device)
+    return OnnxEngine(make_onnx(checkpoint, ckpt, model), threads)

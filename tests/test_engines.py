@@ -40,15 +40,18 @@ def test_the_onnx_file_is_made_once_per_weights_beside_the_checkpoint(trained, s
     monkeypatch.setenv("HWR_CACHE_DIR", str(tmp_path / "cache"))
     ckpt_path = tmp_path / "model.pt"
     shutil.copy(trained, ckpt_path)
-    first = Recognizer(ckpt_path)
+    assert Recognizer(ckpt_path).engine.name == "torch"  # auto, and no file yet: torch reads it at once
+    first = Recognizer(ckpt_path, engine="onnx")
     made = tmp_path / "model.pt.onnx"
     assert first.engine.path == made and made.is_file()
     stamp = made.stat().st_mtime_ns
-    assert Recognizer(ckpt_path).engine.path == made and made.stat().st_mtime_ns == stamp  # reused, not made again
+    found = Recognizer(ckpt_path)  # auto, now that the file is there
+    assert found.engine.name == "onnx" and found.engine.path == made and made.stat().st_mtime_ns == stamp
     ckpt = load_checkpoint(ckpt_path)
     ckpt["model"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in ckpt["model"].items()}
-    save_checkpoint(ckpt_path, ckpt)  # new weights under the same name
-    again = Recognizer(ckpt_path)
+    save_checkpoint(ckpt_path, ckpt)  # new weights under the same name: the file is theirs no more
+    assert Recognizer(ckpt_path).engine.name == "torch"
+    again = Recognizer(ckpt_path, engine="onnx")
     assert again.engine.digest != first.engine.digest and made.stat().st_mtime_ns != stamp
     _same_reading(again, Recognizer(ckpt_path, engine="torch"), [s.path for s in import_kaggle(synth_dir).samples[:40]])
 
@@ -58,13 +61,13 @@ def test_where_the_checkpoint_folder_cannot_take_it_the_cache_does(trained, tmp_
     ckpt_path = tmp_path / "model.pt"
     shutil.copy(trained, ckpt_path)
     (tmp_path / "model.pt.onnx").mkdir()  # the place beside it is taken by a folder
-    rec = Recognizer(ckpt_path)
+    rec = Recognizer(ckpt_path, engine="onnx")
     assert rec.engine.name == "onnx" and rec.engine.path.parent == tmp_path / "cache" / "onnx"
     assert not [p for p in (tmp_path / "cache" / "onnx").iterdir() if p.name.endswith(".tmp")]
 
 
 def test_either_engine_can_be_forced_and_a_wrong_one_is_one_line(trained):
-    assert Recognizer(trained, engine="torch").engine.name == "torch"
+    assert Recognizer(STARTER, engine="torch").engine.name == "torch"  # the starter ships its ONNX file
     assert Recognizer(trained, engine="onnx").engine.name == "onnx"
     with pytest.raises(ModelError, match="unknown engine 'tensorrt'; choose from auto, torch, onnx"):
         Recognizer(trained, engine="tensorrt")

@@ -66,6 +66,7 @@ def test_worker_trains_then_evaluates(settings, synth_dir, workers):
     assert kinds == {"best", "last"}
     best = next(c for c in status["checkpoints"] if c["kind"] == "best")
     assert settings.resolve(best["path"]).exists()
+    assert settings.resolve(best["path"] + ".onnx").is_file()  # made by the job: its CPU readers run onnxruntime
     assert "succeeded" in _cli("log", str(job_id)).stdout
 
     out = _cli("submit", "evaluate", "--model", str(best["model_id"]), "--dataset", "synth", "--split", "train",
@@ -78,7 +79,7 @@ def test_worker_trains_then_evaluates(settings, synth_dir, workers):
         n = s.scalar(select(func.count()).select_from(Prediction).where(Prediction.model_id == best["model_id"]))
     assert n == 200 == job.result["n"]
     assert job.progress_data == {"done": 200, "total": 200, "unit": "image"}
-    assert job.result["decoder"] == "greedy"
+    assert (job.result["decoder"], job.result["engine"]) == ("greedy", "onnx")
     # evaluating again replaces the model's predictions instead of adding to them; this time with the names LM
     again = queue.submit(settings, "evaluate", {"model": best["model_id"], "dataset": "synth", "split": "train",
                                                 "report": False, "lm": True})

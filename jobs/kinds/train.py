@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -250,7 +251,22 @@ def run(ctx: JobContext) -> dict:
                                     callback=cb, progress=False, teacher=teacher)
     finally:
         cb.flush()
+    if ctx.main and (out / "best.pt").is_file() and not ctx.should_stop():
+        _make_onnx(ctx, out / "best.pt")
     return json.loads(json.dumps(summary, default=str))
+
+
+def _make_onnx(ctx: JobContext, best: Path) -> None:
+    """The model's ONNX file beside it (``ocr.engines``): every CPU reader of the model (Draw, Label next, evaluate
+    and predict jobs) runs onnxruntime from its first read."""
+    from ocr.checkpoint import ModelError
+    from ocr.engines import make_onnx
+    from ocr.sharing.export import ExportError
+
+    try:
+        ctx.log(f"{make_onnx(best).name} made: CPU readers of the model use onnxruntime")
+    except (ModelError, ExportError) as exc:
+        ctx.log(f"no ONNX file for {best.name} ({exc}): it reads with torch", logging.WARNING)
 
 
 KIND = JobKind("train", "train (or fine-tune with --init) on the current labels of datasets", TrainParams, run,
