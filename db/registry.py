@@ -49,6 +49,9 @@ def model_file(settings: Settings, model_id: int) -> Path:
     path = settings.resolve(model.path, fresh=True)  # a job rewrites best.pt as it trains
     if not path.exists():
         raise RegistryError(f"model {model_id}: its checkpoint {path} is missing")
+    onnx = f"{model.path}.onnx"  # its ONNX file (ocr.engines), stored by the training job that made it
+    if settings.store.stored(onnx):
+        settings.pull([onnx], fresh=True)
     return path
 
 

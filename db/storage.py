@@ -103,6 +103,13 @@ class Store:
     def key(self, path: Path) -> str:
         return path.absolute().relative_to(self.cache).as_posix()
 
+    def stored(self, key: str) -> bool:
+        """Whether the store holds ``key`` (False without a storage URL)."""
+        try:
+            return self.remote and self.fs.exists(self.remote_path(key))
+        except Exception as exc:  # noqa: BLE001
+            raise StorageError(f"storage {self.url}: cannot look for {key}: {_why(exc)}") from None
+
     def pull(self, keys: Iterable[str], fresh: bool = False, shards: Mapping[str, str] | None = None) -> None:
         """Bring these keys into the local cache (those already there stay, unless ``fresh``: files a job rewrites,
         such as best.pt, are fetched again when the store's copy differs in size or is newer). ``shards``: the

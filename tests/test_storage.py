@@ -19,6 +19,7 @@ from db.registry import model_file
 from db.review import ReviewQuery, review_page
 from db.storage import StorageError, check_url
 from jobs import queue
+from ocr.recognize import Recognizer
 from tests.conftest import PY, ROOT, stop_process, wait_for
 
 BUCKET = "hwr-team"
@@ -74,6 +75,7 @@ def test_a_worker_without_the_images_trains_and_evaluates_through_the_bucket(set
         best = s.scalar(select(Model).where(Model.job_id == train, Model.kind == "best"))
     assert not a.local(best.path).exists()
     assert model_file(a, best.id).read_bytes() == (b / best.path).read_bytes()  # B's checkpoint, read on A
+    assert Recognizer(model_file(a, best.id)).engine.name == "onnx"  # and its ONNX file: A's Draw runs onnxruntime
     assert "succeeded" in queue.log_tail(a, train)  # B's log, stored when the job ended
 
     evaluate = queue.submit(a, "evaluate", {"model": best.id, "dataset": "synth", "split": "train"})

@@ -264,7 +264,9 @@ def _make_onnx(ctx: JobContext, best: Path) -> None:
     from ocr.sharing.export import ExportError
 
     try:
-        ctx.log(f"{make_onnx(best).name} made: CPU readers of the model use onnxruntime")
+        made = make_onnx(best)
+        ctx.settings.push([made])  # a reader on another machine pulls it with the checkpoint (db.registry.model_file)
+        ctx.log(f"{made.name} made: CPU readers of the model use onnxruntime")
     except (ModelError, ExportError) as exc:
         ctx.log(f"no ONNX file for {best.name} ({exc}): it reads with torch", logging.WARNING)
 
