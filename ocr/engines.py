@@ -23,6 +23,8 @@ from ocr.data.names import cache_dir
 from ocr.sharing.export import DIGEST_KEY, export_onnx, plain_copy, weights_digest
 
 ENGINES = ("auto", "torch", "onnx")
+ENGINE_HELP = ("what runs the model: auto (onnxruntime on a CPU where the model's ONNX file is there, torch otherwise), "
+               "torch, or onnx (made if missing)")
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # torch is imported where a model is run: the command lines list ENGINES without it
@@ -52,8 +54,7 @@ class TorchEngine:
 
         self.model.eval()
         with torch.inference_mode():
-            features = self.model.features(torch.from_numpy(images).to(self.device))
-            logits = self.model.head(self.model.drop(features))
+            logits, features = self.model.logits_and_features(torch.from_numpy(images).to(self.device))
         return logits.float().cpu().numpy(), features.float().cpu().numpy()
 
 
@@ -149,12 +150,17 @@ def open_engine(name: str, checkpoint: str | Path, ckpt: dict, model: CRNN, devi
     from ocr.checkpoint import ModelError
 
     if name not in ENGINES:
-        raise ModelError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
+        raise ModelError(unknown_engine(name))
     if name == "onnx" and device.type != "cpu":
         raise ModelError(f"the onnx engine reads on the CPU; on {device} use --engine torch (or auto)")
     if name == "torch" or device.type != "cpu":
         return TorchEngine(model, device)
     found = find_onnx(checkpoint, ckpt, threads)
-    if found is not None or name == "auto":
-        return found or TorchEngine(model, device)
-    return OnnxEngine(make_onnx(checkpoint, ckpt, model), threads)
+    if found is not None:
+        return found
+    return TorchEngine(model, device) if name == "auto" else OnnxEngine(make_onnx(checkpoint, ckpt, model), threads)
+
+
+def unknown_engine(name: str) -> str:
+    """The one line for a name that is not in ``ENGINES`` (the command lines, the jobs and ``open_engine`` say it)."""
+    return f"unknown engine {name!r}; choose from {', '.join(ENGINES)}"

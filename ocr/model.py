@@ -91,7 +91,12 @@ class CRNN(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (N, 1, H, W) in [0, 1], ink = 1 -> logits (T, N, C) with T = W // width_stride."""
-        return self.head(self.drop(self.features(images)))
+        return self.logits_and_features(images)[0]
+
+    def logits_and_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` and the ``features`` its head read: what reading needs (``ocr.engines``, the ONNX export)."""
+        features = self.features(images)
+        return self.head(self.drop(features)), features
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """images (N, 1, H, W) -> what the recurrent layer sees in each column (T, N, 2*hidden): the head's input,

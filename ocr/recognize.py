@@ -27,7 +27,8 @@ from ocr.preprocess import PAD_MULTIPLE, load_image, pad_batch, preprocess
 class Recognizer:
     """A loaded model. ``read`` takes paths, PIL images or arrays and returns predictions.
 
-    ``engine``: what runs the model (``ocr.engines``): ``auto`` is onnxruntime on a CPU and torch on a GPU. On a CPU
+    ``engine``: what runs the model (``ocr.engines.open_engine``: ``auto`` is onnxruntime on a CPU where the model's
+    ONNX file is there, torch otherwise). With onnxruntime
     the batches are read by as many threads as there are cores, plus one: each prepares its images, runs them and
     decodes them, so preprocessing and decoding overlap the model (both release the GIL for most of their time)."""
 

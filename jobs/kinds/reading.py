@@ -21,7 +21,7 @@ from db.settings import Settings
 from jobs.context import Count, JobContext
 from jobs.params import JobKind, dataset_exists_or_coming, require
 from ocr.data.datasets import SPLITS
-from ocr.engines import ENGINES
+from ocr.engines import ENGINE_HELP, ENGINES, unknown_engine
 
 if TYPE_CHECKING:
     from ocr.decoding.decoder import DecoderConfig
@@ -31,7 +31,7 @@ MAX_BEAM = 100
 
 def _check_reading(beam: int, engine: str) -> None:
     require(0 <= beam <= MAX_BEAM, f"beam={beam} must be between 0 (greedy) and {MAX_BEAM}")
-    require(engine in ENGINES, f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    require(engine in ENGINES, unknown_engine(engine))
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class EvaluateParams:
     beam: int = 0  # 0: greedy
     report: bool = True
     lm: bool = False  # beam search (20 at least) with the character language model of names (ocr.decoding.charlm)
-    engine: str = "auto"  # what runs the model (ocr.engines): onnxruntime on a CPU, torch on a GPU
+    engine: str = "auto"  # what runs the model (ocr.engines.ENGINE_HELP)
 
     def check(self) -> None:
         _check_reading(self.beam, self.engine)
@@ -78,8 +78,7 @@ def _options(name: str):
         k.add_argument("--beam", type=int, default=0, help="beam width (0: greedy; 20 at least with --lm)")
         k.add_argument("--lm", action="store_true",
                        help="beam search with the character language model of names (open vocabulary)")
-        k.add_argument("--engine", choices=ENGINES, default="auto",
-                       help="what runs the model: auto (onnxruntime on a CPU, torch on a GPU), torch or onnx")
+        k.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
         if name == "evaluate":
             k.add_argument("--no-report", action="store_true", help="skip report.md/report.pdf")
     return add_options

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ocr.data.synth import KINDS
-from ocr.engines import ENGINES
+from ocr.engines import ENGINE_HELP, ENGINES
 from ocr.sharing.export import FORMATS
 from ocr.training.config import (
     add_label_options,
@@ -320,8 +320,7 @@ def cmd_export_web(args) -> int:
 
 
 def _engine_arg(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--engine", choices=ENGINES, default="auto",
-                   help="what runs the model: auto (onnxruntime on a CPU, torch on a GPU), torch or onnx")
+    s.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
 
 
 def _decoder_args(s: argparse.ArgumentParser, beam: int = 0) -> None:

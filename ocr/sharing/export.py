@@ -128,15 +128,14 @@ def reading_module(model):
             self.model = model
 
         def forward(self, images):
-            features = self.model.features(images)
-            return self.model.head(self.model.drop(features)), features
+            return self.model.logits_and_features(images)
 
     return Reading().eval()
 
 
 def export_onnx(model, example, path: Path, digest: str | None = None) -> Path:
     """ONNX through the dynamo exporter: input ``images`` (batch, 1, H, width), outputs ``logits`` (time, batch, C)
-    and ``features`` (time, batch, 2*hidden). ``digest`` (``ocr.engines.weights_digest``) is kept in its metadata."""
+    and ``features`` (time, batch, 2*hidden). ``digest`` (``weights_digest``) is kept in its metadata."""
     import onnx_ir as ir
     import onnxscript.optimizer
     import torch
