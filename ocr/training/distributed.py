@@ -3,6 +3,7 @@ the loop needs. NCCL between GPUs, gloo on a CPU, so every branch runs in CPU te
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -89,8 +90,12 @@ def wrap(model: torch.nn.Module, ranks: Ranks, device: torch.device) -> torch.nn
 
 
 def end(ranks: Ranks) -> None:
-    """Leaves the process group together (a barrier first: no rank tears down while another still talks to it)."""
+    """Leaves the process group together (a barrier first: no rank tears down while another still talks to it). The
+    run's DDP wrapper sits in reference cycles (its gradient hooks) that hold the group: collected here, while the
+    interpreter is alive, not at exit, where gloo's threads then die with "terminate called without an active
+    exception" (seen once in CI under load; pytorch/pytorch#179291)."""
     if ranks.world > 1 and dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 
