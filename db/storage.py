@@ -110,6 +110,18 @@ class Store:
         except Exception as exc:  # noqa: BLE001
             raise StorageError(f"storage {self.url}: cannot look for {key}: {_why(exc)}") from None
 
+    def size(self, key: str) -> int | None:
+        """The stored copy's size in bytes, read from the store now (None: not stored, or no storage URL)."""
+        if not self.remote:
+            return None
+        try:
+            self.fs.invalidate_cache(self.remote_path(key))
+            return self.fs.info(self.remote_path(key))["size"]
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            raise StorageError(f"storage {self.url}: cannot read {key}: {_why(exc)}") from None
+
     def pull(self, keys: Iterable[str], fresh: bool = False, shards: Mapping[str, str] | None = None) -> None:
         """Bring these keys into the local cache (those already there stay, unless ``fresh``: files a job rewrites,
         such as best.pt, are fetched again when the store's copy differs in size or is newer). ``shards``: the

@@ -392,12 +392,18 @@ def log_tail(settings: Settings, job_id: int, lines: int = 50) -> str:
 
 
 def _log_file(settings: Settings, job: Job) -> Path:
-    """A job's log here: the one its worker stored when the job ended (with a storage URL), else this machine's copy
-    (a running job's log is on its worker's machine until it ends)."""
+    """A job's log here. With a storage URL: a finished job's is the stored one (its worker pushed it at the end); a
+    running job's, the longer of this machine's copy and the stored one (a running log only grows: its worker writes
+    the local copy and pushes it every few seconds), so the worker's machine reads its live file, never replaced under
+    the job, and any other machine what was last stored."""
     local = settings.local(job.log_path)
-    if settings.storage_url and (job.status in FINISHED or not local.exists()):
-        try:
-            return settings.resolve(job.log_path, fresh=True)
-        except StorageError:
-            pass
-    return local
+    if not settings.storage_url:
+        return local
+    try:
+        if job.status not in FINISHED:
+            stored = settings.store.size(job.log_path)
+            if stored is None or stored <= (local.stat().st_size if local.exists() else -1):
+                return local
+        return settings.resolve(job.log_path, fresh=True)
+    except StorageError:
+        return local

@@ -37,6 +37,8 @@ HEARTBEAT_S = 2.0
 DATABASE_GONE_EXIT = 3
 DASHBOARDS_GONE_AFTER_S = 60.0
 CANCEL_GRACE_S = 10.0
+LOG_PUSH_S = 5.0  # a running job's log goes to the store this often (when it grew): a dashboard elsewhere follows it
+LOG_RETRY_S = 60.0  # after a failed push: the store may be down, and the loop must keep its heartbeats
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -100,6 +102,7 @@ class Running:
     child: subprocess.Popen
     devices: list[str]
     cancel_at: float | None = None
+    log_pushed: tuple[float, int] = (0.0, 0)  # when its log was last pushed (monotonic), and its size then
 
 
 class JobWorker:
@@ -268,6 +271,7 @@ class JobWorker:
                 self._ended(r)
                 continue
             cancel = queue.heartbeat(self.settings, job_id, pid=r.child.pid)
+            self._push_log(r)
             if cancel and r.cancel_at is None:
                 r.cancel_at = time.monotonic()
                 self.log(f"job {job_id}: cancel requested")
@@ -298,6 +302,23 @@ class JobWorker:
                 self.settings.pull([job.log_path], fresh=True)
             except StorageError:
                 pass  # never stored (its first worker died before the end): this log starts here
+
+    def _push_log(self, r: Running) -> None:
+        """A running job's log to the store every ``LOG_PUSH_S`` when it grew, so a dashboard or ``jobs logs`` on
+        another machine follows it live; a failed push waits ``LOG_RETRY_S`` (the job itself reports the outage)."""
+        if not self.settings.storage_url or not r.job.log_path or time.monotonic() < r.log_pushed[0] + LOG_PUSH_S:
+            return
+        path = self.settings.local(r.job.log_path)
+        size = path.stat().st_size if path.exists() else 0
+        if size == r.log_pushed[1]:
+            return
+        try:
+            self.settings.push([path])
+            r.log_pushed = (time.monotonic(), size)
+        except StorageError as exc:
+            r.log_pushed = (time.monotonic() + LOG_RETRY_S - LOG_PUSH_S, r.log_pushed[1])
+            self.log(f"job {r.job.id}: its log could not be stored, tried again in {LOG_RETRY_S:.0f} s: {exc}",
+                     logging.WARNING)
 
     def _store_log(self, job: Job) -> None:
         """The job's log goes to the store with its end (a dashboard on another machine reads it there)."""

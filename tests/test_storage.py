@@ -91,6 +91,25 @@ def test_a_worker_without_the_images_trains_and_evaluates_through_the_bucket(set
 
 
 @pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_a_running_jobs_log_is_followed_from_another_machine_and_never_replaced_under_its_job(settings, s3, tmp_path):
+    a = replace(settings, storage_url=URL)  # the dashboard's machine
+    b = replace(a, data_dir=tmp_path / "machine-b")  # the worker's machine, which writes the log
+    job = queue.submit(a, "synth", {"n": 50, "name": "s1"})
+    queue.claim(a, "worker-b", "cpu")  # running now, on B
+    log = b.local(f"logs/job-{job}.log")
+    log.parent.mkdir(parents=True)
+    log.write_text("line 1\nline 2\n")
+    b.push([log])  # what B's worker does every few seconds while the log grows
+    assert queue.log_tail(a, job) == "line 1\nline 2"  # A follows it from the bucket
+    with log.open("a") as f:
+        f.write("line 3\n")  # written on B, not pushed yet
+    inode = log.stat().st_ino
+    assert queue.log_tail(b, job) == "line 1\nline 2\nline 3"  # B reads its own live file...
+    assert log.stat().st_ino == inode  # ...never replaced by the shorter stored copy under the job's open file
+    assert queue.log_tail(a, job) == "line 1\nline 2"
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 def test_a_store_that_cannot_be_used_is_one_line_naming_why(settings, s3, tmp_path, monkeypatch):
     import moto.settings
 
@@ -135,6 +154,8 @@ def test_a_storage_outage_fails_the_job_in_one_line_keeps_what_was_stored_and_an
     again.start()  # the same server back: what was stored before the outage is all there
     try:
         assert a.store.fs.exists(a.store.remote_path(first)) and len(a.store.fs.find(f"{BUCKET}/project/shards")) == 1
+        c = replace(a, data_dir=tmp_path / "machine-c")  # its log's end was never stored: what was pushed live is
+        assert f"job {job}: train on cpu" in queue.log_tail(c, job, 0)
         queue.resume(a, job)
         assert _worker_once(tmp_path / "machine-b").returncode == 0  # resumed by another machine, from the bucket
         status = queue.job_status(a, job)
