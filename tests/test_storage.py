@@ -110,6 +110,22 @@ def test_a_running_jobs_log_is_followed_from_another_machine_and_never_replaced_
 
 
 @pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_a_full_cache_disk_is_one_line_and_leaves_no_part_file(settings, s3, tmp_path):
+    a = replace(settings, storage_url=URL)
+    stored = a.local("runs/job-1/best.pt")
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"weights" * 1000)
+    a.push([stored])
+    c = replace(a, data_dir=tmp_path / "machine-c")  # its cache disk is full: every write there fails with ENOSPC
+    part = c.local("runs/job-1/.best.pt.part")
+    part.parent.mkdir(parents=True)
+    part.symlink_to("/dev/full")  # where the download is written first: the kernel's always-full device
+    with pytest.raises(StorageError, match=r"cannot read runs/job-1/best.pt: no space left on the local cache disk$"):
+        c.resolve("runs/job-1/best.pt")
+    assert not c.local("runs/job-1/best.pt").exists() and not part.exists()
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 def test_a_store_that_cannot_be_used_is_one_line_naming_why(settings, s3, tmp_path, monkeypatch):
     import moto.settings
 
