@@ -220,5 +220,6 @@ class LabelIssue(Base):
     label_log_prob: Mapped[float] = mapped_column(Float)
     in_sample_reading: Mapped[str | None] = mapped_column(String(200))  # the start model's own reading
     agrees: Mapped[bool] = mapped_column(Boolean)  # both models read the same text, not the label
+    hard_to_read: Mapped[bool | None] = mapped_column(Boolean)  # doubted, but no sure reading (listed apart)
     fold: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

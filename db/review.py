@@ -177,11 +177,13 @@ def label_error_jobs(settings: Settings) -> list[dict]:
 
 
 def suspected_label_errors(settings: Settings, job_id: int, page: int = 0, page_size: int = 20,
-                           include_settled: bool = False) -> tuple[list[dict], int]:
+                           include_settled: bool = False, hard_to_read: bool = False) -> tuple[list[dict], int]:
     """One search's samples whose label an out-of-fold model doubts (score > 0), most likely error first, with the
-    evidence and the sample's current label. A sample whose label or status changed since the search is settled and
-    left out unless asked for."""
-    where = [LabelIssue.job_id == job_id, LabelIssue.score > 0]
+    evidence and the sample's current label; ``hard_to_read``: instead, those doubted without a sure reading
+    (``ocr.curation.label_errors.LabelIssue.hard_to_read``), kept apart so they do not crowd the errors. A sample whose
+    label or status changed since the search is settled and left out unless asked for."""
+    hard = LabelIssue.hard_to_read.is_(True)
+    where = [LabelIssue.job_id == job_id, LabelIssue.score > 0, hard if hard_to_read else ~hard]
     if not include_settled:
         where += [Sample.label == LabelIssue.label, Sample.status == "ok"]
     with session(settings) as s:

@@ -207,6 +207,10 @@ def test_review_page_finds_label_errors_and_fixes_one(populated):
     at.radio(key="review_mode").set_value("suspected label errors").run()
     assert not at.exception
     assert any("read out of fold" in m.value for m in at.markdown)
+    hard = suspected_label_errors(s, job["id"], page_size=100, hard_to_read=True)[1]
+    at.radio(key="le_list").set_value("hard to read").run()  # doubted without a sure reading: their own list
+    assert not at.exception and f"{hard:,} doubted without a sure reading" in at.number_input(key="le_page").label
+    at.radio(key="le_list").set_value("suspected errors").run()
     sid = rows[0]["sample_id"]
     [b for b in at.button if b.label == "Exclude"][0].click().run()
     assert not at.exception

@@ -27,7 +27,7 @@ def test_schema_is_created_and_kept_at_the_newest_revision(settings):
         if engine.dialect.name == "sqlite":
             assert c.execute(text("pragma journal_mode")).scalar() == "wal"
             assert c.execute(text("pragma foreign_keys")).scalar() == 1
-    assert version == "0007"
+    assert version == "0008"
     migrate(engine)  # a second start changes nothing
     with session(settings) as s:
         assert s.scalar(select(func.count()).select_from(Dataset)) == 0
@@ -51,9 +51,10 @@ def test_a_database_of_the_first_revision_is_upgraded_keeping_its_rows(tmp_path)
     engine = make_engine(url)
     migrate(engine)
     with engine.connect() as c:
-        assert c.execute(text("select version_num from alembic_version")).scalar() == "0007"
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0008"
         assert c.execute(text("select id, devices, free from workers")).all() == [("w", None, None)]
         assert c.execute(text("select ranks, devices from jobs")).all() == []  # the columns of jobs on several devices
+        assert c.execute(text("select hard_to_read from label_issues")).all() == []
     engine.dispose()
 
 

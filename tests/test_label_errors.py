@@ -4,12 +4,13 @@ with their evidence for Review, and a search that cannot work is refused before 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
 
-from ocr.curation.label_errors import LabelErrorConfig, find_label_errors, folds_of
-from ocr.data.datasets import import_kaggle
+from ocr.curation.label_errors import LabelErrorConfig, LabelIssue, find_label_errors, folds_of, mark_hard, rank
+from ocr.data.datasets import Sample, import_kaggle
 from ocr.training.loop import TrainingError
 
 QUICK = LabelErrorConfig(folds=2, max_minutes=None, epochs=1, lr=1e-4, device="cpu")
@@ -33,6 +34,32 @@ def test_planted_label_errors_rank_first_out_of_fold(synth_dir, learned, tmp_pat
     saved = json.loads((tmp_path / "label_issues.json").read_text())
     assert saved["config"]["folds"] == 2 and saved["issues"][0]["score"] == issues[0].score
     assert (tmp_path / "fold1" / "last.pt").exists() and (tmp_path / "fold2" / "last.pt").exists()
+
+
+def test_a_crop_no_model_can_read_is_listed_apart_from_labels_the_models_read_otherwise():
+    """The issue's case: the log ratio put illegible crops on top (BOKQHCHE read with P 0.027 against a label of P
+    1e-7: 12.5), above a wrong label read otherwise with P 0.8 (4.4). "Unsure" is measured against the model's own
+    confidence on the labels it reads right; an unsure reading the current model nearly shares (a long name: P 0.0024
+    spread over 15 letters) is still an error, not a crop nobody can read."""
+    def issue(label, reading, p_reading, p_label=None, in_sample=None):
+        score = max(0.0, math.log(p_reading) - math.log(p_label)) if reading != label else 0.0
+        return LabelIssue(Sample(f"{label}.jpg", label, "train"), 0, reading, p_reading, score,
+                          math.log(p_label or p_reading), in_sample)
+
+    illegible = issue("BOUCHER", "BOKQHCHE", 0.027, 1e-7, in_sample="BOUCHER")
+    wrong = issue("NARTIN", "MARTIN", 0.8, 0.01)
+    long_name = issue("DUCROCQ", "DJAMEL-ALEEXARE", 0.0024, 1e-30, in_sample="DJAMEL-ALEXANDRE")
+    agreed = issue("DUPONT", "DUPOND", 0.6, 0.2, in_sample="DUPOND")
+    read_right = [issue(f"NAME{i}", f"NAME{i}", p) for i, p in enumerate([0.5, 0.6, 0.7, 0.8, 0.9] * 4)]
+    assert illegible.score > wrong.score  # what the errors were ranked by alone
+    marked, threshold = mark_hard([illegible, wrong, long_name, agreed, *read_right])
+    assert threshold == pytest.approx(0.2)  # at most HARD_TO_READ, here below the 10th percentile (0.5)
+    assert [x.sample.label for x in rank(marked)[:4]] == ["DUCROCQ", "NARTIN", "DUPONT", "BOUCHER"]
+    assert [x.hard_to_read for x in marked[:4]] == [True, False, False, False] and long_name.readings_agree
+    weak = [issue(f"NAME{i}", f"NAME{i}", p) for i, p in enumerate([0.01, 0.02, 0.03, 0.05] * 5)]
+    marked, threshold = mark_hard([illegible, wrong, *weak])  # a model unsure of everything it reads right
+    assert threshold == pytest.approx(0.01) and not marked[0].hard_to_read  # 0.027 is sure, for it
+    assert mark_hard([illegible])[1] == 0.0  # reads nothing right: nothing can be called hard
 
 
 def test_folds_cover_every_sample_once():
@@ -78,6 +105,9 @@ def test_a_job_stores_the_scores_and_review_shows_the_unsettled_ones(settings, s
     assert label_error_jobs(settings)[0]["job_id"] == job_id
     rows, total = suspected_label_errors(settings, job_id, page_size=500)
     assert total == result["doubted"] == len(rows)
+    hard, n_hard = suspected_label_errors(settings, job_id, page_size=500, hard_to_read=True)
+    assert n_hard == result["hard_to_read"] == len(hard) and all(r["confidence"] < 0.2 for r in hard)
+    assert {r["sample_id"] for r in rows}.isdisjoint(r["sample_id"] for r in hard)
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
     assert planted.sample_id in [r["sample_id"] for r in rows[:5]], rows[:5]
     first = rows[0]

@@ -18,6 +18,7 @@ from db.review import SORTS, ReviewQuery, label_error_jobs, model_review, review
 from jobs import queue
 from jobs.kinds.label_errors import FindLabelErrorsParams
 from jobs.params import default
+from ocr.curation import HARD_TO_READ
 
 s = settings()
 st.title("Review")
@@ -111,7 +112,9 @@ def suspected_label_errors_view() -> None:
     """Labels scored out of fold (a find-label-errors job), likeliest error first, with their evidence."""
     st.caption("Each label is read by a model fine-tuned from this one on the other folds, so it never saw that "
                "label: the score is log P(its reading) - log P(the label). A high score that the start model agrees "
-               "with is the likeliest error.")
+               "with is the likeliest error. Labels it doubts while less sure of its own reading than of nearly every "
+               f"text it reads right (at most P {HARD_TO_READ:.1f}; the start model reads it otherwise) are listed "
+               "apart as hard to read.")
     choices = dataset_choices(s)
     trained_on = [d for d in (info.job_params or {}).get("datasets", []) if d in choices]
     c1, c2, c3 = st.columns([3, 1, 1])
@@ -134,11 +137,16 @@ def suspected_label_errors_view() -> None:
         return
     job_id = st.selectbox("Search", list(searches), key="le_job",
                           format_func=lambda j: f"job {j}: {searches[j]['scored']:,} labels scored")
-    total = suspected_label_errors(s, job_id, page_size=1)[1]
+    counts = {k: suspected_label_errors(s, job_id, page_size=1, hard_to_read=k == "hard to read")[1]
+              for k in ("suspected errors", "hard to read")}
+    hard = st.radio("List", list(counts), horizontal=True, key="le_list",
+                    format_func=lambda k: f"{k} ({counts[k]:,})") == "hard to read"
+    total = counts["hard to read" if hard else "suspected errors"]
     pages = max(1, -(-total // 20))
-    page = st.number_input(f"Page (of {pages}; {total:,} labels doubted, not yet settled)", 1, pages, 1,
+    what = "doubted without a sure reading: label, exclude or mark unreadable" if hard else "labels doubted"
+    page = st.number_input(f"Page (of {pages}; {total:,} {what}, not yet settled)", 1, pages, 1,
                            key="le_page") - 1
-    for r in suspected_label_errors(s, job_id, page=page, page_size=20)[0]:
+    for r in suspected_label_errors(s, job_id, page=page, page_size=20, hard_to_read=hard)[0]:
         sid = r["sample_id"]
         with st.container(border=True):
             left, right = st.columns([2, 3])

@@ -89,11 +89,12 @@ def run(ctx: JobContext) -> dict:
     store_label_issues(ctx.settings, ctx.job_id, p.model, [
         {"sample_id": ids[x.sample.path], "label": x.sample.label, "reading": x.reading, "confidence": x.confidence,
          "score": x.score, "label_log_prob": x.label_log_prob, "in_sample_reading": x.in_sample_reading,
-         "agrees": x.agrees, "fold": x.fold} for x in issues])
+         "agrees": x.agrees, "hard_to_read": x.hard_to_read, "fold": x.fold} for x in issues])
     ctx.should_stop()  # a stop asked for during the last fold: the job ends cancelled
-    doubted = [x for x in issues if x.score > 0]
+    doubted = [x for x in issues if x.score > 0 and not x.hard_to_read]
     return {"model": p.model, "datasets": p.datasets, "labels": len(items), "scored": len(issues),
-            "doubted": len(doubted), "both_models_agree": sum(x.agrees for x in doubted), "folds": p.folds,
+            "doubted": len(doubted), "hard_to_read": sum(x.hard_to_read for x in issues),
+            "both_models_agree": sum(x.agrees for x in doubted), "folds": p.folds,
             "top": [{"label": x.sample.label, "reading": x.reading, "score": round(x.score, 2)} for x in doubted[:10]]}
 
 

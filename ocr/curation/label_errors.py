@@ -4,31 +4,39 @@ A model scoring the labels it was trained on has memorised the wrong ones it sho
 out-of-sample scores (cleanlab's ``find_label_issues`` asks for cross-validated probabilities). So the labelled
 samples are cut into k folds, and for each fold a model fine-tuned from the current one on the other folds reads it.
 A sample's score is log P(reading | image) - log P(label | image) under the model that never saw its label: 0 when
-the reading is the label, large when the model is sure of another text. The current model's own reading is kept as
-evidence beside it (a label both models disagree with is the likeliest error).
+the reading is the label, large when the model believes another text. Large too when the model cannot read the crop at
+all (both texts unlikely, the label far less): so a doubted label whose reading the model is less sure of than of
+nearly every text it reads right (``hard_threshold``: the 10th percentile of its confidence on the labels it reads,
+at most ``HARD_TO_READ``, cleanlab's per-class threshold idea for sequences) is listed apart as hard to read (to
+label, exclude or mark unreadable), unless the current model reads it (nearly) the same way, which makes the reading
+a sure one after all. The current model's own reading is kept as evidence beside it (a label both models disagree
+with is the likeliest error).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import editdistance
 import numpy as np
 
+from ocr.curation import HARD_TO_READ
 from ocr.data.datasets import Sample
 from ocr.decoding.decoder import DecoderConfig
 from ocr.training.loop import Callback, TrainConfig, TrainingError, fit
 
 MIN_LABELS = 50  # fewer, and a fold's model learns nothing from the other folds that it did not already know
+MAX_FOLD_EPOCHS = 200  # a fold's cap under a budget (8 epochs had used 0.9 of an 8-minute budget: weaker readers)
 
 
 @dataclass(frozen=True)
 class LabelErrorConfig:
     folds: int = 4
-    max_minutes: float | None = 8.0  # fine-tuning budget for all the folds together; None: ``epochs`` per fold
-    epochs: int = 8
+    max_minutes: float | None = 8.0  # fine-tuning budget for all the folds together, used whole; None: ``epochs``
+    epochs: int = 8  # per fold without a budget (with one, the budget plans them, up to ``MAX_FOLD_EPOCHS``)
     lr: float = 5e-4
     batch_size: int = 32
     lm: str | None = None  # read with this language model ("names"); the score itself is the model's alone
@@ -45,16 +53,46 @@ class LabelIssue:
     score: float  # log P(reading) - log P(label) under the out-of-fold model (0: it reads the label)
     label_log_prob: float
     in_sample_reading: str | None  # the current model's reading, for agreement
+    hard_to_read: bool = False  # doubted, but read less surely than nearly every text it reads right (``mark_hard``)
 
     @property
     def agrees(self) -> bool:
         """The out-of-fold and the current model read the same text, and it is not the label."""
         return self.reading != self.sample.label and self.reading == self.in_sample_reading
 
+    @property
+    def readings_agree(self) -> bool:
+        """The two models read (nearly) the same other text: at most one character in four differs between them."""
+        other = self.in_sample_reading
+        if other is None or self.reading == self.sample.label or other == self.sample.label:
+            return False
+        return editdistance.eval(self.reading, other) <= 0.25 * max(len(self.reading), len(other), 1)
+
     def evidence(self) -> dict:
         return {"fold": self.fold, "reading": self.reading, "confidence": self.confidence, "score": self.score,
                 "label_log_prob": self.label_log_prob, "in_sample_reading": self.in_sample_reading,
-                "agrees": self.agrees}
+                "agrees": self.agrees, "hard_to_read": self.hard_to_read}
+
+
+def hard_threshold(issues: list[LabelIssue]) -> float:
+    """The confidence below which a doubted reading is hard to read: the 10th percentile of the model's confidence
+    on the labels it reads right (a weak model is unsure of everything, a strong one of little), at most
+    ``HARD_TO_READ``; 0 (nothing is hard) when it reads no label right."""
+    right = [x.confidence for x in issues if x.reading == x.sample.label]
+    return min(HARD_TO_READ, float(np.quantile(right, 0.1))) if right else 0.0
+
+
+def mark_hard(issues: list[LabelIssue]) -> tuple[list[LabelIssue], float]:
+    """The issues with ``hard_to_read`` set: doubted, read below ``hard_threshold`` and not (nearly) alike by the
+    current model; and the threshold."""
+    t = hard_threshold(issues)
+    return [replace(x, hard_to_read=x.score > 0 and x.confidence < t and not x.readings_agree) for x in issues], t
+
+
+def rank(issues: list[LabelIssue]) -> list[LabelIssue]:
+    """Suspected errors first (highest score, both models agreeing first among equals), then the hard-to-read ones
+    (highest score first), then the labels no model doubts."""
+    return sorted(issues, key=lambda x: (x.score <= 0, x.hard_to_read, -x.score, -x.agrees))
 
 
 def check_request(samples: list[Sample], cfg: LabelErrorConfig) -> None:
@@ -118,7 +156,8 @@ def find_label_errors(samples: list[Sample], checkpoint: str | Path, out_dir: st
         budget = None
         if cfg.max_minutes is not None:
             budget = max(0.1, (cfg.max_minutes - (time.monotonic() - started) / 60) / (cfg.folds - k))
-        train_cfg = TrainConfig(epochs=cfg.epochs, max_minutes=budget, lr=cfg.lr, batch_size=cfg.batch_size,
+        epochs = cfg.epochs if budget is None else MAX_FOLD_EPOCHS
+        train_cfg = TrainConfig(epochs=epochs, max_minutes=budget, lr=cfg.lr, batch_size=cfg.batch_size,
                                 scheduler="cosine", device=cfg.device, seed=cfg.seed + k, log_every=50)
         # validation only reports progress: the fold's last model is the one that reads the held-out fold
         summary = fit(train, held_samples[:64], out / f"fold{k + 1}", train_cfg, init=checkpoint,
@@ -132,12 +171,14 @@ def find_label_errors(samples: list[Sample], checkpoint: str | Path, out_dir: st
         cb.on_progress(k + 1, cfg.folds, "fold")
         if cb.should_stop():
             break
-    issues.sort(key=lambda x: (-x.score, -x.agrees))
+    issues, threshold = mark_hard(issues)
+    issues = rank(issues)
     (out / "label_issues.json").write_text(json.dumps({
         "config": asdict(cfg), "checkpoint": str(checkpoint), "seconds": round(time.monotonic() - started, 1),
+        "hard_to_read_below": threshold,
         "issues": [{"path": str(x.sample.path), "label": x.sample.label, **x.evidence()} for x in issues]}, indent=1))
     return issues
 
 
-__all__ = ["LabelErrorConfig", "LabelIssue", "MIN_LABELS", "check_request", "find_label_errors", "folds_of",
-           "read_samples"]
+__all__ = ["HARD_TO_READ", "LabelErrorConfig", "LabelIssue", "MIN_LABELS", "check_request", "find_label_errors",
+           "folds_of", "hard_threshold", "mark_hard", "rank", "read_samples"]
