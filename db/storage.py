@@ -112,11 +112,15 @@ class Store:
 
     def size(self, key: str) -> int | None:
         """The stored copy's size in bytes, read from the store now (None: not stored, or no storage URL)."""
-        if not self.remote:
-            return None
+        info = self._info(key) if self.remote else None
+        return info["size"] if info else None
+
+    def _info(self, key: str) -> dict | None:
+        """The stored copy's metadata as the store has it now (another machine may have written it since); None when
+        it is not stored."""
         try:
             self.fs.invalidate_cache(self.remote_path(key))
-            return self.fs.info(self.remote_path(key))["size"]
+            return self.fs.info(self.remote_path(key))
         except FileNotFoundError:
             return None
         except Exception as exc:  # noqa: BLE001
@@ -224,13 +228,9 @@ class Store:
         local = self.cache / key
         if not local.is_file():
             return True
-        try:
-            self.fs.invalidate_cache(self.remote_path(key))  # another machine may have written it since
-            info = self.fs.info(self.remote_path(key))
-        except FileNotFoundError:
+        info = self._info(key)
+        if info is None:
             return False
-        except Exception as exc:  # noqa: BLE001
-            raise StorageError(f"storage {self.url}: cannot read {key}: {_why(exc)}") from None
         modified = info.get("LastModified") or info.get("mtime")
         newer = modified is not None and getattr(modified, "timestamp", lambda: modified)() > local.stat().st_mtime
         return info.get("size") != local.stat().st_size or newer

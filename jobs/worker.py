@@ -102,7 +102,8 @@ class Running:
     child: subprocess.Popen
     devices: list[str]
     cancel_at: float | None = None
-    log_pushed: tuple[float, int] = (0.0, 0)  # when its log was last pushed (monotonic), and its size then
+    log_push_at: float = 0.0  # when its log may next be pushed to the store (monotonic)
+    log_pushed_size: int = 0  # its size when last pushed
 
 
 class JobWorker:
@@ -306,17 +307,17 @@ class JobWorker:
     def _push_log(self, r: Running) -> None:
         """A running job's log to the store every ``LOG_PUSH_S`` when it grew, so a dashboard or ``jobs logs`` on
         another machine follows it live; a failed push waits ``LOG_RETRY_S`` (the job itself reports the outage)."""
-        if not self.settings.storage_url or not r.job.log_path or time.monotonic() < r.log_pushed[0] + LOG_PUSH_S:
+        if not self.settings.storage_url or not r.job.log_path or time.monotonic() < r.log_push_at:
             return
         path = self.settings.local(r.job.log_path)
         size = path.stat().st_size if path.exists() else 0
-        if size == r.log_pushed[1]:
+        if size == r.log_pushed_size:
             return
         try:
             self.settings.push([path])
-            r.log_pushed = (time.monotonic(), size)
+            r.log_push_at, r.log_pushed_size = time.monotonic() + LOG_PUSH_S, size
         except StorageError as exc:
-            r.log_pushed = (time.monotonic() + LOG_RETRY_S - LOG_PUSH_S, r.log_pushed[1])
+            r.log_push_at = time.monotonic() + LOG_RETRY_S
             self.log(f"job {r.job.id}: its log could not be stored, tried again in {LOG_RETRY_S:.0f} s: {exc}",
                      logging.WARNING)
 
