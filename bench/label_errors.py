@@ -1,8 +1,8 @@
 """Label-error recall: plant wrong labels the way annotators err in the real labelled sample and see how many the
 finder ranks on top.
 
-    python -m bench.label_errors [--rate 0.05] [--minutes 8] [--folds 4] [--base-minutes 6] [--seed 0] [--in-sample]
-        [--start synthetic|starter]
+    python -m bench.label_errors [--rate 0.05] [--minutes 8] [--folds 4] [--base-minutes 6] [--seed 0] [--in-sample] [--no-lm]
+        [--start synthetic|starter] [--natural]
 
 5 % of the ~1,000 real labels (seeded) get an error of one of five kinds, in equal shares: one letter swapped for a
 similar-looking one (M/N, O/D, U/V, ...), a letter dropped, two letters changed, another real name of similar length,
@@ -12,6 +12,11 @@ and scoring its own. From the same scores, two rankings: by score alone (every d
 and the product's (suspected errors first, the hard-to-read crops listed apart): recall and precision at k = number
 planted and 2k, recall per kind, and how many of the top k are hard to read. ``--in-sample`` also runs the old
 in-sample finder (fine-tuned on all the noisy labels, then scoring them) on the same budget.
+
+The labels are planted into are the reviewed ones (``bench.reviewed``: the labels a person found wrong set right first),
+so that a natural error the finder ranks on top does not count against it. ``--natural`` plants nothing: the real
+labels as they are, and the errors to find are the ones a person found by eye; it reports what the top k holds (wrong,
+right, unsure or illegible by the review) and the recall per kind of natural error.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from dataclasses import replace
 
+import editdistance
 import numpy as np
 
 from bench.common import CACHE, REAL, emit, real_split, synthetic
+from bench.reviewed import corrected, verdict, wrong
 from ocr.curation.label_errors import LabelErrorConfig, find_label_errors, read_samples
 from ocr.data.datasets import Sample, csv_path, holdout_split, import_kaggle
 from ocr.decoding.decoder import DecoderConfig
@@ -79,10 +87,10 @@ def plant(samples: list[Sample], rate: float, seed: int) -> tuple[list[Sample], 
         kind = KINDS[n % len(KINDS)]
         while order:
             i = order.pop()
-            wrong = corrupt(samples[i].label, labels, kind, rng)
-            if wrong and wrong != samples[i].label:
-                noisy[i] = replace(samples[i], label=wrong)
-                planted[samples[i].path] = (samples[i].label, wrong, kind)
+            bad = corrupt(samples[i].label, labels, kind, rng)
+            if bad and bad != samples[i].label:
+                noisy[i] = replace(samples[i], label=bad)
+                planted[samples[i].path] = (samples[i].label, bad, kind)
                 break
     return noisy, planted
 
@@ -108,8 +116,34 @@ def base_model(minutes: float, synth: int) -> str:
 
 def by_kind(ranked: list, planted: dict, k: int) -> dict:
     top = set(ranked[:k])
+    kinds = [kind for kind in [*KINDS, *NATURAL_KINDS] if any(kk == kind for _, _, kk in planted.values())]
     return {kind: f"{sum(1 for p, (_, _, kk) in planted.items() if kk == kind and p in top)}/"
-                  f"{sum(1 for _, _, kk in planted.values() if kk == kind)}" for kind in KINDS}
+                  f"{sum(1 for _, _, kk in planted.values() if kk == kind)}" for kind in kinds}
+
+
+NATURAL_KINDS = ("hyphen or space", "one letter", "dropped letter", "added letter", "two or more letters")
+
+
+def natural_kind(label: str, right: str) -> str:
+    """What a natural error is, from the label and the text the crop shows."""
+    if label.replace(" ", "").replace("-", "").replace("'", "") == right.replace(" ", "").replace("-", "").replace(
+            "'", ""):
+        return "hyphen or space"
+    if editdistance.eval(label, right) > 1:
+        return "two or more letters"
+    return "one letter" if len(label) == len(right) else "dropped letter" if len(label) < len(right) else \
+        "added letter"
+
+
+def natural(samples: list[Sample]) -> tuple[list[Sample], dict]:
+    """The labels as they are and the ones a person found wrong, in ``plant``'s form."""
+    fix = wrong(samples)
+    return samples, {s.path: (fix[s.path], s.label, natural_kind(s.label, fix[s.path])) for s in samples if s.path in fix}
+
+
+def verdicts(ranked: list, by_path: dict, k: int) -> dict:
+    """What the review says of the top ``k``."""
+    return dict(Counter(verdict(by_path[p]) for p in ranked[:k]))
 
 
 def main() -> None:
@@ -121,6 +155,10 @@ def main() -> None:
     ap.add_argument("--synth", type=int, default=20000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--in-sample", action="store_true", help="also run the in-sample finder on the same budget")
+    ap.add_argument("--no-lm", dest="lm", action="store_const", const=None, default="names",
+                    help="score with the model alone (greedy), not with the names language model")
+    ap.add_argument("--natural", action="store_true",
+                    help="plant nothing: find the labels a person found wrong (bench/data/reviewed_labels.csv)")
     ap.add_argument("--start", choices=("synthetic", "starter"), default="synthetic",
                     help="synthetic: a model trained --base-minutes on synthetic data, all 995 labels; starter: the "
                          "shipped model, on the rows it never trained on (801-1000)")
@@ -131,25 +169,34 @@ def main() -> None:
         base, samples = str(STARTER), real_split()[1]
     else:
         base, samples = base_model(args.base_minutes, args.synth), import_kaggle(REAL, ("validation",)).samples
-    noisy, planted = plant(samples, args.rate, args.seed)
+    noisy, planted = natural(samples) if args.natural else plant(corrected(samples), args.rate, args.seed)
     n = len(planted)
-    emit("label_errors.data", labels=len(noisy), planted=n, kinds=by_kind(list(planted), planted, n))
-    cfg = LabelErrorConfig(folds=args.folds, max_minutes=args.minutes, seed=args.seed)
+    emit("label_errors.data", labels=len(noisy), errors="natural" if args.natural else "planted", to_find=n,
+         kinds=by_kind(list(planted), planted, n))
+    cfg = LabelErrorConfig(folds=args.folds, max_minutes=args.minutes, seed=args.seed, lm=args.lm)
     if args.in_sample:
         in_sample(noisy, planted, base, cfg, args)
 
     t0 = time.monotonic()
     issues = find_label_errors(noisy, base, CACHE / f"label-errors-oof-{args.start}", cfg, Quiet())
-    minutes = round((time.monotonic() - t0) / 60, 1)
+    report(issues, planted, f"out-of-fold ({args.folds} folds), {'names LM' if args.lm else 'model alone'}",
+           round((time.monotonic() - t0) / 60, 1), args.natural)
+
+
+def report(issues: list, planted: dict, finder: str, minutes: float, review: bool) -> None:
+    """Both rankings' recall, per kind, and (``review``) what the review says of their top k and of the hard list."""
+    n, by_path = len(planted), {x.sample.path: x.sample for x in issues}
     by_score = [x.sample.path for x in sorted(issues, key=lambda x: (-x.score, -x.agrees))]
-    hard = {x.sample.path for x in issues if x.hard_to_read}
+    hard = [x.sample.path for x in issues if x.hard_to_read]
     errors = [x.sample.path for x in issues if x.score > 0 and not x.hard_to_read]
-    emit("label_errors", finder=f"out-of-fold ({args.folds} folds), by score alone", minutes=minutes,
-         hard_to_read_in_top_k=sum(p in hard for p in by_score[:n]), found_at_2k_by_kind=by_kind(by_score, planted, 2 * n),
-         **at_k(by_score, planted))
-    emit("label_errors", finder=f"out-of-fold ({args.folds} folds), hard-to-read apart", minutes=minutes,
-         errors_listed=len(errors), hard_to_read_listed=len(hard), planted_in_hard_list=len(hard & set(planted)),
+    seen = (lambda ranked, k: {"review_of_top_k": verdicts(ranked, by_path, k)}) if review else (lambda *_: {})
+    emit("label_errors", finder=f"{finder}, by score alone", minutes=minutes,
+         hard_to_read_in_top_k=len(set(hard) & set(by_score[:n])),
+         found_at_2k_by_kind=by_kind(by_score, planted, 2 * n), **seen(by_score, n), **at_k(by_score, planted))
+    emit("label_errors", finder=f"{finder}, hard-to-read apart", minutes=minutes, errors_listed=len(errors),
+         hard_to_read_listed=len(hard), to_find_in_hard_list=len(set(hard) & set(planted)),
          found_at_k_by_kind=by_kind(errors, planted, n), found_at_2k_by_kind=by_kind(errors, planted, 2 * n),
+         **seen(errors, n), **({"review_of_hard_list": verdicts(hard, by_path, len(hard))} if review else {}),
          **at_k(errors, planted))
 
 
@@ -161,7 +208,7 @@ def in_sample(noisy: list[Sample], planted: dict, base: str, cfg: LabelErrorConf
         init=base, callback=Quiet(), progress=False)
     readings = read_samples(run / "last.pt", noisy, DecoderConfig(), "auto")
     scored = sorted(((r.label_error_score, s.path) for s, r in zip(noisy, readings) if r is not None), reverse=True)
-    emit("label_errors", finder="in-sample (fine-tuned on every noisy label, scores them)",
+    emit("label_errors", finder="in-sample (fine-tuned on every label, scores them)",
          minutes=round((time.monotonic() - t0) / 60, 1), **at_k([p for _, p in scored], planted))
 
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from bench.common import CACHE, REAL, emit, real_split, synthetic
+from bench.reviewed import corrected
 from ocr.data.datasets import csv_path, import_kaggle
 from ocr.decoding.decoder import DecoderConfig
 from ocr.evaluation.metrics import cer, exact_match
@@ -72,13 +73,14 @@ def main() -> None:
              pseudo_labels=(summary.get("self_training") or {}).get("kept", 0))
     checkpoint = Path(args.checkpoint) if args.checkpoint else run / "best.pt"
     rec = Recognizer(checkpoint)
-    labels = [s.label for s in real_val]
+    labels, reviewed = [s.label for s in real_val], [s.label for s in corrected(real_val)]
     figures = {}
     for name, config in (("greedy", DecoderConfig()), ("beam20+names LM", DecoderConfig(lm="names"))):
         preds = rec.read([s.path for s in real_val], rec.decoder(config))
         texts = [p.text for p in preds]
         figures[name] = (round(exact_match(labels, texts), 4), round(cer(labels, texts), 4), preds)
-        emit("starter.eval", decoder=name, exact_match=figures[name][0], cer=figures[name][1], n=len(real_val))
+        emit("starter.eval", decoder=name, exact_match=figures[name][0], cer=figures[name][1], n=len(real_val),
+             reviewed_exact_match=round(exact_match(reviewed, texts), 4), reviewed_cer=round(cer(reviewed, texts), 4))
     exact, error, preds = figures["beam20+names LM"]
     samples = [{"file": s.path.name, "label": s.label, "prediction": p.text, "confidence": round(p.confidence, 4)}
                for s, p in list(zip(real_val, preds))[:12]]

@@ -88,7 +88,8 @@ class Recognizer:
         With a beam, also the runner-up (the best other candidate) and its log P under the model alone, and for
         every image its embedding: what ``ocr.curation.acquire`` ranks the unlabelled pool by."""
         logits, lengths, embeddings = self.outputs(arrays)
-        preds = (decoder or self.decoder())(logits, lengths)
+        decoder = decoder or self.decoder()
+        preds = decoder(logits, lengths)
         reading_lp = label_log_prob(logits, lengths, [p.text for p in preds], self.alphabet).tolist()
         runner_up = {i: other for i, p in enumerate(preds)
                      if (other := next((t for t, _ in p.candidates if t != p.text), None)) is not None}
@@ -102,8 +103,9 @@ class Recognizer:
         if known:
             lp = label_log_prob(logits[:, known], lengths[known], [labels[i] for i in known], self.alphabet).tolist()
             label_lp |= dict(zip(known, lp))
+        prior = _priors(decoder, [p.text for p in preds], labels, set(known))
         return [Reading(p.text, p.confidence, _floor(reading_lp[i]), _floor(label_lp[i]) if i in label_lp else None,
-                        runner_up.get(i), _floor(runner_lp[i]) if i in runner_lp else None, embeddings[i])
+                        runner_up.get(i), _floor(runner_lp[i]) if i in runner_lp else None, embeddings[i], *prior[i])
                 for i, p in enumerate(preds)]
 
     def score_stream(self, images: list, labels: list[str | None] | None = None, decoder: Decoder | None = None,
@@ -198,6 +200,15 @@ def read_arrays(engine: Engine, arrays: list[np.ndarray], cfg: CRNNConfig,
 LOG_FLOOR = -1e4
 
 
+def _priors(decoder: Decoder, texts: list[str], labels: list[str | None], known: set[int]) -> list[tuple]:
+    """(the reading's, the label's) ``Fusion.score`` under the decoder's language model: zeros without one, and for
+    a label the model cannot write (its log P is already the floor)."""
+    if decoder.fusion is None:
+        return [(0.0, 0.0)] * len(texts)
+    score = decoder.fusion.score
+    return [(score(text), score(labels[i]) if i in known else 0.0) for i, text in enumerate(texts)]
+
+
 def _floor(value: float) -> float:
     return max(value, LOG_FLOOR) if math.isfinite(value) else LOG_FLOOR
 
@@ -211,6 +222,8 @@ class Reading:
     runner_up: str | None = None  # the beam's best other candidate; None for greedy decoding
     runner_up_log_prob: float | None = None  # its log P(text | image) under the model alone
     embedding: np.ndarray | None = field(default=None, compare=False, repr=False)  # unit length, see ``outputs``
+    prior: float = 0.0  # the decoder's language-model term for the reading (``Fusion.score``); 0 without one
+    label_prior: float = 0.0  # the same for the label
 
     @property
     def margin(self) -> float | None:
@@ -222,7 +235,9 @@ class Reading:
 
     @property
     def label_error_score(self) -> float | None:
-        """How much more the model believes its reading than the label (0 when they agree; None without a label)."""
+        """How much more the model believes its reading than the label, the language model's term on both sides
+        when the decoder has one (0 when they agree; None without a label). With it, a label the model reads as a
+        likelier name (FAUIER read FAVIER) rises and a reading that is no name (VICTOR read VILTOR) falls."""
         if self.label_log_prob is None:
             return None
-        return 0.0 if self.log_prob <= self.label_log_prob else self.log_prob - self.label_log_prob
+        return max(0.0, (self.log_prob + self.prior) - (self.label_log_prob + self.label_prior))

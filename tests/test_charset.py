@@ -297,3 +297,24 @@ def test_a_label_the_model_cannot_write_scores_as_impossible_instead_of_failing(
     readings = rec.score(arrays, ["JOSÉ 2", None, "ANNE"])
     assert readings[0].label_log_prob == LOG_FLOOR and readings[1].label_log_prob is None
     assert LOG_FLOOR < readings[2].label_log_prob < 0
+
+
+def test_the_label_error_score_counts_the_language_model_on_both_sides(learned, synth_dir):
+    """With the names LM, a label is doubted by how much more the model and the LM together prefer the reading: a
+    label that is no name (one letter made Q) is doubted more than the model alone doubts it; greedy has no LM term."""
+    from ocr.decoding.decoder import DecoderConfig
+    from ocr.recognize import Recognizer
+
+    rec = Recognizer(learned[0])
+    samples = import_kaggle(synth_dir).samples[:4]
+    arrays = [rec.prepare(s.path) for s in samples]
+    odd = [s.label[:-1] + "Q" for s in samples]  # names do not end in Q
+    lm = rec.decoder(DecoderConfig(lm="names"))
+    greedy, fused = rec.score(arrays, odd), rec.score(arrays, odd, lm)
+    assert all(r.prior == 0 and r.label_prior == 0 for r in greedy)
+    for r, label in zip(fused, odd):
+        assert r.label_prior == pytest.approx(lm.fusion.score(label)) and r.prior == pytest.approx(lm.fusion.score(r.text))
+        assert r.label_error_score == pytest.approx(max(0.0, r.log_prob + r.prior - r.label_log_prob - r.label_prior))
+    doubted = [(g.label_error_score, f.label_error_score) for g, f, label in zip(greedy, fused, odd)
+               if label not in (g.text, f.text)]
+    assert len(doubted) >= 3 and all(f > g for g, f in doubted), doubted

@@ -197,7 +197,7 @@ def test_review_page_finds_label_errors_and_fixes_one(populated):
     assert not at.exception
     job = next(j for j in list_jobs(s) if j["kind"] == "find-label-errors")
     assert job["params"] == {"model": populated["model_id"], "datasets": ["synth"], "splits": None, "folds": 2,
-                             "max_minutes": 0.5, "lm": False}
+                             "max_minutes": 0.5, "lm": True}
     params = {**job["params"], "max_minutes": 0.05}  # the real search, kept short here
     _mark_running(s, job["id"])
     finish(s, job["id"], "succeeded", result=run_find_label_errors(JobContext(s, job["id"], params)))

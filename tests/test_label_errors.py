@@ -98,7 +98,9 @@ def test_a_job_stores_the_scores_and_review_shows_the_unsettled_ones(settings, s
     items = catalog.training_items(settings, ["synth"])
     planted = items[0]
     corrections.correct_label(settings, planted.sample_id, items[-1].label, user="test")  # a wrong label
-    params = {"model": model, "datasets": ["synth"], "folds": 2, "max_minutes": 0.1}
+    # the model alone: what is tested here is the job and its rows (the LM's score: tests/test_charset.py; the page's
+    # search runs with the LM: tests/test_dashboard.py)
+    params = {"model": model, "datasets": ["synth"], "folds": 2, "max_minutes": 0.1, "lm": False}
     job_id = queue.submit(settings, "find-label-errors", params)
     result = run_find_label_errors(JobContext(settings, job_id, params))
     assert result["labels"] == result["scored"] == len(items) and result["doubted"] >= 1

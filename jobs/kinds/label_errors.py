@@ -22,7 +22,7 @@ class FindLabelErrorsParams:
     splits: list[str] | None = None  # None: every split except test
     folds: int = 4
     max_minutes: float = 8.0  # the folds' fine-tuning, all together
-    lm: bool = False  # read with the names language model (the score is the model's own)
+    lm: bool = True  # read and score with the names language model (``LabelErrorConfig.lm``); False: the model alone
 
     def check(self) -> None:
         require(bool(self.datasets), "give at least one dataset")
@@ -36,7 +36,8 @@ def add_options(k: argparse.ArgumentParser) -> None:
     k.add_argument("--split", action="append", help="splits to score (default: all but test)")
     k.add_argument("--folds", type=int, default=4)
     k.add_argument("--max-minutes", type=positive_float, default=8.0, help="fine-tuning budget of all the folds")
-    k.add_argument("--lm", action="store_true", help="read with the names language model")
+    k.add_argument("--no-lm", dest="lm", action="store_false",
+                   help="score with the model alone (greedy), not with the names language model")
 
 
 def from_options(args: argparse.Namespace) -> dict:

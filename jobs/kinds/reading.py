@@ -108,7 +108,7 @@ def _record(ctx: JobContext, model_id: int, r, label: str | None, reading, label
         "edit_distance": editdistance.eval(reading.text, label) if label is not None else None,
         "correct": (not wrong) if label is not None else None,
         "label_log_prob": reading.label_log_prob,
-        "label_error_score": reading.log_prob - reading.label_log_prob if wrong else None,
+        "label_error_score": reading.label_error_score if wrong else None,
         "runner_up": reading.runner_up, "margin": reading.margin,
         "embedding": reading.embedding.astype(np.float16).tobytes() if not labelled else None,  # pool only
     }

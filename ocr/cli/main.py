@@ -408,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, metavar="DIR")
     s.add_argument("--folds", type=int, default=4)
     s.add_argument("--max-minutes", type=positive_float, default=8.0, help="fine-tuning budget of all the folds")
-    s.add_argument("--lm", action="store_true", help="read with the names language model")
+    s.add_argument("--no-lm", dest="lm", action="store_false",
+                   help="score with the model alone (greedy), not with the names language model")
     s.add_argument("--top", type=int, default=30, help="how many to print")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")

@@ -18,6 +18,8 @@ class LanguageModel(Protocol):
 
     def log_probs(self, text: str) -> np.ndarray: ...
 
+    def score(self, text: str) -> float: ...
+
 
 @dataclass(frozen=True)
 class Fusion:
@@ -26,6 +28,12 @@ class Fusion:
     lm: LanguageModel
     weight: float = DEFAULT_WEIGHT
     length_bonus: float = 1.0
+
+    def score(self, text: str) -> float:
+        """What the beam adds to a whole text's log P(text | image): weight * log P_lm(text, then its end) +
+        length_bonus * its length. Added to both sides, it turns "the model reads another text" into "the model and
+        the language model together prefer another text" (``ocr.recognize.Reading.label_error_score``)."""
+        return self.weight * self.lm.score(text) + self.length_bonus * len(text)
 
 
 @dataclass(frozen=True)
