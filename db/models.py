@@ -192,7 +192,7 @@ class Prediction(Base):
     edit_distance: Mapped[int | None] = mapped_column(Integer)
     correct: Mapped[bool | None] = mapped_column(Boolean)
     label_log_prob: Mapped[float | None] = mapped_column(Float)  # log P(label | image)
-    # log P(prediction) - log P(label): how strongly the model prefers its reading over the label
+    # how strongly the model (and the decoder's LM, if any) prefers its reading over the label: Reading.label_error_score
     label_error_score: Mapped[float | None] = mapped_column(Float)
     # what the active-learning queue ranks the unlabelled pool by (ocr.curation.acquire): the beam's best other reading,
     # P(text) - P(runner_up), and the image embedding (float16, unit length)
@@ -216,7 +216,7 @@ class LabelIssue(Base):
     label: Mapped[str] = mapped_column(String(200))  # the label that was scored
     reading: Mapped[str] = mapped_column(String(200))  # the out-of-fold model's reading
     confidence: Mapped[float] = mapped_column(Float)
-    score: Mapped[float] = mapped_column(Float)  # log P(reading) - log P(label) out of fold; 0: it reads the label
+    score: Mapped[float] = mapped_column(Float)  # Reading.label_error_score out of fold; 0: it reads the label
     label_log_prob: Mapped[float] = mapped_column(Float)
     in_sample_reading: Mapped[str | None] = mapped_column(String(200))  # the start model's own reading
     agrees: Mapped[bool] = mapped_column(Boolean)  # both models read the same text, not the label

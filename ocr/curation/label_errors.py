@@ -53,7 +53,7 @@ class LabelIssue:
     fold: int
     reading: str  # the out-of-fold model's reading
     confidence: float  # its decoder's P(reading | image)
-    score: float  # log P(reading) - log P(label) under the out-of-fold model (0: it reads the label)
+    score: float  # Reading.label_error_score under the out-of-fold model, the LM on both sides (0: it reads the label)
     label_log_prob: float
     in_sample_reading: str | None  # the current model's reading, for agreement
     hard_to_read: bool = False  # doubted, but read less surely than nearly every text it reads right (``mark_hard``)
