@@ -1,12 +1,13 @@
 """Accuracy on real handwriting, k-fold over the 995 usable shared rows: a sharper measure than one 199-row split (one
 image moves it 0.5 point).
 
-    python -m bench.kfold [--folds 5] [--minutes 28] [--only 0,2] [--real-repeat 10] [--out DIR]
+    python -m bench.kfold [--folds 5] [--minutes 28 | --epochs 26] [--only 0,2] [--real-repeat 10] [--out DIR]
 
 Each fold trains the starter's recipe (``bench.starter``: the 20,000 synthetic names + the other folds' real rows,
-each seen ``--real-repeat`` times an epoch, self-training on the 10,500 unlabelled crops) for ``--minutes`` and reads
-its own fold with its last checkpoint, greedy and beam 20 + the names LM, scored against the labels as they are and
-as reviewed (``bench.reviewed``: the wrong ones set right). Nothing is picked on the test fold: the run validates on
+each seen ``--real-repeat`` times an epoch, self-training on the 10,500 unlabelled crops) for ``--minutes`` (or
+``--epochs``: the same training on any machine; the starter's 28 minutes were 26 epochs on the 2026-12-04 machine, 7
+on the 2026-12-07 one) and reads its own fold with its last checkpoint, greedy and beam 20 + the names LM, scored
+against the labels as they are and as reviewed (``bench.reviewed``: the wrong ones set right). Nothing is picked on the test fold: the run validates on
 200 held-out synthetic images. A fold's figures are kept in ``OUT/fold-K.json``, so the folds can run in several
 sessions (``--only``, or a rerun skips the folds done); every run prints the mean and spread of the folds done.
 """
@@ -64,14 +65,15 @@ def run_fold(k: int, real: list[Sample], folds: list[list[int]], args) -> dict:
     train = [s for i, s in enumerate(real) if i not in held]
     test = [real[i] for i in folds[k]]
     synth, val = holdout_split(import_kaggle(synthetic(20000)).samples, 0.01, 0)
-    cfg = TrainConfig(epochs=1000, max_minutes=args.minutes, self_train=SELF_TRAIN_SHARE, pseudo_lm="names")
+    cfg = TrainConfig(epochs=args.epochs or 1000, max_minutes=None if args.epochs else args.minutes,
+                      self_train=SELF_TRAIN_SHARE, pseudo_lm="names")
     run = Path(args.out) / f"fold-{k}"
     shutil.rmtree(run, ignore_errors=True)
     t0 = time.monotonic()
     summary = fit_self_training(synth + train * args.real_repeat, val, pool_files(REAL / "unlabelled"), run, cfg,
                                 callback=Log(k))
     return {"fold": k, "n_test": len(test), "n_train_real": len(train), "epochs": summary["epochs"],
-            "minutes": round((time.monotonic() - t0) / 60, 1), "budget_minutes": args.minutes,
+            "minutes": round((time.monotonic() - t0) / 60, 1), "budget": args.epochs or f"{args.minutes:g} min",
             **score(run / "last.pt", test)}
 
 
@@ -91,16 +93,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--minutes", type=float, default=28.0, help="training budget of each fold")
+    ap.add_argument("--epochs", type=int, help="train each fold this many epochs instead of --minutes")
     ap.add_argument("--real-repeat", type=int, default=10)
     ap.add_argument("--only", help="comma-separated fold numbers to run (from 0); default: every fold not done")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", help="default: data/bench/kfold-{minutes}min (one recipe and budget per folder)")
+    ap.add_argument("--out", help="default: data/bench/kfold-{28min|26epochs} (one recipe and budget per folder)")
     args = ap.parse_args()
     if not csv_path(REAL, "validation").exists():
         sys.exit(f"real data not found at {REAL} (set HWR_REAL_DATA)")
     real = import_kaggle(REAL, ("validation",)).samples
     folds = folds_of(len(real), args.folds, args.seed)
-    out = Path(args.out or CACHE / f"kfold-{args.minutes:g}min")
+    out = Path(args.out or CACHE / (f"kfold-{args.epochs}epochs" if args.epochs else f"kfold-{args.minutes:g}min"))
     args.out = str(out)
     out.mkdir(parents=True, exist_ok=True)
     wanted = [int(k) for k in args.only.split(",")] if args.only else range(args.folds)
