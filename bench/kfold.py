@@ -7,9 +7,10 @@ Each fold trains the starter's recipe (``bench.starter``: the 20,000 synthetic n
 each seen ``--real-repeat`` times an epoch, self-training on the 10,500 unlabelled crops) for ``--minutes`` (or
 ``--epochs``: the same training on any machine; the starter's 28 minutes were 26 epochs on the 2026-12-04 machine, 7
 on the 2026-12-07 one) and reads its own fold with its last checkpoint, greedy and beam 20 + the names LM, scored
-against the labels as they are and as reviewed (``bench.reviewed``: the wrong ones set right). Nothing is picked on the test fold: the run validates on
-200 held-out synthetic images. A fold's figures are kept in ``OUT/fold-K.json``, so the folds can run in several
-sessions (``--only``, or a rerun skips the folds done); every run prints the mean and spread of the folds done.
+against the labels as they are and as reviewed (``bench.reviewed``: the wrong ones set right). Nothing is picked on
+the test fold: the run validates on 200 held-out synthetic images. A fold's figures are kept in ``OUT/fold-K.json``,
+so the folds can run in several sessions (``--only``, or a rerun skips the folds done); every run prints the mean and
+spread of the folds done.
 """
 
 from __future__ import annotations
