@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from functools import lru_cache
 
 import numpy as np
@@ -28,7 +28,7 @@ from ocr.data.names import building, cache_dir, write_cache
 
 BOS = "\x02"
 EOS = "\x03"
-CHARLM_VERSION = 2
+CHARLM_VERSION = 3
 DEFAULT_ORDER = 7
 FREQUENCY_TOKENS = 100_000  # names drawn in proportion to their frequency, on top of one of each
 
@@ -63,22 +63,21 @@ class CharLM:
         for k in range(order - 1, 0, -1):
             for gram in counts[k + 1]:
                 counts[k][gram[1:]] += 1
-        # per order: n-gram -> count, context -> (total, distinct followers), and the discount from n1, n2
-        self._grams = [dict(c) for c in counts]
-        self._contexts: list[dict[str, tuple[int, int]]] = [{} for _ in range(order + 1)]
+        # per order: context -> the classes that follow it and their counts, and the discount from n1, n2
+        index = {c: i for i, c in enumerate(self.symbols)}
+        self._followers: list[dict[str, tuple[list[int], list[int]]]] = [{} for _ in range(order + 1)]
         self._discounts = [0.0] * (order + 1)
         for k in range(1, order + 1):
-            totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-            for gram, c in counts[k].items():
-                t = totals[gram[:-1]]
-                t[0] += c
-                t[1] += 1
-            self._contexts[k] = {h: (t[0], t[1]) for h, t in totals.items()}
+            for gram, c in sorted(counts[k].items()):
+                classes, ns = self._followers[k].setdefault(gram[:-1], ([], []))
+                classes.append(index[gram[-1]])
+                ns.append(c)
             n1 = sum(1 for c in counts[k].values() if c == 1)
             n2 = sum(1 for c in counts[k].values() if c == 2)
             # at least 0.1: a small corpus (a model's few training labels) with no singletons would otherwise leave
             # no mass for unseen characters, and the LM would forbid a text instead of disfavouring it
             self._discounts[k] = max(n1 / (n1 + 2 * n2), MIN_DISCOUNT) if n1 + n2 else 0.5
+        self._floor = self._unigram_floor()
         self._cached = lru_cache(maxsize=200_000)(self._log_probs)
 
     def log_probs(self, context: str) -> np.ndarray:
@@ -87,20 +86,31 @@ class CharLM:
         return self._cached(h)
 
     def _log_probs(self, h: str) -> np.ndarray:
-        p = np.full(len(self.symbols), 1.0 / len(self.symbols))
-        for k in range(1, self.order + 1):
-            ctx = h[len(h) - (k - 1):] if k > 1 else ""
-            total_distinct = self._contexts[k].get(ctx)
-            if total_distinct is None:
+        """Interpolated Kneser-Ney, unrolled from the longest context down: each order adds its followers' discounted
+        counts, scaled by the mass the orders above handed down, and only those few followers are touched; the
+        unigram order and the uniform floor, the same for every context, are one precomputed vector."""
+        acc = [0.0] * len(self.symbols)
+        scale = 1.0
+        for k in range(self.order, 1, -1):
+            followers = self._followers[k].get(h[len(h) - (k - 1):])
+            if followers is None:
                 continue
-            total, distinct = total_distinct
-            d = self._discounts[k]
-            grams = self._grams[k]
-            counts = np.array([grams.get(ctx + s, 0) for s in self.symbols], dtype=np.float64)
-            p = np.maximum(counts - d, 0.0) / total + (d * distinct / total) * p
+            classes, counts = followers
+            total, d = sum(counts), self._discounts[k]
+            for c, n in zip(classes, counts):
+                acc[c] += scale * (n - d) / total
+            scale *= d * len(counts) / total
         out = np.full(self.end_index + 1, -math.inf)
-        out[1:] = np.log(p)
+        out[1:] = np.log(np.array(acc) + scale * self._floor)
         return out
+
+    def _unigram_floor(self) -> np.ndarray:
+        """P(symbol) from the unigram order down to the uniform floor: what every context ends on."""
+        classes, counts = self._followers[1][""]
+        total, d = sum(counts), self._discounts[1]
+        p = np.full(len(self.symbols), d * len(counts) / total / len(self.symbols))
+        p[classes] += (np.array(counts, dtype=np.float64) - d) / total
+        return p
 
     def score(self, text: str) -> float:
         """log P(text, then the end of the word)."""
@@ -130,7 +140,7 @@ class CharLM:
     def state(self) -> dict:
         """Everything the model is, as JSON-safe data."""
         return {"version": CHARLM_VERSION, "alphabet": self.alphabet.chars, "order": self.order, "source": self.source,
-                "n_words": self.n_words, "grams": self._grams, "contexts": self._contexts, "discounts": self._discounts}
+                "n_words": self.n_words, "followers": self._followers, "discounts": self._discounts}
 
     @classmethod
     def from_state(cls, state: dict, alphabet: Alphabet, order: int) -> CharLM:
@@ -139,7 +149,8 @@ class CharLM:
         lm = cls.__new__(cls)
         lm.alphabet, lm.order, lm.source, lm.n_words = alphabet, order, state["source"], state["n_words"]
         lm.symbols, lm.end_index = alphabet.chars + EOS, alphabet.num_classes
-        lm._grams, lm._contexts, lm._discounts = state["grams"], state["contexts"], state["discounts"]
+        lm._followers, lm._discounts = state["followers"], state["discounts"]
+        lm._floor = lm._unigram_floor()
         lm._cached = lru_cache(maxsize=200_000)(lm._log_probs)
         return lm
 

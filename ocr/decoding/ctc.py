@@ -8,7 +8,6 @@ the best path, for beam search the summed probability of every path that collaps
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 
 import numpy as np
 import torch
@@ -58,58 +57,102 @@ def beam_decode_one(log_probs: np.ndarray, alphabet: Alphabet, beam: int = 10, t
     Only the ``max_classes`` likeliest classes above ``prune`` (log probability) are extended at each step, which keeps
     it fast even for a model early in training whose outputs are nearly flat. With ``fusion`` each
     prefix is ranked by log P_ctc + weight * log P_lm + length_bonus * length (shallow fusion, Hannun et al. 2014);
-    the probabilities reported stay the model's P(text | image).
+    the probabilities reported stay the model's P(text | image). Each step scores every (prefix, class) pair at once
+    in numpy; Python touches only the prefixes kept.
     """
-    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}  # prefix -> (log p_blank, log p_nonblank)
-    lm_score: dict[tuple[int, ...], float] = {(): 0.0}  # weight * log P_lm(prefix), bonus included
-    lm_rows: dict[tuple[int, ...], np.ndarray] = {}
+    search = _Beams(alphabet, fusion)
+    for t in range(log_probs.shape[0]):
+        search.step(log_probs[t], _classes(log_probs[t], prune, max_classes), beam)
+    return search.result(top_k)
 
-    def lm_row(prefix: tuple[int, ...]) -> np.ndarray:
-        row = lm_rows.get(prefix)
+
+def _classes(row: np.ndarray, prune: float, max_classes: int) -> np.ndarray:
+    """The classes a step extends: above ``prune``, at most ``max_classes`` of them, the likeliest."""
+    classes = np.nonzero(row > prune)[0]
+    if len(classes) > max_classes:
+        classes = classes[np.argpartition(row[classes], -max_classes)[-max_classes:]]
+    return classes
+
+
+class _Beams:
+    """The beam between two steps: prefixes with log P(prefix, ending in a blank), log P(..., ending in a character)
+    and the language model's score of the prefix (weight * log P_lm + length bonus)."""
+
+    def __init__(self, alphabet: Alphabet, fusion: Fusion | None):
+        self.alphabet, self.fusion = alphabet, fusion
+        self.prefixes: list[tuple[int, ...]] = [()]
+        self.last = np.full(1, -1)  # each prefix's last class, -1 for the empty one
+        self.pb, self.pnb, self.lm = np.zeros(1), np.full(1, -math.inf), np.zeros(1)
+        self._rows: dict[tuple[int, ...], np.ndarray] = {}
+
+    def lm_row(self, prefix: tuple[int, ...]) -> np.ndarray:
+        """weight * log P_lm(next symbol | prefix) for every class, the end symbol last."""
+        row = self._rows.get(prefix)
         if row is None:
-            lp = fusion.lm.log_probs(alphabet.decode(list(prefix)))
-            row = lm_rows[prefix] = fusion.weight * lp if fusion.weight else np.zeros_like(lp)
+            lp = self.fusion.lm.log_probs(self.alphabet.decode(list(prefix)))
+            row = self._rows[prefix] = self.fusion.weight * lp if self.fusion.weight else np.zeros_like(lp)
         return row
 
-    for t in range(log_probs.shape[0]):
-        row = log_probs[t]
-        classes = np.nonzero(row > prune)[0]
-        if len(classes) > max_classes:
-            classes = classes[np.argpartition(row[classes], -max_classes)[-max_classes:]]
-        nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [-math.inf, -math.inf])
-        for prefix, (pb, pnb) in beams.items():
-            total = _logsumexp(pb, pnb)
-            for c in classes.tolist():
-                p = float(row[c])
-                if c == BLANK:
-                    e = nxt[prefix]
-                    e[0] = _logsumexp(e[0], total + p)
-                    continue
-                last = prefix[-1] if prefix else None
-                ext = prefix + (c,)
-                if fusion is not None and ext not in lm_score:
-                    lm_score[ext] = lm_score[prefix] + float(lm_row(prefix)[c]) + fusion.length_bonus
-                e = nxt[ext]
-                if c == last:
-                    e[1] = _logsumexp(e[1], pb + p)  # a repeat needs a blank in between
-                    s = nxt[prefix]
-                    s[1] = _logsumexp(s[1], pnb + p)
-                else:
-                    e[1] = _logsumexp(e[1], total + p)
-        if fusion is None:
-            scored = sorted(nxt.items(), key=lambda kv: _logsumexp(*kv[1]), reverse=True)[:beam]
-        else:
-            scored = sorted(nxt.items(), key=lambda kv: _logsumexp(*kv[1]) + lm_score[kv[0]], reverse=True)[:beam]
-        beams = {k: (v[0], v[1]) for k, v in scored}
-    if fusion is None:
-        order = sorted(beams.items(), key=lambda kv: _logsumexp(*kv[1]), reverse=True)
-    else:
-        end = fusion.lm.end_index
-        order = sorted(beams.items(), key=lambda kv: _logsumexp(*kv[1]) + lm_score[kv[0]] + float(lm_row(kv[0])[end]),
-                       reverse=True)
-    ranked = [(alphabet.decode(list(k)), math.exp(_logsumexp(*v))) for k, v in order]
-    best_text, best_p = ranked[0]
-    return Prediction(best_text, best_p, tuple(ranked[:top_k]))
+    def step(self, row: np.ndarray, classes: np.ndarray, beam: int) -> None:
+        total = np.logaddexp(self.pb, self.pnb)
+        chars = classes[classes != BLANK]
+        if len(chars) == 0:  # a blank alone: every prefix stays, ending in a blank
+            self.pb, self.pnb = total + row[BLANK], np.full(len(total), -math.inf)
+            return
+        n, last, p = len(self.prefixes), self.last, row[chars]
+        blank = len(chars) < len(classes)
+        # staying: the prefix read again, through a blank or a repeat of its last character
+        stay_b = total + row[BLANK] if blank else np.full(n, -math.inf)
+        repeat = last[:, None] == chars[None, :]
+        stay_nb = np.where(repeat, self.pnb[:, None] + p[None, :], -math.inf).max(axis=1, initial=-math.inf)
+        # extending by each character; a repeat needs a blank in between
+        ext = np.where(repeat, self.pb[:, None], total[:, None]) + p[None, :]
+        ext_lm = self._extension_lm(chars)
+        self._merge_children(chars, ext, stay_b, stay_nb)
+        self._keep(chars, ext, ext_lm, stay_b, stay_nb, beam)
+
+    def _extension_lm(self, chars: np.ndarray) -> np.ndarray:
+        if self.fusion is None:
+            return np.zeros((len(self.prefixes), len(chars)))
+        rows = np.stack([self.lm_row(prefix)[chars] for prefix in self.prefixes])
+        return self.lm[:, None] + rows + self.fusion.length_bonus
+
+    def _merge_children(self, chars: np.ndarray, ext: np.ndarray, stay_b: np.ndarray, stay_nb: np.ndarray) -> None:
+        """A prefix of the beam that extends another one by a class of this step: both paths reach it, so the
+        extension's probability joins its stay, and the extension is dropped."""
+        index = {prefix: i for i, prefix in enumerate(self.prefixes)}
+        where = {int(c): j for j, c in enumerate(chars.tolist())}
+        for i, prefix in enumerate(self.prefixes):
+            parent = index.get(prefix[:-1]) if prefix else None
+            j = where.get(prefix[-1]) if parent is not None else None
+            if j is not None:
+                stay_nb[i] = np.logaddexp(stay_nb[i], ext[parent, j])
+                ext[parent, j] = -math.inf
+
+    def _keep(self, chars: np.ndarray, ext: np.ndarray, ext_lm: np.ndarray, stay_b: np.ndarray,
+              stay_nb: np.ndarray, beam: int) -> None:
+        n = len(self.prefixes)
+        p_all = np.concatenate([np.logaddexp(stay_b, stay_nb), ext.ravel()])
+        key = p_all + np.concatenate([self.lm, ext_lm.ravel()])
+        order = np.argsort(-key, kind="stable")[:beam]
+        order = order[np.isfinite(p_all[order])]
+        stays, parent, char = order < n, (order - n) // len(chars), chars[(order - n) % len(chars)]
+        self.pb = np.where(stays, stay_b[np.minimum(order, n - 1)], -math.inf)
+        self.pnb = np.where(stays, stay_nb[np.minimum(order, n - 1)], p_all[order])
+        self.lm = np.concatenate([self.lm, ext_lm.ravel()])[order]
+        self.last = np.where(stays, self.last[np.minimum(order, n - 1)], char)
+        self.prefixes = [self.prefixes[k] if s else self.prefixes[a] + (c,)
+                         for k, s, a, c in zip(order.tolist(), stays.tolist(), parent.tolist(), char.tolist())]
+
+    def result(self, top_k: int) -> Prediction:
+        total = np.logaddexp(self.pb, self.pnb)
+        key = total.copy()
+        if self.fusion is not None:
+            end = self.fusion.lm.end_index
+            key += self.lm + np.array([self.lm_row(prefix)[end] for prefix in self.prefixes])
+        order = np.argsort(-key, kind="stable")
+        ranked = [(self.alphabet.decode(list(self.prefixes[i])), math.exp(total[i])) for i in order.tolist()]
+        return Prediction(ranked[0][0], ranked[0][1], tuple(ranked[:top_k]))
 
 
 def beam_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet: Alphabet, beam: int = 10,
