@@ -27,6 +27,17 @@ def test_kneser_ney_gives_a_distribution_for_any_context():
     assert after_julie[lm.end_index] > after_julie[A.encode("Z")[0]]  # a name may end here
 
 
+def test_kneser_ney_matches_the_textbook_figures_of_a_tiny_corpus():
+    # AB, AB, B with order 2. Bigrams: ^A 2, AB 2, B$ 3, ^B 1 (n1 = 1, n2 = 2: discount 0.2); unigram continuation
+    # counts A 1, B 2, $ 1 (n1 = 2, n2 = 1: discount 0.5), so P1 = (c - 0.5) / 4 + 0.5 * 3/4 * 1/3 = .25, .5, .25;
+    # P(B | A) = (2 - 0.2) / 2 + 0.2 * 1/2 * P1(B) = 0.95; P(A | ^) = 1.8 / 3 + 0.2 * 2/3 * P1(A) = 0.6333...
+    ab = Alphabet("AB")
+    lm = CharLM(["AB", "AB", "B"], ab, order=2)
+    assert np.exp(lm.log_probs("A")[1:]) == pytest.approx([0.025, 0.95, 0.025], abs=1e-12)
+    assert np.exp(lm.log_probs("")[1:]) == pytest.approx([0.6 + 0.2 / 3 * 0.5, 0.8 / 3 + 0.4 / 3 * 0.5, 0.4 / 3 * 0.25],
+                                                          abs=1e-12)
+
+
 def test_words_outside_the_alphabet_are_skipped_and_an_empty_list_refused():
     lm = CharLM(["JULIE", "julie", "JUL1E", ""], A, order=3)
     assert lm.n_words == 1
