@@ -1,7 +1,7 @@
 """Accuracy on real handwriting, k-fold over the 995 usable shared rows: a sharper measure than one 199-row split (one
 image moves it 0.5 point).
 
-    python -m bench.kfold [--folds 5] [--minutes 28 | --epochs 26] [--only 0,2] [--real-repeat 10] [--out DIR]
+    python -m bench.kfold [--folds 5] [--minutes 28 | --epochs 26] [--ema 0.999] [--only 0,2] [--real-repeat 10] [--out DIR]
 
 Each fold trains the starter's recipe (``bench.starter``: the 20,000 synthetic names + the other folds' real rows,
 each seen ``--real-repeat`` times an epoch, self-training on the 10,500 unlabelled crops) for ``--minutes`` (or
@@ -67,7 +67,7 @@ def run_fold(k: int, real: list[Sample], folds: list[list[int]], args) -> dict:
     test = [real[i] for i in folds[k]]
     synth, val = holdout_split(import_kaggle(synthetic(20000)).samples, 0.01, 0)
     cfg = TrainConfig(epochs=args.epochs or 1000, max_minutes=None if args.epochs else args.minutes,
-                      self_train=SELF_TRAIN_SHARE, pseudo_lm="names")
+                      self_train=SELF_TRAIN_SHARE, pseudo_lm="names", ema=args.ema)
     run = Path(args.out) / f"fold-{k}"
     shutil.rmtree(run, ignore_errors=True)
     t0 = time.monotonic()
@@ -75,6 +75,7 @@ def run_fold(k: int, real: list[Sample], folds: list[list[int]], args) -> dict:
                                 callback=Log(k))
     return {"fold": k, "n_test": len(test), "n_train_real": len(train), "epochs": summary["epochs"],
             "minutes": round((time.monotonic() - t0) / 60, 1), "budget": args.epochs or f"{args.minutes:g} min",
+            "ema": args.ema,
             **score(run / "last.pt", test)}
 
 
@@ -96,15 +97,18 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=28.0, help="training budget of each fold")
     ap.add_argument("--epochs", type=int, help="train each fold this many epochs instead of --minutes")
     ap.add_argument("--real-repeat", type=int, default=10)
+    ap.add_argument("--ema", type=float, default=0.0, help="weight averaging's decay (TrainConfig.ema); 0: off")
     ap.add_argument("--only", help="comma-separated fold numbers to run (from 0); default: every fold not done")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", help="default: data/bench/kfold-{28min|26epochs} (one recipe and budget per folder)")
+    ap.add_argument("--out", help="default: data/bench/kfold-{28min|26epochs}[-ema0.999] (one recipe and budget per "
+                                  "folder)")
     args = ap.parse_args()
     if not csv_path(REAL, "validation").exists():
         sys.exit(f"real data not found at {REAL} (set HWR_REAL_DATA)")
     real = import_kaggle(REAL, ("validation",)).samples
     folds = folds_of(len(real), args.folds, args.seed)
-    out = Path(args.out or CACHE / (f"kfold-{args.epochs}epochs" if args.epochs else f"kfold-{args.minutes:g}min"))
+    budget = f"{args.epochs}epochs" if args.epochs else f"{args.minutes:g}min"
+    out = Path(args.out or CACHE / (f"kfold-{budget}" + (f"-ema{args.ema:g}" if args.ema else "")))
     args.out = str(out)
     out.mkdir(parents=True, exist_ok=True)
     wanted = [int(k) for k in args.only.split(",")] if args.only else range(args.folds)

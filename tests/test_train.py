@@ -33,10 +33,11 @@ def test_checkpoints_metrics_and_callbacks(trained):
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(synth_dir, tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(synth_dir, tmp_path, ema):
     samples = import_kaggle(synth_dir).samples[:96]
     train, val = samples[:80], samples[80:]
-    cfg = TrainConfig(epochs=2, batch_size=16, seed=3)
+    cfg = TrainConfig(epochs=2, batch_size=16, seed=3, ema=ema)
     fit(train, val, tmp_path / "full", cfg, progress=False)
 
     class StopAfterOneEpoch(Callback):
@@ -50,10 +51,29 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(synth_dir, tmp_pa
     assert part["epochs"] == 1
     resumed = fit(train, val, tmp_path / "part", cfg, resume=True, progress=False)
     assert resumed["epochs"] == 2
-    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "part" / "last.pt")["model"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    full, part = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "part" / "last.pt")
+    for weights in ("model", "trained_model") if ema else ("model",):  # with averaging: the average and the weights
+        for k in full[weights]:
+            torch.testing.assert_close(full[weights][k], part[weights][k], rtol=0, atol=1e-6, msg=f"{weights} {k}")
+    assert full.get("average_updates") == part.get("average_updates") == (10 if ema else None)  # 2 epochs of 5 steps
+
+
+def test_weight_averaging_saves_and_validates_the_average(synth_dir, tmp_path):
+    from ocr.checkpoint import model_from_checkpoint
+    from ocr.data.datasets import LineDataset
+    from ocr.training.averaging import decay_after
+    from ocr.training.loop import validate
+
+    samples = import_kaggle(synth_dir).samples[:96]
+    summary = fit(samples[:80], samples[80:], tmp_path, TrainConfig(epochs=2, batch_size=16, ema=0.9), progress=False)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    average, trained = ckpt["model"], ckpt["trained_model"]
+    assert any(not torch.equal(average[k], trained[k]) for k in average if average[k].is_floating_point())
+    model, alphabet, prep = model_from_checkpoint(ckpt)
+    figures = validate(model, LineDataset(samples[80:], alphabet, prep), alphabet, torch.device("cpu"), 64)
+    for figure in ("val_loss", "val_cer"):  # the average is what was scored
+        assert figures[figure] == pytest.approx(summary["last"][figure], rel=1e-6)
+    assert decay_after(0, 0.999) == pytest.approx(0.1) and decay_after(10_000, 0.999) == 0.999
 
 
 def test_fine_tune_starts_from_the_given_weights(trained, synth_dir, tmp_path):

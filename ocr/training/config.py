@@ -31,6 +31,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     scheduler: str = "onecycle"  # onecycle | cosine | plateau | constant
     grad_clip: float = 5.0
+    ema: float = 0.0  # weight averaging (ocr.training.averaging): the share of the average kept each step, e.g. 0.999; 0: off
     augment: bool = True
     val_fraction: float = 0.05
     seed: int = 0
@@ -60,6 +61,7 @@ class TrainConfig:
             (self.epochs >= 1 and self.batch_size >= 1 and self.lr > 0 and (self.max_minutes or 1) > 0,
              "epochs, batch_size, lr and max_minutes must be positive"),
             (0 < self.val_fraction < 1, f"val_fraction={self.val_fraction} must be between 0 and 1"),
+            (0 <= self.ema < 1, f"ema={self.ema} must be in [0, 1): the share of the weights' average kept each step"),
             (0 <= self.self_train < 1, f"self_train={self.self_train} must be a share of the run in [0, 1)"),
             (0 < self.pseudo_threshold <= 1, f"pseudo_threshold={self.pseudo_threshold} must be in (0, 1]"),
         )
@@ -111,6 +113,9 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default=d.precision, choices=("auto", *PRECISIONS),
                         help="auto: bf16 on a GPU that has it, else fp16 there; fp32 on the CPU")
     parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--ema", type=finite_float, default=d.ema, metavar="DECAY",
+                        help="save and read a moving average of the weights, DECAY of it kept each step (0.999); "
+                             "0: the weights as trained")
     parser.add_argument("--val-fraction", type=positive_float, default=d.val_fraction)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--self-train", type=finite_float, default=d.self_train, metavar="SHARE",
@@ -152,7 +157,7 @@ def training_options(args: argparse.Namespace) -> dict:
     """The TrainConfig fields of parsed ``add_training_options`` arguments."""
     return {"preset": args.preset, "epochs": args.epochs, "max_minutes": args.max_minutes,
             "batch_size": args.batch_size, "lr": args.lr, "scheduler": args.scheduler, "precision": args.precision,
-            "augment": not args.no_augment, "val_fraction": args.val_fraction, "seed": args.seed,
+            "augment": not args.no_augment, "ema": args.ema, "val_fraction": args.val_fraction, "seed": args.seed,
             "self_train": args.self_train, "pseudo_threshold": args.pseudo_threshold,
             "pseudo_lm": None if args.pseudo_lm in (None, "", "none") else args.pseudo_lm,
             "charset": args.charset, "grow_charset": not args.no_grow_charset}

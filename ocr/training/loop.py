@@ -31,6 +31,7 @@ from ocr.evaluation.metrics import edit_distance
 from ocr.model import CRNN, CRNNConfig, preset
 from ocr.preprocess import PreprocessConfig
 from ocr.recognize import read_arrays
+from ocr.training.averaging import averaged, restore
 from ocr.training.config import TrainConfig
 from ocr.training.distributed import SINGLE, Ranks, start, wrap
 
@@ -351,6 +352,8 @@ def train_epoch(run: _Run, epoch: int, deadline: float, progress: bool) -> Epoch
                                         "lower the learning rate or check the labels")
                 continue
             run.bad_in_a_row = 0
+            if run.average is not None:
+                run.average.update_parameters(run.model)
             state.step += 1
             n = len(batch[1])
             result.seen += n
@@ -403,11 +406,20 @@ class _Run:
     bad_in_a_row: int = 0
     net: torch.nn.Module | None = None  # what trains: the model, or DDP around it
     ranks: Ranks = SINGLE
+    average: torch.nn.Module | None = None  # the weights' moving average (ocr.training.averaging), when cfg.ema
+
+    @property
+    def reader(self) -> CRNN:
+        """The model validated, saved as the checkpoint's model and read: the average when the run keeps one."""
+        return self.model if self.average is None else self.average.module
 
     def snapshot(self) -> dict:
-        """The checkpoint: weights, configs, optimizer/scheduler/scaler state and the run state (an exact resume)."""
-        return {
-            "version": CHECKPOINT_VERSION, "model": self.model.state_dict(), "model_config": self.model_cfg.to_dict(),
+        """The checkpoint: weights, configs, optimizer/scheduler/scaler state and the run state (an exact resume).
+        With averaging, ``model`` is the average and ``trained_model`` the weights that train on."""
+        averaging = {} if self.average is None else {"trained_model": self.model.state_dict(),
+                                                      "average_updates": int(self.average.n_averaged)}
+        return averaging | {
+            "version": CHECKPOINT_VERSION, "model": self.reader.state_dict(), "model_config": self.model_cfg.to_dict(),
             "alphabet": self.alphabet.chars, "preprocess": asdict(PreprocessConfig(height=self.model_cfg.height)),
             "train_config": asdict(self.cfg), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict(), "run_state": asdict(self.state), "data_fingerprint": self.fingerprint,
@@ -430,7 +442,7 @@ def _end_epoch(run: _Run, out: Path, epoch: int, result: EpochResult, t0: float,
                resumed: bool) -> None:
     """Validation, the epoch record, re-planning after the first epoch of a budgeted run, and the checkpoints."""
     cfg, state = run.cfg, run.state
-    val = validate(run.model, run.val_ds, run.alphabet, run.device, max(64, cfg.batch_size), run.ranks)
+    val = validate(run.reader, run.val_ds, run.alphabet, run.device, max(64, cfg.batch_size), run.ranks)
     if cfg.scheduler == "plateau":
         run.sched.step(val["val_cer"])
     state.epoch = epoch
@@ -508,13 +520,16 @@ def fit(
     sched = _scheduler(opt, cfg, lambda: state.planned_epochs * steps_per_epoch)
     scaler = precision.scaler()
     if resumed is not None:
-        model.load_state_dict(resumed["model"])
+        model.load_state_dict(resumed.get("trained_model", resumed["model"]))
         opt.load_state_dict(resumed["optimizer"])
         sched.load_state_dict(resumed["scheduler"])
         scaler.load_state_dict(resumed["scaler"])
         _rescale_for_ranks(opt, sched, state, cfg, ranks.world, steps_per_epoch)
         cb.on_message(f"resuming after epoch {state.epoch} (step {state.step}) of {state.planned_epochs}")
 
+    average = averaged(model, cfg.ema)
+    if average is not None and resumed is not None and "average_updates" in resumed:
+        restore(average, resumed["model"], resumed["average_updates"])
     log = (out / "metrics.jsonl").open("a", encoding="utf-8") if ranks.main else None
 
     def write(record: dict) -> None:
@@ -524,7 +539,7 @@ def fit(
 
     run = _Run(cfg, alphabet, model_cfg, device, precision, model, opt, sched, scaler, batches, val_ds, state, cb,
                write, data_fingerprint(train_ds.samples), provenance or {}, training_labels(train_ds.samples),
-               net=wrap(model, ranks, device), ranks=ranks)
+               net=wrap(model, ranks, device), ranks=ranks, average=average)
     info = {"device": str(device), "model": model_cfg.describe(), "parameters": sum(p.numel() for p in model.parameters()),
             "train_samples": len(train_ds), "val_samples": len(val_ds), "epochs": state.planned_epochs,
             "steps_per_epoch": steps_per_epoch, "data_fingerprint": run.fingerprint, "precision": precision.name,
