@@ -7,7 +7,8 @@ Each fold trains the starter's recipe (``bench.starter``: the 20,000 synthetic n
 each seen ``--real-repeat`` times an epoch, self-training on the 10,500 unlabelled crops) for ``--minutes`` (or
 ``--epochs``: the same training on any machine; the starter's 28 minutes were 26 epochs on the 2026-12-04 machine, 7
 on the 2026-12-07 one) and reads its own fold with its last checkpoint, greedy and beam 20 + the names LM, scored
-against the labels as they are and as reviewed (``bench.reviewed``: the wrong ones set right). Nothing is picked on
+against the labels as they are and as reviewed (``bench.reviewed``: the wrong ones set right); with ``--ema``,
+also with the weights the average was taken of (``trained_weights_*``). Nothing is picked on
 the test fold: the run validates on 200 held-out synthetic images. A fold's figures are kept in ``OUT/fold-K.json``,
 so the folds can run in several sessions (``--only``, or a rerun skips the folds done); every run prints the mean and
 spread of the folds done.
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from bench.common import CACHE, REAL, emit, synthetic
 from bench.reviewed import corrected
+from ocr.checkpoint import load_checkpoint, save_checkpoint
 from ocr.curation.label_errors import folds_of
 from ocr.data.datasets import Sample, csv_path, holdout_split, import_kaggle
 from ocr.decoding.decoder import DecoderConfig
@@ -61,6 +63,17 @@ def score(checkpoint: Path, test: list[Sample]) -> dict:
     return out
 
 
+def trained_weights_score(checkpoint: Path, test: list[Sample]) -> dict:
+    """With weight averaging, the same run read with the weights it averaged (``trained_model``) instead of the
+    average: what reading the average is worth, paired on one run."""
+    ckpt = load_checkpoint(checkpoint)
+    if "trained_model" not in ckpt:
+        return {}
+    path = checkpoint.with_name("trained.pt")
+    save_checkpoint(path, {**ckpt, "model": ckpt.pop("trained_model")})
+    return {f"trained_weights_{name}": figures for name, figures in score(path, test).items()}
+
+
 def run_fold(k: int, real: list[Sample], folds: list[list[int]], args) -> dict:
     held = set(folds[k])
     train = [s for i, s in enumerate(real) if i not in held]
@@ -76,7 +89,7 @@ def run_fold(k: int, real: list[Sample], folds: list[list[int]], args) -> dict:
     return {"fold": k, "n_test": len(test), "n_train_real": len(train), "epochs": summary["epochs"],
             "minutes": round((time.monotonic() - t0) / 60, 1), "budget": args.epochs or f"{args.minutes:g} min",
             "ema": args.ema,
-            **score(run / "last.pt", test)}
+            **score(run / "last.pt", test), **trained_weights_score(run / "last.pt", test)}
 
 
 def summarise(done: list[dict]) -> None:
