@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from ocr.alphabet import Alphabet
@@ -51,3 +52,26 @@ def test_beam_probability_equals_ctc_label_probability():
 def test_ctc_min_length_counts_repeats():
     assert ctc_min_length("ANNE") == 5
     assert ctc_min_length("LEA") == 3
+
+
+def test_a_beam_decoded_on_two_processes_reads_as_in_one_and_its_processes_end(tmp_path):
+    import multiprocessing
+    import os
+
+    from ocr.decoding.decoder import Decoder, DecoderConfig
+
+    words = tmp_path / "words.txt"
+    words.write_text("AB\nBA\nABBA\nBAB\n")
+    config = DecoderConfig(lm=str(words))
+    rng = np.random.default_rng(1)
+    logits = torch.log(torch.tensor(rng.dirichlet(np.ones(3) * 0.5, size=(12, 40)), dtype=torch.float32))
+    lengths = torch.tensor(rng.integers(4, 13, size=40))
+    alone = Decoder(config, A)(logits, lengths)
+    with Decoder(config, A, processes=2) as pooled:
+        assert pooled(logits, lengths) == alone  # texts, confidences and candidates, in order
+        workers = [w.pid for w in multiprocessing.active_children()]
+        assert len(workers) == 2
+    assert not multiprocessing.active_children()
+    for pid in workers:  # ended and reaped
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

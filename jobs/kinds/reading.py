@@ -132,20 +132,21 @@ def _predict(ctx: JobContext, p: EvaluateParams | PredictParams, rows: list, lab
 
     catalog.pull_images(ctx.settings, rows)  # a worker on another machine: the images come from the store
     labels = [scorable(r) for r in rows]
-    stream = rec.score_stream([ctx.settings.local(r.path) for r in rows], labels, rec.decoder(config))
-    records, skipped, read = [], 0, 0
-    for batch in stream:
-        for r, label, reading in zip(rows[read:read + len(batch)], labels[read:], batch):
-            if isinstance(reading, ValueError):
-                skipped += 1
-                ctx.log(f"sample {r.id} ({r.path}) skipped: {reading}", logging.WARNING)
-            else:
-                records.append(_record(ctx, p.model, r, label, reading, labelled))
-        read += len(batch)
-        ctx.progress(read / len(rows) * 0.95, f"read {read:,} of {len(rows):,}", Count(read, len(rows), "image"))
-        if ctx.should_stop():
-            stream.close()
-            return {"stopped": True, "read": len(records)}
+    with rec.decoder(config, images=len(rows)) as decoder:
+        stream = rec.score_stream([ctx.settings.local(r.path) for r in rows], labels, decoder)
+        records, skipped, read = [], 0, 0
+        for batch in stream:
+            for r, label, reading in zip(rows[read:read + len(batch)], labels[read:], batch):
+                if isinstance(reading, ValueError):
+                    skipped += 1
+                    ctx.log(f"sample {r.id} ({r.path}) skipped: {reading}", logging.WARNING)
+                else:
+                    records.append(_record(ctx, p.model, r, label, reading, labelled))
+            read += len(batch)
+            ctx.progress(read / len(rows) * 0.95, f"read {read:,} of {len(rows):,}", Count(read, len(rows), "image"))
+            if ctx.should_stop():
+                stream.close()
+                return {"stopped": True, "read": len(records)}
     store_predictions(ctx.settings, p.model, records)
     return {"n": len(records), "records": records, "skipped_images": skipped, "engine": rec.engine.name}
 

@@ -122,8 +122,8 @@ def read_samples(checkpoint: Path, samples: list[Sample], decoder_config: Decode
     from ocr.recognize import Recognizer
 
     rec = Recognizer(checkpoint, device=device)
-    return rec.score_files([s.path for s in samples], [s.label for s in samples], rec.decoder(decoder_config),
-                           batch_size)
+    with rec.decoder(decoder_config, images=len(samples)) as decoder:
+        return rec.score_files([s.path for s in samples], [s.label for s in samples], decoder, batch_size)
 
 
 class _Fold(Callback):

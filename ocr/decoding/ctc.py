@@ -158,9 +158,13 @@ class _Beams:
 def beam_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet: Alphabet, beam: int = 10,
                 top_k: int = 5, fusion: Fusion | None = None) -> list[Prediction]:
     """logits (T, N, C), lengths (N,) -> N predictions with top-k candidates."""
-    log_probs = log_softmax(logits)
-    return [beam_decode_one(log_probs[:n, i], alphabet, beam, top_k, fusion=fusion)
-            for i, n in enumerate(lengths.tolist())]
+    return beam_decode_log_probs(log_softmax(logits), lengths.tolist(), alphabet, beam, top_k, fusion)
+
+
+def beam_decode_log_probs(log_probs: np.ndarray, lengths: list[int], alphabet: Alphabet, beam: int = 10,
+                          top_k: int = 5, fusion: Fusion | None = None) -> list[Prediction]:
+    """``beam_decode`` of log probabilities already in numpy (T, N, C): what a decoding process receives."""
+    return [beam_decode_one(log_probs[:n, i], alphabet, beam, top_k, fusion=fusion) for i, n in enumerate(lengths)]
 
 
 def label_log_prob(logits: torch.Tensor, lengths: torch.Tensor, labels: list[str], alphabet: Alphabet) -> torch.Tensor:

@@ -5,12 +5,17 @@ means the same everywhere."""
 
 from __future__ import annotations
 
+import warnings
+import weakref
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
+from functools import partial
 
+import numpy as np
 import torch
 
 from ocr.alphabet import NAMED_CHARSETS, Alphabet
-from ocr.decoding.ctc import beam_decode, greedy_decode
+from ocr.decoding.ctc import beam_decode_log_probs, greedy_decode, log_softmax
 from ocr.decoding.types import DEFAULT_WEIGHT, Fusion, Prediction
 
 LM_BEAM = 20  # a language model needs room in the beam to change the reading
@@ -57,9 +62,12 @@ class DecoderConfig:
 class Decoder:
     """A ``DecoderConfig`` made ready for one alphabet (language model and lexicon loaded once). ``training_labels``
     (label -> count, from the model's checkpoint) is the corpus of the ``labels`` language model: the one a model
-    gets when the names LM does not fit its character set (dates, numbers, lower case); without it, no LM."""
+    gets when the names LM does not fit its character set (dates, numbers, lower case); without it, no LM.
+    ``processes`` > 1 decodes a beam on that many worker processes (``ocr.decoding.parallel``): for large reads;
+    ``close()`` (or ``with``) ends them, and so does the decoder's collection."""
 
-    def __init__(self, config: DecoderConfig, alphabet: Alphabet, training_labels: dict[str, int] | None = None):
+    def __init__(self, config: DecoderConfig, alphabet: Alphabet, training_labels: dict[str, int] | None = None,
+                 processes: int = 1):
         self.config, self.alphabet = config, alphabet
         self.fusion = None
         self.lm = config.lm
@@ -87,14 +95,42 @@ class Decoder:
             from ocr.decoding.lexicon import Lexicon
 
             self.lexicon = Lexicon.load(config.lexicon, alphabet)
+        self._pool = None
+        if processes > 1 and config.beam_width:
+            from ocr.decoding.parallel import DecoderPool
+
+            self._pool = DecoderPool(partial(Decoder, config, alphabet, training_labels), processes)
+            weakref.finalize(self, self._pool.close)
 
     def __call__(self, logits: torch.Tensor, lengths: torch.Tensor) -> list[Prediction]:
         """logits (T, N, C) and output lengths (N,) -> N predictions with P(text | image) as confidence."""
-        cfg = self.config
-        if not cfg.beam_width:
+        if not self.config.beam_width:
             return greedy_decode(logits, lengths, self.alphabet)
+        log_probs, lengths = log_softmax(logits), lengths.tolist()
+        if self._pool is not None:
+            try:
+                return self._pool(log_probs, lengths)
+            except BrokenProcessPool:  # a worker died (killed, out of memory): this process decodes from now on
+                warnings.warn("a decoding process ended abruptly; decoding goes on in this process", stacklevel=2)
+                self._pool = None
+        return self.decode_log_probs(log_probs, lengths)
+
+    def decode_log_probs(self, log_probs: np.ndarray, lengths: list[int]) -> list[Prediction]:
+        """The beam (and the lexicon) over log probabilities (T, N, C) in numpy, in this process."""
+        cfg = self.config
         top_k = max(cfg.top_k, LEXICON_BEAM if self.lexicon else 0)
-        preds = beam_decode(logits, lengths, self.alphabet, beam=cfg.beam_width, top_k=top_k, fusion=self.fusion)
+        preds = beam_decode_log_probs(log_probs, lengths, self.alphabet, cfg.beam_width, top_k, self.fusion)
         if self.lexicon is not None:
             preds = [self.lexicon.apply(p, cfg.lexicon_ratio) for p in preds]
         return preds
+
+    def close(self) -> None:
+        """End the decoding processes, if any."""
+        if self._pool is not None:
+            self._pool.close()
+
+    def __enter__(self) -> Decoder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

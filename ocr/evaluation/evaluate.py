@@ -41,14 +41,14 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str, out: str | Pa
     ``engine`` (``ocr.engines``; the one used is recorded)."""
     checkpoint, out = Path(checkpoint), Path(out)
     rec = Recognizer(checkpoint, device=device, engine=engine)
-    reader = rec.decoder(decoder)
     result = import_kaggle(data, (split,), alphabet=rec.alphabet, rules=LabelRules.of_model(rec.alphabet))
     if result.errors and not result.samples:
         raise ValueError("; ".join(result.errors))
     samples = result.samples
     if not samples:
         raise ValueError(f"{data}: no usable sample in split {split!r}")
-    preds = rec.read([s.path for s in samples], reader)
+    with rec.decoder(decoder, images=len(samples)) as reader:
+        preds = rec.read([s.path for s in samples], reader)
     labels = [s.label for s in samples]
     texts = [p.text for p in preds]
 

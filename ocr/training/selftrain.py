@@ -55,8 +55,8 @@ def read_pool(checkpoint: str | Path, pool: list[Path], cfg: TrainConfig, device
     cb = callback or Callback()
     rec = Recognizer(checkpoint, device=device)
     t0 = time.monotonic()
-    readings = rec.score_files(pool, decoder=rec.decoder(pool_decoder(cfg)), batch_size=batch_size,
-                               should_stop=cb.should_stop)
+    with rec.decoder(pool_decoder(cfg), images=len(pool)) as decoder:
+        readings = rec.score_files(pool, decoder=decoder, batch_size=batch_size, should_stop=cb.should_stop)
     kept = [PseudoLabel(Path(path), r.text, r.confidence) for path, r in zip(pool, readings)
             if r is not None and r.confidence >= cfg.pseudo_threshold and len(r.text) >= MIN_PSEUDO_LENGTH]
     read = sum(r is not None for r in readings)
