@@ -4,7 +4,8 @@ The prefix beam search is Python (``ocr.decoding.ctc``): one core decodes a few 
 language model, while the model reads thousands. A large read (the unlabelled pool of self-training, a label-error
 search, a predict or evaluate job with ``--lm``) spreads its sequences over worker processes, one per core, each with
 its own copy of the decoder; the caller's threads keep preparing and running the model meanwhile. Workers are spawned
-(not forked: a fork of a process running onnxruntime or torch threads can hang) and start in ~2-3 s.
+(not forked: a fork of a process running onnxruntime or torch threads can hang) and start in a few seconds (3-7 s
+here: the imports, the language model).
 
 A spawned worker imports the program's main module again. That is harmless for the project's entry points
 (``python -m ocr``, ``python -m jobs.runner``, the benchmarks, pytest: a package's ``__main__`` is skipped, a module's
