@@ -31,6 +31,7 @@ from ocr.curation.label_errors import folds_of
 from ocr.data.datasets import Sample, csv_path, holdout_split, import_kaggle
 from ocr.decoding.decoder import DecoderConfig
 from ocr.evaluation.metrics import cer, exact_match
+from ocr.model import PRESETS
 from ocr.recognize import Recognizer
 from ocr.training.config import SELF_TRAIN_SHARE
 from ocr.training.loop import Callback, TrainConfig
@@ -80,7 +81,7 @@ def run_fold(k: int, real: list[Sample], folds: list[list[int]], args) -> dict:
     test = [real[i] for i in folds[k]]
     synth, val = holdout_split(import_kaggle(synthetic(20000)).samples, 0.01, 0)
     cfg = TrainConfig(epochs=args.epochs or 1000, max_minutes=None if args.epochs else args.minutes,
-                      self_train=SELF_TRAIN_SHARE, pseudo_lm="names", ema=args.ema)
+                      self_train=SELF_TRAIN_SHARE, pseudo_lm="names", ema=args.ema, preset=args.preset)
     run = Path(args.out) / f"fold-{k}"
     shutil.rmtree(run, ignore_errors=True)
     t0 = time.monotonic()
@@ -88,7 +89,7 @@ def run_fold(k: int, real: list[Sample], folds: list[list[int]], args) -> dict:
                                 callback=Log(k))
     return {"fold": k, "n_test": len(test), "n_train_real": len(train), "epochs": summary["epochs"],
             "minutes": round((time.monotonic() - t0) / 60, 1), "budget": args.epochs or f"{args.minutes:g} min",
-            "ema": args.ema,
+            "ema": args.ema, "preset": args.preset,
             **score(run / "last.pt", test), **trained_weights_score(run / "last.pt", test)}
 
 
@@ -110,6 +111,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=28.0, help="training budget of each fold")
     ap.add_argument("--epochs", type=int, help="train each fold this many epochs instead of --minutes")
     ap.add_argument("--real-repeat", type=int, default=10)
+    ap.add_argument("--preset", default="small", choices=PRESETS, help="the model (ocr.model.PRESETS)")
     ap.add_argument("--ema", type=float, default=0.0, help="weight averaging's decay (TrainConfig.ema); 0: off")
     ap.add_argument("--only", help="comma-separated fold numbers to run (from 0); default: every fold not done")
     ap.add_argument("--seed", type=int, default=0)
@@ -121,7 +123,8 @@ def main() -> None:
     real = import_kaggle(REAL, ("validation",)).samples
     folds = folds_of(len(real), args.folds, args.seed)
     budget = f"{args.epochs}epochs" if args.epochs else f"{args.minutes:g}min"
-    out = Path(args.out or CACHE / (f"kfold-{budget}" + (f"-ema{args.ema:g}" if args.ema else "")))
+    preset = "" if args.preset == "small" else f"-{args.preset}"
+    out = Path(args.out or CACHE / (f"kfold-{budget}{preset}" + (f"-ema{args.ema:g}" if args.ema else "")))
     args.out = str(out)
     out.mkdir(parents=True, exist_ok=True)
     wanted = [int(k) for k in args.only.split(",")] if args.only else range(args.folds)

@@ -8,11 +8,14 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
+from ocr.preprocess import PreprocessConfig
+
 
 @dataclass(frozen=True)
 class CRNNConfig:
     num_classes: int = 30
     height: int = 32
+    max_width: int = 256  # wider images are squashed to it (``ocr.preprocess.PreprocessConfig``)
     stem: int = 32  # channels of the first convolution
     stem_stride: int = 2
     blocks: tuple[tuple[int, int, int], ...] = ((64, 2, 2), (96, 2, 1), (128, 2, 1))  # (channels, pool_h, pool_w)
@@ -30,6 +33,10 @@ class CRNNConfig:
 
     def output_length(self, width: int) -> int:
         return max(1, width // self.width_stride)
+
+    def preprocess(self) -> PreprocessConfig:
+        """The input this model reads: every reader and trainer takes it from here."""
+        return PreprocessConfig(height=self.height, max_width=self.max_width)
 
     def describe(self) -> str:
         """A short readable name, e.g. ``h32-s32-c64.96.128-lstm128x2``."""

@@ -137,3 +137,17 @@ def test_preset_names_for_the_command_lines_are_the_model_presets():
     from ocr.training.config import PRESET_NAMES
 
     assert PRESET_NAMES == tuple(PRESETS)
+
+
+@pytest.mark.parametrize("name", ["small", "large", "textbook"])
+def test_every_preset_counts_no_more_time_steps_than_it_emits_and_names_its_input(name):
+    """CTC reads ``output_length(width)`` steps of what the model emits: it must never count a step the model did not
+    make (a stem of another stride changes the rounding), and the input a preset reads is its own (``textbook``: the
+    notebooks' 64 x 256)."""
+    cfg = preset(name, 30)
+    model = CRNN(cfg).eval()
+    for width in (4, 5, 37, 256, 383, 384, 521):
+        with torch.no_grad():
+            steps = model(torch.zeros(1, 1, cfg.height, width)).shape[0]
+        assert cfg.output_length(width) <= steps <= cfg.output_length(width) + 1, (width, steps)
+    assert (cfg.preprocess().height, cfg.preprocess().max_width) == (cfg.height, 256)

@@ -60,8 +60,9 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, cfg: AugmentConfig = Au
     grid = F.affine_grid(theta, (n, 1, h, w), align_corners=False)
     # elastic: a smooth vertical shift of each column
     warp = _bernoulli(cfg.p_warp, n, gen, dev)
-    amp = _uniform(0.5, 2.5, n, gen, dev) * 2 / h * warp
-    period = _uniform(30, 120, n, gen, dev)
+    px = h / 32  # the warp's sizes are in pixels of a 32-px line: the same distortion at any input height
+    amp = _uniform(0.5, 2.5, n, gen, dev) * px * 2 / h * warp
+    period = _uniform(30, 120, n, gen, dev) * px
     phase = torch.rand(n, generator=gen, device=dev)
     cols = torch.arange(w, device=dev, dtype=torch.float32)
     shift = amp[:, None] * torch.sin(2 * math.pi * (cols[None, :] / period[:, None] + phase[:, None]))

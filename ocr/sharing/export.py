@@ -81,12 +81,15 @@ def _known_torch_notices() -> Iterator[None]:
 
 
 def export_program(model, example):
-    """``torch.export`` of the model with the batch size and the image width left free."""
+    """``torch.export`` of the model with the batch size and the image width left free. The program reads lines of
+    at least two time steps (``2 * width_stride`` columns; a narrower one is refused with its width): the tracer
+    specialises a length of one (a stride-6 model's batch padded to 8 columns would be one step)."""
     import torch
     from torch.export import Dim
 
+    width = Dim("width", min=2 * getattr(model, "model", model).cfg.width_stride)  # the CRNN, or ONNX's wrapper of it
     with _shapes_kept_free(), _known_torch_notices():
-        program = torch.export.export(model, (example,), dynamic_shapes={"images": {0: Dim.DYNAMIC, 3: Dim.DYNAMIC}},
+        program = torch.export.export(model, (example,), dynamic_shapes={"images": {0: Dim.DYNAMIC, 3: width}},
                                       strict=False)
     one_narrower = example[:1, :, :, : example.shape[3] // 2 + 3]
     try:

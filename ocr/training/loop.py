@@ -29,7 +29,6 @@ from ocr.decoding.ctc import ctc_min_length, greedy_decode
 from ocr.engines import TorchEngine
 from ocr.evaluation.metrics import edit_distance
 from ocr.model import CRNN, CRNNConfig, preset
-from ocr.preprocess import PreprocessConfig
 from ocr.recognize import read_arrays
 from ocr.training.averaging import averaged, restore
 from ocr.training.config import TrainConfig
@@ -278,7 +277,7 @@ def _datasets(train_samples: list[Sample], val_samples: list[Sample], alphabet: 
     if not train_samples or not val_samples:
         raise TrainingError(f"no {'training' if not train_samples else 'validation'} sample left that the character "
                             f"set {alphabet.describe()} can write")
-    pre = PreprocessConfig(height=model_cfg.height)
+    pre = model_cfg.preprocess()
     cb.on_message(f"decoding {len(train_samples) + len(val_samples):,} images into memory")
     train_ds = LineDataset(train_samples, alphabet, pre)
     val_ds = LineDataset(val_samples, alphabet, pre)
@@ -420,7 +419,7 @@ class _Run:
                                                       "average_updates": int(self.average.n_averaged)}
         return averaging | {
             "version": CHECKPOINT_VERSION, "model": self.reader.state_dict(), "model_config": self.model_cfg.to_dict(),
-            "alphabet": self.alphabet.chars, "preprocess": asdict(PreprocessConfig(height=self.model_cfg.height)),
+            "alphabet": self.alphabet.chars, "preprocess": asdict(self.model_cfg.preprocess()),
             "train_config": asdict(self.cfg), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict(), "run_state": asdict(self.state), "data_fingerprint": self.fingerprint,
             "metrics": self.state.history[-1] if self.state.history else {}, "provenance": self.provenance,
