@@ -1,7 +1,8 @@
 """Accuracy on real handwriting, k-fold over the 995 usable shared rows: a sharper measure than one 199-row split (one
 image moves it 0.5 point).
 
-    python -m bench.kfold [--folds 5] [--minutes 28 | --epochs 26] [--preset small] [--ema 0.999] [--only 0,2] [--real-repeat 10] [--out DIR]
+    python -m bench.kfold [--folds 5] [--minutes 28 | --epochs 26] [--preset small] [--ema 0.999] [--only 0,2]
+        [--real-repeat 10] [--out DIR]
 
 Each fold trains the starter's recipe (``bench.starter``: the 20,000 synthetic names + the other folds' real rows,
 each seen ``--real-repeat`` times an epoch, self-training on the 10,500 unlabelled crops) for ``--minutes`` (or
