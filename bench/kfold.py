@@ -32,9 +32,8 @@ from ocr.curation.label_errors import folds_of
 from ocr.data.datasets import Sample, csv_path, holdout_split, import_kaggle
 from ocr.decoding.decoder import DecoderConfig
 from ocr.evaluation.metrics import cer, exact_match
-from ocr.model import PRESETS
 from ocr.recognize import Recognizer
-from ocr.training.config import SELF_TRAIN_SHARE
+from ocr.training.config import PRESET_NAMES, SELF_TRAIN_SHARE
 from ocr.training.loop import Callback, TrainConfig
 from ocr.training.selftrain import fit_self_training, pool_files
 
@@ -112,7 +111,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=28.0, help="training budget of each fold")
     ap.add_argument("--epochs", type=int, help="train each fold this many epochs instead of --minutes")
     ap.add_argument("--real-repeat", type=int, default=10)
-    ap.add_argument("--preset", default="small", choices=PRESETS, help="the model (ocr.model.PRESETS)")
+    ap.add_argument("--preset", default="small", choices=PRESET_NAMES, help="the model (ocr.model.PRESETS)")
     ap.add_argument("--ema", type=float, default=0.0, help="weight averaging's decay (TrainConfig.ema); 0: off")
     ap.add_argument("--only", help="comma-separated fold numbers to run (from 0); default: every fold not done")
     ap.add_argument("--seed", type=int, default=0)

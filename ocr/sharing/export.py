@@ -87,7 +87,7 @@ def export_program(model, example):
     import torch
     from torch.export import Dim
 
-    width = Dim("width", min=2 * getattr(model, "model", model).cfg.width_stride)  # the CRNN, or ONNX's wrapper of it
+    width = Dim("width", min=2 * model.cfg.width_stride)
     with _shapes_kept_free(), _known_torch_notices():
         program = torch.export.export(model, (example,), dynamic_shapes={"images": {0: Dim.DYNAMIC, 3: width}},
                                       strict=False)
@@ -128,7 +128,7 @@ def reading_module(model):
     class Reading(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.model = model
+            self.model, self.cfg = model, model.cfg  # the CRNN's config: what export_program reads the stride from
 
         def forward(self, images):
             return self.model.logits_and_features(images)
