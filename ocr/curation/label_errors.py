@@ -9,7 +9,8 @@ all (both texts unlikely, the label far less): so a doubted label whose reading 
 nearly every text it reads right (``hard_threshold``: the 10th percentile of its confidence on the labels it reads,
 at most ``HARD_TO_READ``, cleanlab's per-class threshold idea for sequences) is listed apart as hard to read (to
 label, exclude or mark unreadable), unless the current model reads it (nearly) the same way, which makes the reading
-a sure one after all. The current model's own reading is kept as evidence beside it (a label both models disagree
+a sure one after all, or the label is so unlikely (``UNLIKELY_LABEL_PER_CHAR``) that it is wrong whatever the crop
+shows. The current model's own reading is kept as evidence beside it (a label both models disagree
 with is the likeliest error).
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import editdistance
 import numpy as np
 
-from ocr.curation import HARD_TO_READ
+from ocr.curation import HARD_TO_READ, UNLIKELY_LABEL_PER_CHAR
 from ocr.data.datasets import Sample
 from ocr.decoding.decoder import DecoderConfig
 from ocr.training.loop import Callback, TrainConfig, TrainingError, fit
@@ -71,6 +72,11 @@ class LabelIssue:
             return False
         return editdistance.eval(self.reading, other) <= 0.25 * max(len(self.reading), len(other), 1)
 
+    @property
+    def label_unlikely(self) -> bool:
+        """The model gives the label less than ``UNLIKELY_LABEL_PER_CHAR`` a character: whatever it reads, not this."""
+        return self.label_log_prob / max(1, len(self.sample.label)) < UNLIKELY_LABEL_PER_CHAR
+
     def evidence(self) -> dict:
         return {"fold": self.fold, "reading": self.reading, "confidence": self.confidence, "score": self.score,
                 "label_log_prob": self.label_log_prob, "in_sample_reading": self.in_sample_reading,
@@ -86,10 +92,11 @@ def hard_threshold(issues: list[LabelIssue]) -> float:
 
 
 def mark_hard(issues: list[LabelIssue]) -> tuple[list[LabelIssue], float]:
-    """The issues with ``hard_to_read`` set: doubted, read below ``hard_threshold`` and not (nearly) alike by the
-    current model; and the threshold."""
+    """The issues with ``hard_to_read`` set: doubted, read below ``hard_threshold``, not (nearly) alike by the
+    current model, and a label not so unlikely that it is wrong whatever the crop shows; and the threshold."""
     t = hard_threshold(issues)
-    return [replace(x, hard_to_read=x.score > 0 and x.confidence < t and not x.readings_agree) for x in issues], t
+    return [replace(x, hard_to_read=x.score > 0 and x.confidence < t and not x.readings_agree and not x.label_unlikely)
+            for x in issues], t
 
 
 def rank(issues: list[LabelIssue]) -> list[LabelIssue]:
