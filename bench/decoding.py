@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 from bench.common import REAL, emit
-from ocr.decoding import parallel
 from ocr.decoding.decoder import Decoder, DecoderConfig
 from ocr.decoding.parallel import processes_for
 from ocr.recognize import Recognizer
@@ -61,23 +60,16 @@ def main() -> None:
     emit("decoding", checkpoint=Path(args.checkpoint).name, images=len(files), ms_per_image=figures)
     if args.read:
         pool = sorted((REAL / "unlabelled" / "train_v2" / "train").glob("*.jpg"))[:args.read]
-        product, alone = pool_read_seconds(args.checkpoint, pool), pool_read_seconds(args.checkpoint, pool, 10**9)
+        product, alone = pool_read_seconds(args.checkpoint, pool), pool_read_seconds(args.checkpoint, pool, 1)
         emit("decoding.pool_read", images=len(pool), processes=processes_for(len(pool), True), seconds=product,
              one_process_seconds=alone, speedup=round(alone / product, 2))
 
 
-def pool_read_seconds(checkpoint: str, pool: list[Path], min_per_process: int | None = None) -> float:
-    """Seconds of ``read_pool`` over ``pool``; ``min_per_process`` overrides how large a read must be to decode on
-    several processes (a huge value: one process)."""
-    saved = parallel.MIN_PER_PROCESS
-    parallel.MIN_PER_PROCESS = min_per_process or saved
-    try:
-        t = time.perf_counter()
-        read_pool(checkpoint, pool, TrainConfig())
-        return round(time.perf_counter() - t, 1)
-    finally:
-        parallel.MIN_PER_PROCESS = saved
-
+def pool_read_seconds(checkpoint: str, pool: list[Path], processes: int | None = None) -> float:
+    """Seconds of ``read_pool`` over ``pool``, decoding on as many processes as the product picks, or ``processes``."""
+    t = time.perf_counter()
+    read_pool(checkpoint, pool, TrainConfig(), processes=processes)
+    return round(time.perf_counter() - t, 1)
 
 if __name__ == "__main__":
     main()

@@ -58,13 +58,14 @@ class Recognizer:
         """Preprocessed arrays -> logits (T, N, C), output lengths (N,) and image embeddings (N, 2*hidden) (``read_arrays``)."""
         return read_arrays(self.engine, arrays, self.model.cfg, alone=not getattr(self._local, "pooled", False))
 
-    def decoder(self, config: DecoderConfig = DecoderConfig(), images: int = 0) -> Decoder:
+    def decoder(self, config: DecoderConfig = DecoderConfig(), images: int = 0, processes: int | None = None) -> Decoder:
         """The model's decoder of ``config``; a read of ``images`` images (a pool, a dataset) decodes a beam on
-        several processes when it is large enough to be worth their start (``ocr.decoding.parallel``)."""
+        several processes when it is large enough to be worth their start (``ocr.decoding.parallel``), or on
+        ``processes`` when given."""
         from ocr.decoding.parallel import processes_for
 
         return Decoder(config, self.alphabet, self.checkpoint.get("training_labels"),
-                       processes_for(images, bool(config.beam_width)))
+                       processes or processes_for(images, bool(config.beam_width)))
 
     def read(self, images: list, decoder: Decoder | None = None, batch_size: int | None = None) -> list[Prediction]:
         """Paths, PIL images or raw uint8 arrays -> predictions (greedy without a ``decoder``); an image that cannot

@@ -47,15 +47,17 @@ def check_self_training(cfg: TrainConfig, pool: list[Path] | None) -> None:
 
 
 def read_pool(checkpoint: str | Path, pool: list[Path], cfg: TrainConfig, device: str = "cpu",
-              callback: Callback | None = None, batch_size: int = 128) -> tuple[list[PseudoLabel], dict]:
-    """The pool read with ``checkpoint`` and the pool decoder; returns the readings at or above the threshold and
-    counts (read, kept, unreadable images). Images that cannot be read are counted and left out."""
+              callback: Callback | None = None, batch_size: int = 128,
+              processes: int | None = None) -> tuple[list[PseudoLabel], dict]:
+    """The pool read with ``checkpoint`` and the pool decoder (on ``processes`` decoding processes, or as many as the
+    pool is worth: ``Recognizer.decoder``); returns the readings at or above the threshold and counts (read, kept,
+    unreadable images). Images that cannot be read are counted and left out."""
     from ocr.recognize import Recognizer
 
     cb = callback or Callback()
     rec = Recognizer(checkpoint, device=device)
     t0 = time.monotonic()
-    with rec.decoder(pool_decoder(cfg), images=len(pool)) as decoder:
+    with rec.decoder(pool_decoder(cfg), images=len(pool), processes=processes) as decoder:
         readings = rec.score_files(pool, decoder=decoder, batch_size=batch_size, should_stop=cb.should_stop)
     kept = [PseudoLabel(Path(path), r.text, r.confidence) for path, r in zip(pool, readings)
             if r is not None and r.confidence >= cfg.pseudo_threshold and len(r.text) >= MIN_PSEUDO_LENGTH]
