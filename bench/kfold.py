@@ -2,14 +2,18 @@
 image moves it 0.5 point).
 
     python -m bench.kfold [--folds 5] [--minutes 28 | --epochs 26] [--preset small] [--ema 0.999] [--only 0,2]
-        [--real-repeat 10] [--out DIR]
+        [--real-repeat 10] [--rounds 2 [--round-epochs 9] [--first-round DIR]] [--out DIR]
 
 Each fold trains the starter's recipe (``bench.starter``: the 20,000 synthetic names + the other folds' real rows,
 each seen ``--real-repeat`` times an epoch, self-training on the 10,500 unlabelled crops) for ``--minutes`` (or
 ``--epochs``: the same training on any machine; the starter's 28 minutes were 26 epochs on the 2026-12-04 machine, 7
 on the 2026-12-07 one) and reads its own fold with its last checkpoint, greedy and beam 20 + the names LM, scored
 against the labels as they are and as reviewed (``bench.reviewed``: the wrong ones set right); with ``--ema``,
-also with the weights the average was taken of (``trained_weights_*``). Nothing is picked on
+also with the weights the average was taken of (``trained_weights_*``). ``--rounds R`` iterates self-training: each
+round after the first, the last round's model reads the pool again and a student fine-tunes from it on the labels +
+its pseudo-labels for ``--round-epochs`` at the student's learning rate (the product's ``ocr train --teacher CKPT
+--init CKPT``); ``--first-round DIR`` takes round 1 of each fold from a finished run of the same recipe (its
+``fold-K/last.pt``) instead of training it again, and every round's model is scored. Nothing is picked on
 the test fold: the run validates on 200 held-out synthetic images. A fold's figures are kept in ``OUT/fold-K.json``,
 so the folds can run in several sessions (``--only``, or a rerun skips the folds done); every run prints the mean and
 spread of the folds done.
@@ -23,6 +27,7 @@ import shutil
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from bench.common import CACHE, REAL, emit, synthetic
@@ -85,12 +90,30 @@ def run_fold(k: int, real: list[Sample], folds: list[list[int]], args) -> dict:
     run = Path(args.out) / f"fold-{k}"
     shutil.rmtree(run, ignore_errors=True)
     t0 = time.monotonic()
-    summary = fit_self_training(synth + train * args.real_repeat, val, pool_files(REAL / "unlabelled"), run, cfg,
-                                callback=Log(k))
-    return {"fold": k, "n_test": len(test), "n_train_real": len(train), "epochs": summary["epochs"],
+    data, pool = synth + train * args.real_repeat, pool_files(REAL / "unlabelled")
+    if args.first_round:
+        last, epochs = first_round(Path(args.first_round) / f"fold-{k}", run)
+    else:
+        last, epochs = run / "last.pt", fit_self_training(data, val, pool, run, cfg, callback=Log(k))["epochs"]
+    rounds = {}
+    for r in range(2, args.rounds + 1):
+        rounds[f"round_{r - 1}"] = score(last, test)
+        round_cfg = replace(cfg, epochs=args.round_epochs, max_minutes=None, lr=cfg.lr / 2)
+        fit_self_training(data, val, pool, run / f"round-{r}", round_cfg, init=last, teacher=last, callback=Log(k))
+        last, epochs = run / f"round-{r}" / "last.pt", epochs + args.round_epochs
+    return {"fold": k, "n_test": len(test), "n_train_real": len(train), "epochs": epochs,
             "minutes": round((time.monotonic() - t0) / 60, 1), "budget": args.epochs or f"{args.minutes:g} min",
-            "ema": args.ema, "preset": args.preset,
-            **score(run / "last.pt", test), **trained_weights_score(run / "last.pt", test)}
+            "ema": args.ema, "preset": args.preset, "rounds": args.rounds,
+            **score(last, test), **trained_weights_score(last, test), **rounds}
+
+
+def first_round(done: Path, run: Path) -> tuple[Path, int]:
+    """Round 1 of a fold taken from a finished run of the same recipe: its last checkpoint and epochs."""
+    if not (done / "last.pt").exists() or not done.with_suffix(".json").exists():
+        sys.exit(f"--first-round: {done} has no finished fold (last.pt and {done.name}.json)")
+    run.mkdir(parents=True)
+    shutil.copy(done / "last.pt", run / "last.pt")
+    return run / "last.pt", json.loads(done.with_suffix(".json").read_text())["epochs"]
 
 
 def summarise(done: list[dict]) -> None:
@@ -113,10 +136,14 @@ def main() -> None:
     ap.add_argument("--real-repeat", type=int, default=10)
     ap.add_argument("--preset", default="small", choices=PRESET_NAMES, help="the model (ocr.model.PRESETS)")
     ap.add_argument("--ema", type=float, default=0.0, help="weight averaging's decay (TrainConfig.ema); 0: off")
+    ap.add_argument("--rounds", type=int, default=1, help="self-training rounds: each after the first reads the pool "
+                                                          "with the last round's model and fine-tunes from it")
+    ap.add_argument("--round-epochs", type=int, default=9, help="epochs of each round after the first")
+    ap.add_argument("--first-round", metavar="DIR", help="take each fold's round 1 from this finished k-fold run")
     ap.add_argument("--only", help="comma-separated fold numbers to run (from 0); default: every fold not done")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", help="default: data/bench/kfold-{28min|26epochs}[-ema0.999] (one recipe and budget per "
-                                  "folder)")
+    ap.add_argument("--out", help="default: data/bench/kfold-{28min|26epochs}[-ema0.999][-rounds2x9] (one recipe and "
+                                  "budget per folder)")
     args = ap.parse_args()
     if not csv_path(REAL, "validation").exists():
         sys.exit(f"real data not found at {REAL} (set HWR_REAL_DATA)")
@@ -124,7 +151,8 @@ def main() -> None:
     folds = folds_of(len(real), args.folds, args.seed)
     budget = f"{args.epochs}epochs" if args.epochs else f"{args.minutes:g}min"
     preset = "" if args.preset == "small" else f"-{args.preset}"
-    out = Path(args.out or CACHE / (f"kfold-{budget}{preset}" + (f"-ema{args.ema:g}" if args.ema else "")))
+    rounds = f"-rounds{args.rounds}x{args.round_epochs}" if args.rounds > 1 else ""
+    out = Path(args.out or CACHE / (f"kfold-{budget}{preset}" + (f"-ema{args.ema:g}" if args.ema else "") + rounds))
     args.out = str(out)
     out.mkdir(parents=True, exist_ok=True)
     wanted = [int(k) for k in args.only.split(",")] if args.only else range(args.folds)
