@@ -1,6 +1,7 @@
 """Reading speed on a CPU, both engines in one run: JPEG file -> decode -> preprocess -> CRNN -> greedy text.
 
     python -m bench.inference [--checkpoint ocr/sharing/starter | --preset textbook] [--threads 2] [--rounds 3]
+        [--peer-python PY]
 
 Over the 1,000 real validation crops, for each engine (``ocr.engines``: torch, onnx):
 - ``end_to_end``: ``Recognizer.read`` of the files (its threads prepare, run and decode batches of 64), images/s;
@@ -12,11 +13,17 @@ Over the 1,000 real validation crops, for each engine (``ocr.engines``: torch, o
 Preprocessing alone (``load_image`` + ``preprocess``, one thread) is timed once. Each figure is the best of
 ``--rounds`` (the machine's other work only ever slows a round). The ratio onnx / torch is printed last.
 ``--preset`` times a freshly initialised model of that preset instead (speed does not depend on the weights).
+``--peer-python PY`` also times the issue's reference in the same run, after the engines: the Keras CRNN of the public
+Kaggle notebooks (``bench/peer_keras.py``, run by an interpreter that has tensorflow-cpu, keras and opencv) over the
+same files on as many threads, and prints each engine's end-to-end images/s over the peer's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -82,6 +89,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--singles", type=int, default=300)
+    ap.add_argument("--peer-python", metavar="PY", help="also time the Keras peer (bench/peer_keras.py) with this "
+                                                          "interpreter, which has tensorflow-cpu, keras and opencv")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     files = sorted((REAL / "validation_v2" / "validation").glob("*.jpg"))
@@ -107,6 +116,28 @@ def main() -> None:
              single_p50_ms=singles[0][0], single_p95_ms=singles[0][1], single_p95_ms_rounds=[p95 for _, p95 in singles])
     emit("inference", model=prep.model.cfg.describe(), images=len(files),
          onnx_over_torch=round(rates["onnx"] / rates["torch"], 2))
+    if args.peer_python:
+        peer = keras_peer(args.peer_python, files, args, tmp.name)
+        if peer:
+            emit("inference.peer", **peer, **{f"{name}_over_peer": round(rate / peer["images_per_s"], 2)
+                                              for name, rate in rates.items()})
+
+
+def keras_peer(python: str, files: list[Path], args, folder: str) -> dict | None:
+    """``bench/peer_keras.py``'s figures over ``files``, run by ``python``; None (and why, in one line) if it cannot."""
+    listing = Path(folder) / "files.txt"
+    listing.write_text("\n".join(str(f) for f in files), encoding="utf-8")
+    command = [python, str(Path(__file__).with_name("peer_keras.py")), "--files", str(listing), "--threads",
+               str(args.threads), "--rounds", str(args.rounds), "--singles", str(args.singles)]
+    try:
+        r = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"the Keras peer did not run: {exc}", file=sys.stderr)
+        return None
+    if r.returncode != 0:
+        print(f"the Keras peer did not run: {(r.stderr.strip().splitlines() or ['no output'])[-1]}", file=sys.stderr)
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":
