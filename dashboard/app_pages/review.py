@@ -1,7 +1,5 @@
 """Review: a model's mistakes (or an unlabelled pool) from the database; correct, accept, mark, undo; retrain."""
 
-import math
-
 import streamlit as st
 
 from dashboard.state import (
@@ -20,7 +18,7 @@ from db.review import SORTS, ReviewQuery, label_error_jobs, model_review, review
 from jobs import queue
 from jobs.kinds.label_errors import FindLabelErrorsParams
 from jobs.params import default
-from ocr.curation import HARD_TO_READ, UNLIKELY_LABEL_PER_CHAR
+from ocr.curation import HARD_TO_READ, UNLIKELY_LABEL_P
 
 s = settings()
 st.title("Review")
@@ -117,7 +115,7 @@ def suspected_label_errors_view() -> None:
                "with is the likeliest error. Labels it doubts while less sure of its own reading than of nearly every "
                f"text it reads right (at most P {HARD_TO_READ:.1f}; the start model reads it otherwise) are listed "
                "apart as hard to read, unless it gives the label itself under 1 in "
-               f"{round(math.exp(-UNLIKELY_LABEL_PER_CHAR))} a character: whatever the crop shows, that label is not it.")
+               f"{1 / UNLIKELY_LABEL_P:.0f} a character: whatever the crop shows, that label is not it.")
     choices = dataset_choices(s)
     trained_on = [d for d in (info.job_params or {}).get("datasets", []) if d in choices]
     c1, c2, c3 = st.columns([3, 1, 1])

@@ -9,7 +9,7 @@ all (both texts unlikely, the label far less): so a doubted label whose reading 
 nearly every text it reads right (``hard_threshold``: the 10th percentile of its confidence on the labels it reads,
 at most ``HARD_TO_READ``, cleanlab's per-class threshold idea for sequences) is listed apart as hard to read (to
 label, exclude or mark unreadable), unless the current model reads it (nearly) the same way, which makes the reading
-a sure one after all, or the label is so unlikely (``UNLIKELY_LABEL_PER_CHAR``) that it is wrong whatever the crop
+a sure one after all, or the label is so unlikely (``UNLIKELY_LABEL_P``) that it is wrong whatever the crop
 shows. The current model's own reading is kept as evidence beside it (a label both models disagree
 with is the likeliest error).
 """
@@ -17,6 +17,7 @@ with is the likeliest error).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import editdistance
 import numpy as np
 
-from ocr.curation import HARD_TO_READ, UNLIKELY_LABEL_PER_CHAR
+from ocr.curation import HARD_TO_READ, UNLIKELY_LABEL_P
 from ocr.data.datasets import Sample
 from ocr.decoding.decoder import DecoderConfig
 from ocr.training.loop import Callback, TrainConfig, TrainingError, fit
@@ -74,8 +75,8 @@ class LabelIssue:
 
     @property
     def label_unlikely(self) -> bool:
-        """The model gives the label less than ``UNLIKELY_LABEL_PER_CHAR`` a character: whatever it reads, not this."""
-        return self.label_log_prob / max(1, len(self.sample.label)) < UNLIKELY_LABEL_PER_CHAR
+        """The model gives the label less than ``UNLIKELY_LABEL_P`` a character: whatever it reads, not this."""
+        return self.label_log_prob / max(1, len(self.sample.label)) < math.log(UNLIKELY_LABEL_P)
 
     def evidence(self) -> dict:
         return {"fold": self.fold, "reading": self.reading, "confidence": self.confidence, "score": self.score,
