@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -37,3 +38,21 @@ def real_split():
     real = import_kaggle(REAL, ("validation",)).samples
     cut = "VALIDATION_0800.jpg"
     return [s for s in real if s.path.name <= cut], [s for s in real if s.path.name > cut]
+
+
+def further_rounds(data: list, val: list, pool: list[Path], run: Path, cfg, first: Path, rounds: int,
+                   round_epochs: int, callback=None, each=None) -> Path:
+    """Iterated self-training after a first round (``first``, its model): each further round, the last model reads the
+    pool again and a student fine-tunes from it on ``data`` + its pseudo-labels for ``round_epochs`` at half ``cfg``'s
+    rate, in ``run/round-R/`` (what a retrain job does in the product: ``ocr train --teacher CKPT --init CKPT``).
+    ``each(round, checkpoint)`` sees every round's model before the next round; returns the last round's last.pt."""
+    from ocr.training.selftrain import fit_self_training
+
+    last = first
+    for r in range(2, rounds + 1):
+        if each is not None:
+            each(r - 1, last)
+        round_cfg = replace(cfg, epochs=round_epochs, max_minutes=None, lr=cfg.lr / 2)
+        fit_self_training(data, val, pool, run / f"round-{r}", round_cfg, init=last, teacher=last, callback=callback)
+        last = run / f"round-{r}" / "last.pt"
+    return last

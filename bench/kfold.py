@@ -14,8 +14,9 @@ round after the first, the last round's model reads the pool again and a student
 its pseudo-labels for ``--round-epochs`` at the student's learning rate (the product's ``ocr train --teacher CKPT
 --init CKPT``); ``--first-round DIR`` takes round 1 of each fold from a finished run of the same recipe (its
 ``fold-K/last.pt``) instead of training it again, and every round's model is scored. Nothing is picked on
-the test fold: the run validates on 200 held-out synthetic images. A fold's figures are kept in ``OUT/fold-K.json``,
-so the folds can run in several sessions (``--only``, or a rerun skips the folds done); every run prints the mean and
+the test fold: the run validates on 200 held-out synthetic images. A fold's figures are kept in the project,
+``bench/data/kfold/RECIPE/fold-K.json`` (figures only; its checkpoints stay in ``OUT``), so the folds can run in
+several sessions and on several machines (``--only``, or a rerun skips the folds done); every run prints the mean and
 spread of the folds done.
 """
 
@@ -27,10 +28,9 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
-from bench.common import CACHE, REAL, emit, synthetic
+from bench.common import CACHE, REAL, emit, further_rounds, synthetic
 from bench.reviewed import corrected
 from ocr.checkpoint import load_checkpoint, save_checkpoint
 from ocr.curation.label_errors import folds_of
@@ -43,6 +43,7 @@ from ocr.training.loop import Callback, TrainConfig
 from ocr.training.selftrain import fit_self_training, pool_files
 
 DECODERS = {"greedy": DecoderConfig(), "names_lm": DecoderConfig(lm="names")}
+RESULTS = Path(__file__).resolve().parent / "data" / "kfold"  # each recipe's fold figures, kept with the project
 
 
 class Log(Callback):
@@ -96,11 +97,9 @@ def run_fold(k: int, real: list[Sample], folds: list[list[int]], args) -> dict:
     else:
         last, epochs = run / "last.pt", fit_self_training(data, val, pool, run, cfg, callback=Log(k))["epochs"]
     rounds = {}
-    for r in range(2, args.rounds + 1):
-        rounds[f"round_{r - 1}"] = score(last, test)
-        round_cfg = replace(cfg, epochs=args.round_epochs, max_minutes=None, lr=cfg.lr / 2)
-        fit_self_training(data, val, pool, run / f"round-{r}", round_cfg, init=last, teacher=last, callback=Log(k))
-        last, epochs = run / f"round-{r}" / "last.pt", epochs + args.round_epochs
+    last = further_rounds(data, val, pool, run, cfg, last, args.rounds, args.round_epochs, Log(k),
+                          each=lambda r, model: rounds.update({f"round_{r}": score(model, test)}))
+    epochs += (args.rounds - 1) * args.round_epochs
     return {"fold": k, "n_test": len(test), "n_train_real": len(train), "epochs": epochs,
             "minutes": round((time.monotonic() - t0) / 60, 1), "budget": args.epochs or f"{args.minutes:g} min",
             "ema": args.ema, "preset": args.preset, "rounds": args.rounds,
@@ -109,11 +108,12 @@ def run_fold(k: int, real: list[Sample], folds: list[list[int]], args) -> dict:
 
 def first_round(done: Path, run: Path) -> tuple[Path, int]:
     """Round 1 of a fold taken from a finished run of the same recipe: its last checkpoint and epochs."""
-    if not (done / "last.pt").exists() or not done.with_suffix(".json").exists():
-        sys.exit(f"--first-round: {done} has no finished fold (last.pt and {done.name}.json)")
+    figures = [f for f in (RESULTS / done.parent.name / f"{done.name}.json", done.with_suffix(".json")) if f.exists()]
+    if not (done / "last.pt").exists() or not figures:
+        sys.exit(f"--first-round: {done} has no finished fold (last.pt, and {done.name}.json there or in {RESULTS})")
     run.mkdir(parents=True)
     shutil.copy(done / "last.pt", run / "last.pt")
-    return run / "last.pt", json.loads(done.with_suffix(".json").read_text())["epochs"]
+    return run / "last.pt", json.loads(figures[0].read_text())["epochs"]
 
 
 def summarise(done: list[dict]) -> None:
@@ -152,17 +152,19 @@ def main() -> None:
     budget = f"{args.epochs}epochs" if args.epochs else f"{args.minutes:g}min"
     preset = "" if args.preset == "small" else f"-{args.preset}"
     rounds = f"-rounds{args.rounds}x{args.round_epochs}" if args.rounds > 1 else ""
-    out = Path(args.out or CACHE / (f"kfold-{budget}{preset}" + (f"-ema{args.ema:g}" if args.ema else "") + rounds))
+    recipe = f"kfold-{budget}{preset}" + (f"-ema{args.ema:g}" if args.ema else "") + rounds
+    out = Path(args.out or CACHE / recipe)
     args.out = str(out)
-    out.mkdir(parents=True, exist_ok=True)
+    results = RESULTS / recipe if args.folds == 5 and args.seed == 0 else out  # other splits: not the project's
+    results.mkdir(parents=True, exist_ok=True)
     wanted = [int(k) for k in args.only.split(",")] if args.only else range(args.folds)
     for k in wanted:
-        result = out / f"fold-{k}.json"
+        result = results / f"fold-{k}.json"
         if not result.exists():
             figures = run_fold(k, real, folds, args)
             emit("kfold.fold", **figures)
-            result.write_text(json.dumps(figures, indent=1))
-    done = [json.loads(p.read_text()) for p in sorted(out.glob("fold-*.json"))]
+            result.write_text(json.dumps(figures, indent=1) + "\n")
+    done = [json.loads(p.read_text()) for p in sorted(results.glob("fold-*.json"))]
     if done:
         summarise(done)
 
