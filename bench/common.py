@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,16 +41,29 @@ def real_split():
     return [s for s in real if s.path.name <= cut], [s for s in real if s.path.name > cut]
 
 
-def further_rounds(data: list, val: list, pool: list[Path], run: Path, cfg, first: Path, rounds: int,
-                   round_epochs: int, callback=None, each=None) -> Path:
-    """Iterated self-training after a first round (``first``, its model): each further round, the last model reads the
-    pool again and a student fine-tunes from it on ``data`` + its pseudo-labels for ``round_epochs`` at half ``cfg``'s
-    rate, in ``run/round-R/`` (what a retrain job does in the product: ``ocr train --teacher CKPT --init CKPT``).
-    ``each(round, checkpoint)`` sees every round's model before the next round; returns the last round's last.pt."""
+def copy_model(source: Path, to: Path) -> Path:
+    """A model taken from elsewhere (a checkpoint or a model folder), copied into a run's folder ``to`` so that the
+    run never writes over it; one clear line for a model that cannot be read, before anything trains."""
+    from ocr.checkpoint import load_checkpoint
+
+    load_checkpoint(source)
+    to.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        return Path(shutil.copytree(source, to))
+    to.mkdir()
+    return Path(shutil.copy(source, to / source.name))
+
+
+def further_rounds(data: list, val: list, pool: list[Path], run: Path, cfg, last: Path, rounds: int,
+                   round_epochs: int, callback=None, each=None, done: int = 1) -> Path:
+    """Iterated self-training after ``done`` rounds (``last``, the last one's model): each further round up to
+    ``rounds``, the last model reads the pool again and a student fine-tunes from it on ``data`` + its pseudo-labels
+    for ``round_epochs`` at half ``cfg``'s rate, in ``run/round-R/`` (what a retrain job does in the product:
+    ``ocr train --teacher CKPT --init CKPT``). ``each(round, checkpoint)`` sees every round's model before the next
+    round; returns the last round's last.pt."""
     from ocr.training.selftrain import fit_self_training
 
-    last = first
-    for r in range(2, rounds + 1):
+    for r in range(done + 1, rounds + 1):
         if each is not None:
             each(r - 1, last)
         round_cfg = replace(cfg, epochs=round_epochs, max_minutes=None, lr=cfg.lr / 2)

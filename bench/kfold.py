@@ -2,7 +2,7 @@
 image moves it 0.5 point).
 
     python -m bench.kfold [--folds 5] [--minutes 28 | --epochs 26] [--preset small] [--ema 0.999] [--only 0,2]
-        [--real-repeat 10] [--rounds 2 [--round-epochs 9] [--first-round DIR]] [--out DIR]
+        [--real-repeat 10] [--rounds 2 [--round-epochs 9] [--resume DIR]] [--out DIR]
 
 Each fold trains the starter's recipe (``bench.starter``: the 20,000 synthetic names + the other folds' real rows,
 each seen ``--real-repeat`` times an epoch, self-training on the 10,500 unlabelled crops) for ``--minutes`` (or
@@ -12,8 +12,9 @@ against the labels as they are and as reviewed (``bench.reviewed``: the wrong on
 also with the weights the average was taken of (``trained_weights_*``). ``--rounds R`` iterates self-training: each
 round after the first, the last round's model reads the pool again and a student fine-tunes from it on the labels +
 its pseudo-labels for ``--round-epochs`` at the student's learning rate (the product's ``ocr train --teacher CKPT
---init CKPT``); ``--first-round DIR`` takes round 1 of each fold from a finished run of the same recipe (its
-``fold-K/last.pt``) instead of training it again, and every round's model is scored. Nothing is picked on
+--init CKPT``); ``--resume DIR`` takes the rounds of each fold done in a finished run of the same recipe (its last
+round's model and every round's figures) instead of training them again, and goes on from there to ``--rounds`` in
+all; every round's model is scored. Nothing is picked on
 the test fold: the run validates on 200 held-out synthetic images. A fold's figures are kept in the project,
 ``bench/data/kfold/RECIPE/fold-K.json`` (figures only; its checkpoints stay in ``OUT``), so the folds can run in
 several sessions and on several machines (``--only``, or a rerun skips the folds done); every run prints the mean and
@@ -30,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import CACHE, REAL, emit, further_rounds, synthetic
+from bench.common import CACHE, REAL, copy_model, emit, further_rounds, synthetic
 from bench.reviewed import corrected
 from ocr.checkpoint import load_checkpoint, save_checkpoint
 from ocr.curation.label_errors import folds_of
@@ -92,28 +93,39 @@ def run_fold(k: int, real: list[Sample], folds: list[list[int]], args) -> dict:
     shutil.rmtree(run, ignore_errors=True)
     t0 = time.monotonic()
     data, pool = synth + train * args.real_repeat, pool_files(REAL / "unlabelled")
-    if args.first_round:
-        last, epochs = first_round(Path(args.first_round) / f"fold-{k}", run)
-    else:
-        last, epochs = run / "last.pt", fit_self_training(data, val, pool, run, cfg, callback=Log(k))["epochs"]
-    rounds = {}
+    last, before = (resume(Path(args.resume) / f"fold-{k}", run) if args.resume
+                    else first_round(data, val, pool, run, cfg, k))
+    rounds, done = before["rounds_figures"], before["rounds"]
     last = further_rounds(data, val, pool, run, cfg, last, args.rounds, args.round_epochs, Log(k),
-                          each=lambda r, model: rounds.update({f"round_{r}": score(model, test)}))
-    epochs += (args.rounds - 1) * args.round_epochs
+                          lambda r, model: rounds.setdefault(f"round_{r}", score(model, test)), done)
+    epochs = before["epochs"] + (args.rounds - done) * args.round_epochs
     return {"fold": k, "n_test": len(test), "n_train_real": len(train), "epochs": epochs,
             "minutes": round((time.monotonic() - t0) / 60, 1), "budget": args.epochs or f"{args.minutes:g} min",
             "ema": args.ema, "preset": args.preset, "rounds": args.rounds,
             **score(last, test), **trained_weights_score(last, test), **rounds}
 
 
-def first_round(done: Path, run: Path) -> tuple[Path, int]:
-    """Round 1 of a fold taken from a finished run of the same recipe: its last checkpoint and epochs."""
-    figures = [f for f in (RESULTS / done.parent.name / f"{done.name}.json", done.with_suffix(".json")) if f.exists()]
-    if not (done / "last.pt").exists() or not figures:
-        sys.exit(f"--first-round: {done} has no finished fold (last.pt, and {done.name}.json there or in {RESULTS})")
-    run.mkdir(parents=True)
-    shutil.copy(done / "last.pt", run / "last.pt")
-    return run / "last.pt", json.loads(figures[0].read_text())["epochs"]
+def first_round(data: list[Sample], val: list[Sample], pool: list[Path], run: Path, cfg: TrainConfig,
+                k: int) -> tuple[Path, dict]:
+    """Round 1 of a fold, trained: its last checkpoint and epochs."""
+    epochs = fit_self_training(data, val, pool, run, cfg, callback=Log(k))["epochs"]
+    return run / "last.pt", {"epochs": epochs, "rounds": 1, "rounds_figures": {}}
+
+
+def resume(done: Path, run: Path) -> tuple[Path, dict]:
+    """The rounds of a fold done in a finished run of the same recipe: its last round's model, copied into ``run``,
+    and its figures, with every round's under ``rounds_figures`` (``round_R`` for the last)."""
+    found = [f for f in (RESULTS / done.parent.name / f"{done.name}.json", done.with_suffix(".json")) if f.exists()]
+    if not found:
+        sys.exit(f"--resume: {done} has no finished fold ({done.name}.json there or in {RESULTS})")
+    figures = json.loads(found[0].read_text())
+    n = figures.get("rounds", 1)
+    model = done / (f"round-{n}" if n > 1 else "") / "last.pt"
+    if not model.exists():
+        sys.exit(f"--resume: {model} is missing")
+    rounds = {key: value for key, value in figures.items() if key.startswith("round_")}
+    rounds[f"round_{n}"] = {decoder: figures[decoder] for decoder in DECODERS}
+    return copy_model(model, run / f"round-{n}"), {**figures, "rounds": n, "rounds_figures": rounds}
 
 
 def summarise(done: list[dict]) -> None:
@@ -139,7 +151,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="self-training rounds: each after the first reads the pool "
                                                           "with the last round's model and fine-tunes from it")
     ap.add_argument("--round-epochs", type=int, default=9, help="epochs of each round after the first")
-    ap.add_argument("--first-round", metavar="DIR", help="take each fold's round 1 from this finished k-fold run")
+    ap.add_argument("--resume", metavar="DIR", help="take each fold's rounds done in this finished k-fold run and go "
+                                                    "on from its last round's model")
     ap.add_argument("--only", help="comma-separated fold numbers to run (from 0); default: every fold not done")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="default: data/bench/kfold-{28min|26epochs}[-ema0.999][-rounds2x9] (one recipe and "

@@ -1,8 +1,8 @@
 """The starter model that ships with the project (``ocr/sharing/starter/``: model.safetensors, config.json, README.md model
 card), rebuilt by one command with the project's best CPU recipe (the accuracy row of README):
 
-    python -m bench.starter [--minutes 28 | --epochs 26] [--rounds 2 [--round-epochs 9] [--first-round MODEL]]
-        [--checkpoint CKPT]
+    python -m bench.starter [--minutes 28 | --epochs 26] [--rounds 2 [--round-epochs 9]
+        [--resume MODEL [--rounds-done 1]]] [--checkpoint CKPT]
 
 Trained on the embedded default data (20,000 synthetic names, seed 0) plus the real Kaggle rows 1-800 of the shared
 sample (each seen 10 times an epoch), self-training on its 10,500 unlabelled real crops (``TrainConfig.self_train``
@@ -11,9 +11,10 @@ measured on, the real rows 801-1000, which it never trains on. ``--epochs`` trai
 ``--minutes`` (the same training on any machine). ``--rounds R`` iterates self-training (``bench.common.further_rounds``,
 as ``bench.kfold`` does): each round after the first, the last model reads the pool again and a student fine-tunes
 from it for ``--round-epochs``; the last round's last checkpoint ships (nothing is picked on rows 801-1000 then).
-``--first-round MODEL`` (a checkpoint or a model folder, e.g. today's ``ocr/sharing/starter``) is round 1 instead of
-training it (``--minutes`` / ``--epochs``: its budget, for the card). ``--checkpoint`` packages a model already trained
-(``--minutes`` / ``--epochs`` / ``--rounds``: how, for the card).
+``--resume MODEL`` (a checkpoint or a model folder, e.g. today's ``ocr/sharing/starter``) is the model after
+``--rounds-done`` rounds (default 1), not trained again (``--minutes`` / ``--epochs``: round 1's budget, for the
+card). ``--checkpoint`` packages a model already trained (``--minutes`` / ``--epochs`` / ``--rounds``: how, for the
+card).
 A fresh database registers the folder as its default model (``db.registry.register_shipped_model``).
 """
 
@@ -26,9 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import CACHE, REAL, emit, further_rounds, real_split, synthetic
+from bench.common import CACHE, REAL, copy_model, emit, further_rounds, real_split, synthetic
 from bench.reviewed import corrected
-from ocr.checkpoint import load_checkpoint
 from ocr.data.datasets import csv_path, import_kaggle
 from ocr.decoding.decoder import DecoderConfig
 from ocr.evaluation.metrics import cer, exact_match
@@ -70,14 +70,19 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="self-training rounds: each after the first reads the pool "
                                                           "with the last round's model and fine-tunes from it")
     ap.add_argument("--round-epochs", type=int, default=9, help="epochs of each round after the first")
-    ap.add_argument("--first-round", metavar="MODEL", help="round 1 is this checkpoint or model folder, not trained")
+    ap.add_argument("--resume", metavar="MODEL", help="a checkpoint or model folder after --rounds-done rounds: "
+                                                      "the rounds go on from it")
+    ap.add_argument("--rounds-done", type=int, default=1, help="the rounds --resume's model has had")
     ap.add_argument("--checkpoint", help="package this checkpoint instead of training")
     ap.add_argument("--out", default=str(STARTER))
     args = ap.parse_args()
     if not csv_path(REAL, "validation").exists():
         sys.exit(f"real data not found at {REAL} (set HWR_REAL_DATA)")
-    if args.checkpoint and args.first_round:
-        sys.exit("--checkpoint packages a model as it is: --first-round trains")
+    if args.checkpoint and args.resume:
+        sys.exit("--checkpoint packages a model as it is: --resume trains")
+    if args.resume and not 1 <= args.rounds_done < args.rounds:
+        sys.exit(f"--rounds-done {args.rounds_done}: --resume goes on to --rounds {args.rounds}, so it must be from 1 "
+                 f"to {args.rounds - 1}")
     checkpoint = Path(args.checkpoint) if args.checkpoint else train(args)
     package(checkpoint, args)
 
@@ -87,7 +92,7 @@ def budget(args) -> str:
 
 
 def train(args) -> Path:
-    """Round 1 (trained, or ``--first-round``), then the further rounds; the checkpoint that ships."""
+    """Round 1 (trained, or ``--resume``'s rounds), then the further rounds; the checkpoint that ships."""
     real_train, real_val = real_split()
     name = f"{args.epochs}epochs" if args.epochs else f"{args.minutes:g}min"
     run = CACHE / (f"starter-{name}" + (f"-rounds{args.rounds}x{args.round_epochs}" if args.rounds > 1 else ""))
@@ -97,8 +102,8 @@ def train(args) -> Path:
     cfg = TrainConfig(epochs=args.epochs or 1000, max_minutes=None if args.epochs else args.minutes,
                       self_train=SELF_TRAIN_SHARE, pseudo_lm="names")
     shutil.rmtree(run, ignore_errors=True)
-    if args.first_round:
-        first = copy_model(Path(args.first_round), run / "round-1")
+    if args.resume:
+        first = copy_model(Path(args.resume), run / f"round-{args.rounds_done}")
     else:
         summary = fit_self_training(data, real_val, pool, run, cfg, callback=Log())
         emit("starter.train", epochs=summary["epochs"], minutes=round((time.monotonic() - t0) / 60, 1),
@@ -106,19 +111,10 @@ def train(args) -> Path:
         first = run / "best.pt"
     if args.rounds == 1:
         return first
-    last = further_rounds(data, real_val, pool, run, cfg, first, args.rounds, args.round_epochs, Log())
+    last = further_rounds(data, real_val, pool, run, cfg, first, args.rounds, args.round_epochs, Log(),
+                          done=args.rounds_done if args.resume else 1)
     emit("starter.rounds", rounds=args.rounds, minutes=round((time.monotonic() - t0) / 60, 1))
     return last
-
-
-def copy_model(source: Path, to: Path) -> Path:
-    """``--first-round``: a copy in the run's folder, so that packaging over ``ocr/sharing/starter`` cannot lose it."""
-    load_checkpoint(source)  # one clear line for a model that cannot be read, before anything trains
-    to.parent.mkdir(parents=True, exist_ok=True)
-    if source.is_dir():
-        return Path(shutil.copytree(source, to))
-    to.mkdir()
-    return Path(shutil.copy(source, to / source.name))
 
 
 def package(checkpoint: Path, args) -> None:
