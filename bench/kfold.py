@@ -112,17 +112,31 @@ def first_round(data: list[Sample], val: list[Sample], pool: list[Path], run: Pa
     return run / "last.pt", {"epochs": epochs, "rounds": 1, "rounds_figures": {}}
 
 
-def resume(done: Path, run: Path) -> tuple[Path, dict]:
-    """The rounds of a fold done in a finished run of the same recipe: its last round's model, copied into ``run``,
-    and its figures, with every round's under ``rounds_figures`` (``round_R`` for the last)."""
-    found = [f for f in (RESULTS / done.parent.name / f"{done.name}.json", done.with_suffix(".json")) if f.exists()]
-    if not found:
-        sys.exit(f"--resume: {done} has no finished fold ({done.name}.json there or in {RESULTS})")
-    figures = json.loads(found[0].read_text())
+def figures_of(done: Path) -> Path | None:
+    """The figures of a fold of a ``bench.kfold`` run (``RUN/fold-K``), in the project's ``bench/data/kfold`` or
+    beside the run; None while it is not finished."""
+    return next((f for f in (RESULTS / done.parent.name / f"{done.name}.json", done.with_suffix(".json"))
+                 if f.exists()), None)
+
+
+def finished(done: Path) -> tuple[Path, dict]:
+    """A finished fold of a ``bench.kfold`` run (``RUN/fold-K``): its last round's model and its figures."""
+    found = figures_of(done)
+    if found is None:
+        sys.exit(f"{done} has no finished fold ({done.name}.json there or in {RESULTS})")
+    figures = json.loads(found.read_text())
     n = figures.get("rounds", 1)
     model = done / (f"round-{n}" if n > 1 else "") / "last.pt"
     if not model.exists():
-        sys.exit(f"--resume: {model} is missing")
+        sys.exit(f"{model} is missing")
+    return model, figures
+
+
+def resume(done: Path, run: Path) -> tuple[Path, dict]:
+    """The rounds of a fold done in a finished run of the same recipe: its last round's model, copied into ``run``,
+    and its figures, with every round's under ``rounds_figures`` (``round_R`` for the last)."""
+    model, figures = finished(done)
+    n = figures.get("rounds", 1)
     rounds = {key: value for key, value in figures.items() if key.startswith("round_")}
     rounds[f"round_{n}"] = {decoder: figures[decoder] for decoder in DECODERS}
     return copy_model(model, run / f"round-{n}"), {**figures, "rounds": n, "rounds_figures": rounds}

@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from ocr.checkpoint import load_checkpoint, model_from_checkpoint, select_device
-from ocr.decoding.ctc import label_log_prob
-from ocr.decoding.decoder import Decoder, DecoderConfig
+from ocr.decoding.ctc import label_log_prob, log_softmax
+from ocr.decoding.decoder import VIEW_OFFSETS, Decoder, DecoderConfig
 from ocr.decoding.types import Prediction
 from ocr.engines import Engine, open_engine
 from ocr.model import CRNNConfig
@@ -49,14 +49,15 @@ class Recognizer:
             image = load_image(image)
         return preprocess(image, self.preprocess_config)
 
-    def logits(self, arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits(self, arrays: list[np.ndarray], views: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Preprocessed arrays -> (logits (T, N, C), output lengths (N,))."""
-        logits, lengths, _ = self.outputs(arrays)
+        logits, lengths, _ = self.outputs(arrays, views)
         return logits, lengths
 
-    def outputs(self, arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """Preprocessed arrays -> logits (T, N, C), output lengths (N,) and image embeddings (N, 2*hidden) (``read_arrays``)."""
-        return read_arrays(self.engine, arrays, self.model.cfg, alone=not getattr(self._local, "pooled", False))
+    def outputs(self, arrays: list[np.ndarray], views: int = 1) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Preprocessed arrays -> logits (T, N, C), output lengths (N,) and image embeddings (N, 2*hidden)
+        (``read_views``: ``read_arrays`` of ``views`` views of each image)."""
+        return read_views(self.engine, arrays, self.model.cfg, views, alone=not getattr(self._local, "pooled", False))
 
     def decoder(self, config: DecoderConfig = DecoderConfig(), images: int = 0, processes: int | None = None) -> Decoder:
         """The model's decoder of ``config``; a read of ``images`` images (a pool, a dataset) decodes a beam on
@@ -83,8 +84,9 @@ class Recognizer:
 
     def read_prepared(self, arrays: list[np.ndarray], decoder: Decoder | None = None) -> list[Prediction]:
         """Arrays already through ``prepare`` (one batch) -> predictions."""
-        logits, lengths = self.logits(arrays)
-        return (decoder or self.decoder())(logits, lengths)
+        decoder = decoder or self.decoder()
+        logits, lengths = self.logits(arrays, decoder.config.views)
+        return decoder(logits, lengths)
 
     def score(self, arrays: list[np.ndarray], labels: list[str | None], decoder: Decoder | None = None) -> list[Reading]:
         """Arrays already through ``prepare`` (one batch) and their labels (None: unlabelled) -> for each, the
@@ -93,8 +95,8 @@ class Recognizer:
         difference is the label-error score.
         With a beam, also the runner-up (the best other candidate) and its log P under the model alone, and for
         every image its embedding: what ``ocr.curation.acquire`` ranks the unlabelled pool by."""
-        logits, lengths, embeddings = self.outputs(arrays)
         decoder = decoder or self.decoder()
+        logits, lengths, embeddings = self.outputs(arrays, decoder.config.views)
         preds = decoder(logits, lengths)
         reading_lp = label_log_prob(logits, lengths, [p.text for p in preds], self.alphabet).tolist()
         runner_up = {i: other for i, p in enumerate(preds)
@@ -201,6 +203,34 @@ def read_arrays(engine: Engine, arrays: list[np.ndarray], cfg: CRNNConfig,
         logits[: part.shape[0], members] = part
         embeddings[members] = pooled
     return torch.from_numpy(logits), torch.from_numpy(lengths), embeddings
+
+
+def shifted(array: np.ndarray, rows: int) -> np.ndarray:
+    """A preprocessed image moved ``rows`` down (up when negative), paper (0) filling in: one view of it."""
+    if rows == 0:
+        return array
+    out = np.zeros_like(array)
+    if rows > 0:
+        out[rows:] = array[:-rows]
+    else:
+        out[:rows] = array[-rows:]
+    return out
+
+
+def read_views(engine: Engine, arrays: list[np.ndarray], cfg: CRNNConfig, views: int = 1,
+               alone: bool = True) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """``read_arrays`` with test-time augmentation: each image read as ``views`` views, moved up and down by
+    ``VIEW_OFFSETS`` rows, and the model's log-probabilities averaged column by column (a view keeps its image's width,
+    so their columns line up); the embeddings are the image's own. The views of a batch run as one batch. Averaging
+    views that the model reads slightly differently evens out its column-by-column doubts: on real crops 5 views read
+    as many more names as a second self-training round (docs/benchmarks.md), for 5 runs of the model."""
+    if views == 1:
+        return read_arrays(engine, arrays, cfg, alone)
+    n = len(arrays)
+    logits, lengths, embeddings = read_arrays(engine, [shifted(a, rows) for rows in VIEW_OFFSETS[:views] for a in arrays],
+                                              cfg, alone)
+    log_probs = log_softmax(logits).reshape(logits.shape[0], views, n, -1).mean(1)
+    return torch.from_numpy(np.ascontiguousarray(log_probs, dtype=np.float32)), lengths[:n], embeddings[:n]
 
 
 LOG_FLOOR = -1e4

@@ -101,10 +101,14 @@ def test_predict_and_evaluate_with_the_language_model_from_the_command_line(trai
 
     small = generate(tmp_path / "small", 24, seed=3)  # a beam with a language model over 24 images, not 200
     ev = subprocess.run([PY, "-m", "ocr", "evaluate", "--checkpoint", str(trained), "--data", str(small),
-                         "--split", "train", "--out", str(out), "--lm", "names", "--json"],
+                         "--split", "train", "--out", str(out), "--lm", "names", "--views", "3", "--json"],
                         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert ev.returncode == 0, ev.stderr
-    assert '"decoder": "beam20+names LM"' in ev.stdout and (out / "report.pdf").exists()  # the jobs' name for it
+    assert '"decoder": "beam20+names LM+3 views"' in ev.stdout and (out / "report.pdf").exists()  # the jobs' name
+    assert '"views": 3' in ev.stdout  # the config is recorded with the figures
+    bad = subprocess.run([PY, "-m", "ocr", "predict", "--checkpoint", str(trained), str(image), "--views", "9"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and bad.stderr == "error: views=9 must be between 1 (the image as it is) and 7\n"
     bad = subprocess.run([PY, "-m", "ocr", "predict", "--checkpoint", str(trained), str(image), "--lm",
                           str(tmp_path / "missing.txt")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "language model" in bad.stderr

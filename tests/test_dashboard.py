@@ -397,11 +397,13 @@ def test_models_page_default_evaluate_report_export(populated):
     _button(at, "Set as default model").click().run()
     assert default_model(s).id == populated["model_id"] and default_model(s).is_default
     at.selectbox(key="eval_split").set_value("train")
+    at.number_input(key="eval_views").set_value(5)
     _button(at, "Run evaluation job").click().run()
     queued = [j["params"] for j in list_jobs(s) if j["kind"] == "evaluate" and j["status"] == "queued"]
-    assert [(p["split"], p["lm"]) for p in queued] == [("train", True)]
+    assert [(p["split"], p["lm"], p["views"]) for p in queued] == [("train", True, 5)]
     _button(at, "Read the unlabelled samples").click().run()
-    assert [j["kind"] for j in list_jobs(s) if j["status"] == "queued"] == ["predict", "evaluate"]
+    assert [(j["kind"], j["params"]["views"]) for j in list_jobs(s) if j["status"] == "queued"] == [("predict", 1),
+                                                                                                    ("evaluate", 5)]
     at.selectbox(key="export_format").set_value("pt2")
     _button(at, "Prepare the export").click().run()
     assert not at.exception

@@ -136,6 +136,8 @@ def test_every_jobs_command_runs_through_its_command_line(tmp_path):
     assert _jobs(env, "resume", train).stdout.strip() == f"job {train} queued again"
     _one_line_error(_jobs(env, "resume", synth), f"job {synth} is succeeded")
     _one_line_error(_jobs(env, "submit", "evaluate", "--model", 999, "--dataset", "s1"), "no model with id 999")
+    _one_line_error(_jobs(env, "submit", "evaluate", "--model", 999, "--dataset", "s1", "--views", 9),
+                    "views=9 must be between 1")
     _one_line_error(_jobs(env, "submit", "train", "--dataset", "s1", "--pseudo-threshold", 1.5),
                     "pseudo_threshold=1.5 must be in (0, 1]")
     _one_line_error(_jobs(env, "submit", "predict", "--model", 1, "--dataset", "s1", "--beam", 500), "beam=500")

@@ -29,9 +29,13 @@ if TYPE_CHECKING:
 MAX_BEAM = 100
 
 
-def _check_reading(beam: int, engine: str) -> None:
+def _check_reading(beam: int, engine: str, views: int) -> None:
+    from ocr.decoding.decoder import VIEW_OFFSETS
+
     require(0 <= beam <= MAX_BEAM, f"beam={beam} must be between 0 (greedy) and {MAX_BEAM}")
     require(engine in ENGINES, unknown_engine(engine))
+    require(1 <= views <= len(VIEW_OFFSETS), f"views={views} must be between 1 (the image as it is) and "
+                                             f"{len(VIEW_OFFSETS)}")
 
 
 @dataclass(frozen=True)
@@ -43,16 +47,17 @@ class EvaluateParams:
     report: bool = True
     lm: bool = False  # beam search (20 at least) with the character language model of names (ocr.decoding.charlm)
     engine: str = "auto"  # what runs the model (ocr.engines.ENGINE_HELP)
+    views: int = 1  # test-time augmentation (DecoderConfig.views): each image read this many times, moved up and down
 
     def check(self) -> None:
-        _check_reading(self.beam, self.engine)
+        _check_reading(self.beam, self.engine, self.views)
         require(self.split in SPLITS, f"unknown split {self.split!r}; choose from {', '.join(SPLITS)}")
 
     def decoder(self) -> DecoderConfig:
-        """Its beam (0: greedy), and the names language model when ``lm``."""
+        """Its beam (0: greedy), the names language model when ``lm``, and its views."""
         from ocr.decoding.decoder import DecoderConfig
 
-        return DecoderConfig(beam=self.beam, lm="names" if self.lm else None)
+        return DecoderConfig(beam=self.beam, lm="names" if self.lm else None, views=self.views)
 
 
 @dataclass(frozen=True)
@@ -63,9 +68,10 @@ class PredictParams:
     beam: int = 0
     lm: bool = False
     engine: str = "auto"
+    views: int = 1
 
     def check(self) -> None:
-        _check_reading(self.beam, self.engine)
+        _check_reading(self.beam, self.engine, self.views)
 
     decoder = EvaluateParams.decoder
 
@@ -79,6 +85,8 @@ def _options(name: str):
         k.add_argument("--lm", action="store_true",
                        help="beam search with the character language model of names (open vocabulary)")
         k.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
+        k.add_argument("--views", type=int, default=1, help="test-time augmentation: read each image this many times "
+                                                            "(1-7), moved up and down, outputs averaged")
         if name == "evaluate":
             k.add_argument("--no-report", action="store_true", help="skip report.md/report.pdf")
     return add_options
@@ -86,7 +94,7 @@ def _options(name: str):
 
 def _from_options(args: argparse.Namespace) -> dict:
     values = {"model": args.model, "dataset": args.dataset, "split": args.split, "beam": args.beam, "lm": args.lm,
-              "engine": args.engine}
+              "engine": args.engine, "views": args.views}
     return values | ({"report": not args.no_report} if hasattr(args, "no_report") else {})
 
 

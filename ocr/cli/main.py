@@ -211,13 +211,17 @@ def _decoder_config(args):
     from ocr.decoding.decoder import DecoderConfig
 
     return DecoderConfig(beam=args.beam, lm=args.lm, lm_weight=args.lm_weight, lexicon=args.lexicon,
-                         lexicon_ratio=args.lexicon_ratio, top_k=getattr(args, "top_k", 5))
+                         lexicon_ratio=args.lexicon_ratio, top_k=getattr(args, "top_k", 5), views=args.views)
 
 
 def _decoder(rec, args):
     """The reader's decoder; a language model or lexicon that cannot be read is one line naming it."""
     try:
-        return rec.decoder(_decoder_config(args))
+        config = _decoder_config(args)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    try:
+        return rec.decoder(config)
     except (OSError, ValueError) as exc:
         what = f"language model {args.lm!r}" if args.lm else f"lexicon {args.lexicon!r}"
         raise CLIError(f"{what}: {exc}") from None
@@ -340,6 +344,10 @@ def _decoder_args(s: argparse.ArgumentParser, beam: int = 0) -> None:
 
     s.add_argument("--lm-weight", type=finite_float, default=DEFAULT_WEIGHT,
                    help=f"weight of the language model (default {DEFAULT_WEIGHT})")
+    s.add_argument("--views", type=int, default=1,
+                   help="test-time augmentation: read each image this many times, moved up and down by 1-3 rows of "
+                        "the model's input, and average the model's outputs (1-7; each view is one more run of the "
+                        "model; default 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,5 @@
-"""How a model's outputs become text, configured once: greedy, beam width, the character language model and its
-weight, a lexicon. Every reader of the project (the CLI's evaluate and predict, the jobs, the Draw page) builds a
+"""How a model reads, configured once: the views of each image it averages, greedy, beam width, the character language
+model and its weight, a lexicon. Every reader of the project (the CLI's evaluate and predict, the jobs, the Draw page) builds a
 ``Decoder`` from a ``DecoderConfig``, and every evaluation and prediction records the config it used, so a confidence
 means the same everywhere."""
 
@@ -22,6 +22,7 @@ LM_BEAM = 20  # a language model needs room in the beam to change the reading
 LEXICON_BEAM = 10  # a lexicon picks among the beam's candidates
 LEXICON_RATIO = 0.01
 NAMES_SHARE = 0.5  # the names LM's weight in the mixture a model gets whose set grew beyond the names set
+VIEW_OFFSETS = (0, 1, -1, 2, -2, 3, -3)  # rows of the model's input each view moves the image by (ocr.recognize)
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,15 @@ class DecoderConfig:
     lexicon: str | None = None  # "names" or a word-list file: prefer a known word among the candidates (ocr.decoding.lexicon)
     lexicon_ratio: float = LEXICON_RATIO
     top_k: int = 5
+    # test-time augmentation: the image read this many times, moved by VIEW_OFFSETS rows, the model's log-probabilities
+    # averaged before decoding (ocr.recognize.read_views); each view costs one more run of the model
+    views: int = 1
 
     def __post_init__(self) -> None:
         if not 0 <= self.beam <= 100:
             raise ValueError(f"beam={self.beam} must be between 0 (greedy) and 100")
+        if not 1 <= self.views <= len(VIEW_OFFSETS):
+            raise ValueError(f"views={self.views} must be between 1 (the image as it is) and {len(VIEW_OFFSETS)}")
 
     @property
     def beam_width(self) -> int:
@@ -53,6 +59,8 @@ class DecoderConfig:
                 f"+lm({self.lm}, {self.lm_weight:g})"
         if self.lexicon:
             text += f"+lexicon({self.lexicon}, {self.lexicon_ratio:g})"
+        if self.views > 1:
+            text += f"+{self.views} views"
         return text
 
     def to_dict(self) -> dict:
