@@ -79,6 +79,7 @@ def evaluations() -> None:
         return
     st.dataframe(pd.DataFrame([{"job": j["id"], "kind": j["kind"], "status": j["status"], "progress": j["progress"],
                                 "dataset": j["params"]["dataset"], "split": j["params"].get("split") or "unlabelled",
+                                "decoder": (j["result"] or {}).get("decoder"),
                                 "exact match": (j["result"] or {}).get("exact_match"),
                                 "CER": (j["result"] or {}).get("cer"), "error": j["error"] or ""} for j in jobs]),
                  hide_index=True, column_config={"progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0)})
