@@ -26,16 +26,13 @@ from ocr.engines import ENGINE_HELP, ENGINES, unknown_engine
 if TYPE_CHECKING:
     from ocr.decoding.decoder import DecoderConfig
 
-MAX_BEAM = 100
-
-
-def _check_reading(beam: int, engine: str, views: int) -> None:
-    from ocr.decoding.decoder import VIEW_OFFSETS
-
-    require(0 <= beam <= MAX_BEAM, f"beam={beam} must be between 0 (greedy) and {MAX_BEAM}")
-    require(engine in ENGINES, unknown_engine(engine))
-    require(1 <= views <= len(VIEW_OFFSETS), f"views={views} must be between 1 (the image as it is) and "
-                                             f"{len(VIEW_OFFSETS)}")
+def _check_reading(p: EvaluateParams | PredictParams) -> None:
+    """The decoder's own rules (``DecoderConfig``: beam, views) and a known engine."""
+    try:
+        p.decoder()
+    except ValueError as exc:
+        require(False, str(exc))
+    require(p.engine in ENGINES, unknown_engine(p.engine))
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,7 @@ class EvaluateParams:
     views: int = 1  # test-time augmentation (DecoderConfig.views): each image read this many times, moved up and down
 
     def check(self) -> None:
-        _check_reading(self.beam, self.engine, self.views)
+        _check_reading(self)
         require(self.split in SPLITS, f"unknown split {self.split!r}; choose from {', '.join(SPLITS)}")
 
     def decoder(self) -> DecoderConfig:
@@ -71,7 +68,7 @@ class PredictParams:
     views: int = 1
 
     def check(self) -> None:
-        _check_reading(self.beam, self.engine, self.views)
+        _check_reading(self)
 
     decoder = EvaluateParams.decoder
 
