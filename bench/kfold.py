@@ -2,7 +2,7 @@
 image moves it 0.5 point).
 
     python -m bench.kfold [--folds 5] [--minutes 28 | --epochs 26] [--preset small] [--ema 0.999] [--only 0,2]
-        [--real-repeat 10] [--rounds 2 [--round-epochs 9] [--resume DIR]] [--out DIR]
+        [--real-repeat 10] [--rounds 2 [--round-epochs 9] [--resume DIR]] [--pseudo-views 5] [--out DIR]
 
 Each fold trains the starter's recipe (``bench.starter``: the 20,000 synthetic names + the other folds' real rows,
 each seen ``--real-repeat`` times an epoch, self-training on the 10,500 unlabelled crops) for ``--minutes`` (or
@@ -88,7 +88,8 @@ def run_fold(k: int, real: list[Sample], folds: list[list[int]], args) -> dict:
     test = [real[i] for i in folds[k]]
     synth, val = holdout_split(import_kaggle(synthetic(20000)).samples, 0.01, 0)
     cfg = TrainConfig(epochs=args.epochs or 1000, max_minutes=None if args.epochs else args.minutes,
-                      self_train=SELF_TRAIN_SHARE, pseudo_lm="names", ema=args.ema, preset=args.preset)
+                      self_train=SELF_TRAIN_SHARE, pseudo_lm="names", pseudo_views=args.pseudo_views, ema=args.ema,
+                      preset=args.preset)
     run = Path(args.out) / f"fold-{k}"
     shutil.rmtree(run, ignore_errors=True)
     t0 = time.monotonic()
@@ -167,6 +168,8 @@ def main() -> None:
     ap.add_argument("--round-epochs", type=int, default=9, help="epochs of each round after the first")
     ap.add_argument("--resume", metavar="DIR", help="take each fold's rounds done in this finished k-fold run and go "
                                                     "on from its last round's model")
+    ap.add_argument("--pseudo-views", type=int, default=1, help="views of each pool image read for pseudo-labels "
+                                                                "(TrainConfig.pseudo_views)")
     ap.add_argument("--only", help="comma-separated fold numbers to run (from 0); default: every fold not done")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="default: data/bench/kfold-{28min|26epochs}[-ema0.999][-rounds2x9] (one recipe and "
@@ -179,7 +182,8 @@ def main() -> None:
     budget = f"{args.epochs}epochs" if args.epochs else f"{args.minutes:g}min"
     preset = "" if args.preset == "small" else f"-{args.preset}"
     rounds = f"-rounds{args.rounds}x{args.round_epochs}" if args.rounds > 1 else ""
-    recipe = f"kfold-{budget}{preset}" + (f"-ema{args.ema:g}" if args.ema else "") + rounds
+    views = f"-pseudoviews{args.pseudo_views}" if args.pseudo_views > 1 else ""
+    recipe = f"kfold-{budget}{preset}" + (f"-ema{args.ema:g}" if args.ema else "") + views + rounds
     out = Path(args.out or CACHE / recipe)
     args.out = str(out)
     results = RESULTS / recipe if args.folds == 5 and args.seed == 0 else out  # other splits: not the project's

@@ -17,8 +17,8 @@ from PIL import Image
 
 from ocr.checkpoint import load_checkpoint, model_from_checkpoint, select_device
 from ocr.decoding.ctc import label_log_prob, log_softmax
-from ocr.decoding.decoder import VIEW_OFFSETS, Decoder, DecoderConfig
-from ocr.decoding.types import Prediction
+from ocr.decoding.decoder import Decoder, DecoderConfig
+from ocr.decoding.types import VIEW_OFFSETS, Prediction
 from ocr.engines import Engine, open_engine
 from ocr.model import CRNNConfig
 from ocr.preprocess import PAD_MULTIPLE, load_image, pad_batch, preprocess

@@ -126,6 +126,19 @@ def test_unreadable_pool_images_are_counted_and_left_out(pool, learned, tmp_path
     assert bad not in {p.path for p in labels}
 
 
+def test_the_pool_is_read_with_the_views_asked_for(pool, learned):
+    from ocr.decoding.decoder import DecoderConfig
+    from ocr.recognize import Recognizer
+    from ocr.training.selftrain import MIN_PSEUDO_LENGTH
+
+    files = pool[0][:8]
+    kept, counts = read_pool(learned[0], files, TrainConfig(pseudo_threshold=1e-9, pseudo_lm=None, pseudo_views=3))
+    assert counts["decoder"] == "greedy+3 views" and counts["read"] == 8
+    rec = Recognizer(learned[0])
+    expected = [p.text for p in rec.read(files, rec.decoder(DecoderConfig(views=3))) if len(p.text) >= MIN_PSEUDO_LENGTH]
+    assert [k.text for k in kept] == expected and expected
+
+
 def test_ocr_train_self_train_needs_a_pool_and_a_valid_threshold(synth_dir, tmp_path):
     def run(*args):
         return subprocess.run([PY, "-m", "ocr", "train", "--data", f"{synth_dir}:train", "--out", str(tmp_path / "r"),
@@ -135,6 +148,8 @@ def test_ocr_train_self_train_needs_a_pool_and_a_valid_threshold(synth_dir, tmp_
     assert out.returncode != 0 and "--self-train needs --unlabelled DIR" in out.stderr
     out = run("--self-train", "0.4", "--unlabelled", str(tmp_path), "--pseudo-threshold", "1.5")
     assert out.returncode != 0 and "pseudo_threshold=1.5 must be in (0, 1]" in out.stderr
+    out = run("--self-train", "0.4", "--unlabelled", str(tmp_path), "--pseudo-views", "9")
+    assert out.returncode != 0 and "pseudo_views=9 must be between 1 and 7" in out.stderr
     (tmp_path / "empty").mkdir()
     out = run("--self-train", "0.4", "--unlabelled", str(tmp_path / "empty"))
     assert out.returncode != 0 and "the pool given has none" in out.stderr and "Traceback" not in out.stderr

@@ -16,13 +16,12 @@ import torch
 
 from ocr.alphabet import NAMED_CHARSETS, Alphabet
 from ocr.decoding.ctc import beam_decode_log_probs, greedy_decode, log_softmax
-from ocr.decoding.types import DEFAULT_WEIGHT, Fusion, Prediction
+from ocr.decoding.types import DEFAULT_WEIGHT, VIEW_OFFSETS, Fusion, Prediction
 
 LM_BEAM = 20  # a language model needs room in the beam to change the reading
 LEXICON_BEAM = 10  # a lexicon picks among the beam's candidates
 LEXICON_RATIO = 0.01
 NAMES_SHARE = 0.5  # the names LM's weight in the mixture a model gets whose set grew beyond the names set
-VIEW_OFFSETS = (0, 1, -1, 2, -2, 3, -3)  # rows of the model's input each view moves the image by (ocr.recognize)
 
 
 @dataclass(frozen=True)

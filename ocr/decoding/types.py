@@ -9,6 +9,7 @@ from typing import Protocol
 import numpy as np
 
 DEFAULT_WEIGHT = 0.6  # log P_lm's weight in the beam (``Fusion``); chosen on real held-out names
+VIEW_OFFSETS = (0, 1, -1, 2, -2, 3, -3)  # rows of the model's input each view moves the image by (DecoderConfig.views)
 
 
 class LanguageModel(Protocol):

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from ocr.alphabet import NAMED_CHARSETS, LabelRules
+from ocr.decoding.types import VIEW_OFFSETS
 
 PRESET_NAMES = ("small", "large", "textbook")  # the keys of ocr.model.PRESETS
 SCHEDULERS = ("onecycle", "cosine", "plateau", "constant")
@@ -47,6 +48,7 @@ class TrainConfig:
     self_train: float = 0.0
     pseudo_threshold: float = 0.5  # keep a reading of the pool when P(text | image) is at least this (best recipe)
     pseudo_lm: str | None = "names"  # the language model the pool is read with ("names", a word list; None: greedy)
+    pseudo_views: int = 1  # the views of each pool image read (DecoderConfig.views: test-time augmentation)
     # the character set of a new model (ocr.alphabet.resolve_charset): auto | data | names | digits | latin | a file
     charset: str = "auto"
     grow_charset: bool = True  # fine-tuning onto labels with new characters adds them (False: leave those labels out)
@@ -64,6 +66,8 @@ class TrainConfig:
             (0 <= self.ema < 1, f"ema={self.ema} must be in [0, 1): the share of the weights' average kept each step"),
             (0 <= self.self_train < 1, f"self_train={self.self_train} must be a share of the run in [0, 1)"),
             (0 < self.pseudo_threshold <= 1, f"pseudo_threshold={self.pseudo_threshold} must be in (0, 1]"),
+            (1 <= self.pseudo_views <= len(VIEW_OFFSETS),
+             f"pseudo_views={self.pseudo_views} must be between 1 and {len(VIEW_OFFSETS)} (DecoderConfig.views)"),
         )
         for ok, message in rules:
             if not ok:
@@ -127,6 +131,9 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pseudo-lm", default=d.pseudo_lm,
                         help="read the unlabelled images with this language model ('names', a word-list file, "
                              "'none' for greedy)")
+    parser.add_argument("--pseudo-views", type=int, default=d.pseudo_views, metavar="N",
+                        help="read each unlabelled image N times, moved up and down, the model's outputs averaged "
+                             "(1-7; test-time augmentation, see ocr predict --views)")
     parser.add_argument("--charset", default=d.charset, metavar="SET",
                         help="character set of a new model: auto (names, digits or latin, whichever holds the "
                              "labels), data (the labels' own characters), names, digits, latin, or a file listing them")
@@ -160,4 +167,4 @@ def training_options(args: argparse.Namespace) -> dict:
             "augment": not args.no_augment, "ema": args.ema, "val_fraction": args.val_fraction, "seed": args.seed,
             "self_train": args.self_train, "pseudo_threshold": args.pseudo_threshold,
             "pseudo_lm": None if args.pseudo_lm in (None, "", "none") else args.pseudo_lm,
-            "charset": args.charset, "grow_charset": not args.no_grow_charset}
+            "pseudo_views": args.pseudo_views, "charset": args.charset, "grow_charset": not args.no_grow_charset}

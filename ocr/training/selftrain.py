@@ -36,8 +36,9 @@ class PseudoLabel:
 
 
 def pool_decoder(cfg: TrainConfig) -> DecoderConfig:
-    """How the pool is read: beam search with ``cfg.pseudo_lm`` (the names language model by default), or greedy."""
-    return DecoderConfig(lm=cfg.pseudo_lm)
+    """How the pool is read: beam search with ``cfg.pseudo_lm`` (the names language model by default), or greedy, at
+    ``cfg.pseudo_views`` views of each image."""
+    return DecoderConfig(lm=cfg.pseudo_lm, views=cfg.pseudo_views)
 
 
 def check_self_training(cfg: TrainConfig, pool: list[Path] | None) -> None:
