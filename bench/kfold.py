@@ -14,7 +14,8 @@ round after the first, the last round's model reads the pool again and a student
 its pseudo-labels for ``--round-epochs`` at the student's learning rate (the product's ``ocr train --teacher CKPT
 --init CKPT``); ``--resume DIR`` takes the rounds of each fold done in a finished run of the same recipe (its last
 round's model and every round's figures) instead of training them again, and goes on from there to ``--rounds`` in
-all; every round's model is scored. Nothing is picked on
+all; every round's model is scored. ``--pseudo-views N`` reads the pool with N views of each image
+(``TrainConfig.pseudo_views``). Nothing is picked on
 the test fold: the run validates on 200 held-out synthetic images. A fold's figures are kept in the project,
 ``bench/data/kfold/RECIPE/fold-K.json`` (figures only; its checkpoints stay in ``OUT``), so the folds can run in
 several sessions and on several machines (``--only``, or a rerun skips the folds done); every run prints the mean and
