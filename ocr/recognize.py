@@ -223,7 +223,7 @@ def read_views(engine: Engine, arrays: list[np.ndarray], cfg: CRNNConfig, views:
     ``VIEW_OFFSETS`` rows, and the model's log-probabilities averaged column by column (a view keeps its image's width,
     so their columns line up); the embeddings are the image's own. The views of a batch run as one batch. Averaging
     views that the model reads slightly differently evens out its column-by-column doubts: on real crops 5 views read
-    0.5-2.5 points more names with the names LM and 2-6 greedy (docs/benchmarks.md), for 5 runs of the model."""
+    0.5-3.5 points more names with the names LM and 2-6 greedy (docs/benchmarks.md), for 5 runs of the model."""
     if views == 1:
         return read_arrays(engine, arrays, cfg, alone)
     n = len(arrays)

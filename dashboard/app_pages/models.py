@@ -14,6 +14,7 @@ from db.models import JobStatus
 from db.registry import list_models, model_file, set_default
 from db.review import compare_models
 from jobs import queue
+from ocr.decoding.types import VIEW_OFFSETS
 
 s = settings()
 st.title("Models")
@@ -47,7 +48,7 @@ if datasets:
         split = e2.selectbox("Split", ["validation", "train", "test"], key="eval_split")
         l1, l2 = st.columns(2)
         lm = l1.checkbox("Names language model", value=True, key="eval_lm", help=LM_HELP)
-        views = l2.number_input("Views", 1, 7, 1, key="eval_views", help=VIEWS_HELP)
+        views = l2.number_input("Views", 1, len(VIEW_OFFSETS), 1, key="eval_views", help=VIEWS_HELP)
         if st.form_submit_button("Run evaluation job"):
             try:
                 job_id = queue.submit(s, "evaluate", {"model": model_id, "dataset": ds, "split": split, "lm": lm,
@@ -61,7 +62,7 @@ if datasets:
         pool = st.selectbox("Dataset", list(datasets), key="pool_dataset")
         p1, p2 = st.columns(2)
         pool_lm = p1.checkbox("Names language model", value=True, key="pool_lm", help=LM_HELP)
-        pool_views = p2.number_input("Views", 1, 7, 1, key="pool_views", help=VIEWS_HELP)
+        pool_views = p2.number_input("Views", 1, len(VIEW_OFFSETS), 1, key="pool_views", help=VIEWS_HELP)
         if st.form_submit_button("Read the unlabelled samples"):
             try:
                 job_id = queue.submit(s, "predict", {"model": model_id, "dataset": pool, "lm": pool_lm,

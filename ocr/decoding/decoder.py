@@ -16,7 +16,7 @@ import torch
 
 from ocr.alphabet import NAMED_CHARSETS, Alphabet
 from ocr.decoding.ctc import beam_decode_log_probs, greedy_decode, log_softmax
-from ocr.decoding.types import DEFAULT_WEIGHT, VIEW_OFFSETS, Fusion, Prediction
+from ocr.decoding.types import DEFAULT_WEIGHT, VIEW_OFFSETS, Fusion, Prediction, views_allowed
 
 LM_BEAM = 20  # a language model needs room in the beam to change the reading
 LEXICON_BEAM = 10  # a lexicon picks among the beam's candidates
@@ -42,7 +42,7 @@ class DecoderConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.beam <= 100:
             raise ValueError(f"beam={self.beam} must be between 0 (greedy) and 100")
-        if not 1 <= self.views <= len(VIEW_OFFSETS):
+        if not views_allowed(self.views):
             raise ValueError(f"views={self.views} must be between 1 (the image as it is) and {len(VIEW_OFFSETS)}")
 
     @property

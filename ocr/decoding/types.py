@@ -12,6 +12,11 @@ DEFAULT_WEIGHT = 0.6  # log P_lm's weight in the beam (``Fusion``); chosen on re
 VIEW_OFFSETS = (0, 1, -1, 2, -2, 3, -3)  # rows of the model's input each view moves the image by (DecoderConfig.views)
 
 
+def views_allowed(views: int) -> bool:
+    """The one range rule of a number of views (``DecoderConfig.views``, ``TrainConfig.pseudo_views``)."""
+    return 1 <= views <= len(VIEW_OFFSETS)
+
+
 class LanguageModel(Protocol):
     """A character model the beam asks for log P(next character | text so far), end of text at ``end_index``."""
 

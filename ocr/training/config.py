@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from ocr.alphabet import NAMED_CHARSETS, LabelRules
-from ocr.decoding.types import VIEW_OFFSETS
+from ocr.decoding.types import VIEW_OFFSETS, views_allowed
 
 PRESET_NAMES = ("small", "large", "textbook")  # the keys of ocr.model.PRESETS
 SCHEDULERS = ("onecycle", "cosine", "plateau", "constant")
@@ -66,7 +66,7 @@ class TrainConfig:
             (0 <= self.ema < 1, f"ema={self.ema} must be in [0, 1): the share of the weights' average kept each step"),
             (0 <= self.self_train < 1, f"self_train={self.self_train} must be a share of the run in [0, 1)"),
             (0 < self.pseudo_threshold <= 1, f"pseudo_threshold={self.pseudo_threshold} must be in (0, 1]"),
-            (1 <= self.pseudo_views <= len(VIEW_OFFSETS),
+            (views_allowed(self.pseudo_views),
              f"pseudo_views={self.pseudo_views} must be between 1 and {len(VIEW_OFFSETS)} (DecoderConfig.views)"),
         )
         for ok, message in rules:
